@@ -1,0 +1,114 @@
+//! NATS subject names (ARCHITECTURE.md § Subjects) — the contract for extra services.
+//!
+//! Every subject is built here; services never spell one out. The prefix (`sb` by default)
+//! is configurable so several deployments can share one NATS.
+
+use crate::room::RoomName;
+
+/// Default subject prefix.
+pub const DEFAULT_PREFIX: &str = "sb";
+
+/// Builds and parses subjects under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+    room_prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Subjects {
+    /// Creates the subject map under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            room_prefix: format!("{prefix}.room."),
+        }
+    }
+
+    /// Returns the prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `sb.room.<room>`: room message envelopes, any service → gateways.
+    pub fn room(&self, room: &RoomName) -> String {
+        format!("{}{}", self.room_prefix, room.as_str())
+    }
+
+    /// `sb.room.>`: every room.
+    pub fn all_rooms(&self) -> String {
+        format!("{}>", self.room_prefix)
+    }
+
+    /// Returns the room of a `sb.room.<room>` subject, if it is one.
+    pub fn room_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject.strip_prefix(self.room_prefix.as_str())
+    }
+
+    /// `sb.node.<node_id>.cmd`: commands to a node, request/reply.
+    pub fn node_command(&self, node_id: &str) -> String {
+        format!("{}.node.{node_id}.cmd", self.prefix)
+    }
+
+    /// `sb.ingest.node.<node_id>`: node state reports, gateway → publisher.
+    pub fn ingest_node(&self, node_id: &str) -> String {
+        format!("{}.ingest.node.{node_id}", self.prefix)
+    }
+
+    /// `sb.ingest.node.*`: every node's state reports.
+    pub fn ingest_all_nodes(&self) -> String {
+        format!("{}.ingest.node.*", self.prefix)
+    }
+
+    /// `sb.ingest.metric`: metric samples → aggregator.
+    pub fn ingest_metric(&self) -> String {
+        format!("{}.ingest.metric", self.prefix)
+    }
+
+    /// `sb.ingest.batch.generated`: generated ML batches (JetStream).
+    pub fn batch_generated(&self) -> String {
+        format!("{}.ingest.batch.generated", self.prefix)
+    }
+
+    /// `sb.ingest.batch.validated`: validated ML batches (JetStream).
+    pub fn batch_validated(&self) -> String {
+        format!("{}.ingest.batch.validated", self.prefix)
+    }
+
+    /// `sb.api.<service>.<method>`: request/reply queries.
+    pub fn api(&self, service: &str, method: &str) -> String {
+        format!("{}.api.{service}.{method}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_the_architecture_table() {
+        let subjects = Subjects::default();
+        let room = RoomName::parse("nodes").unwrap();
+        assert_eq!(subjects.room(&room), "sb.room.nodes");
+        assert_eq!(subjects.room_of("sb.room.nodes.a"), Some("nodes.a"));
+        assert_eq!(subjects.room_of("sb.ingest.metric"), None);
+        assert_eq!(subjects.node_command("n1"), "sb.node.n1.cmd");
+        assert_eq!(subjects.ingest_node("n1"), "sb.ingest.node.n1");
+        assert_eq!(subjects.batch_validated(), "sb.ingest.batch.validated");
+        assert_eq!(
+            subjects.api("aggregator", "history"),
+            "sb.api.aggregator.history"
+        );
+    }
+
+    #[test]
+    fn prefix_is_configurable() {
+        let subjects = Subjects::new("acme");
+        assert_eq!(subjects.all_rooms(), "acme.room.>");
+    }
+}
