@@ -8,6 +8,10 @@ use crate::room::RoomName;
 /// Default subject prefix.
 pub const DEFAULT_PREFIX: &str = "sb";
 
+/// Queue group gateways use on `sb.node.<node_id>.cmd`, so one command reaches one connection
+/// of the node even when it is connected twice.
+pub const NODE_COMMAND_QUEUE_GROUP: &str = "sb-gateway-node-cmd";
+
 /// Builds and parses subjects under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {

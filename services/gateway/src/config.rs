@@ -1,0 +1,175 @@
+//! The gateway's configuration: shared sections from `settings` plus the `[gateway]` section.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use settings::{AuthConfig, BusConfig, StoreConfig, TelemetryConfig};
+
+/// Everything `switchboard-gateway` reads from defaults, `--config FILE` and `SWITCHBOARD__*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The WebSocket gateway itself.
+    pub gateway: GatewayConfig,
+    /// The message bus (NATS, or the embedded in-memory bus when `nats_url` is unset).
+    pub bus: BusConfig,
+    /// Cluster metadata (Redis, or the in-memory store when `redis_url` is unset).
+    pub store: StoreConfig,
+    /// Token verification and the server API key.
+    pub auth: AuthConfig,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[gateway]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address the HTTP/WebSocket listener binds. Use `0.0.0.0:8000` in containers.
+    pub listen: SocketAddr,
+    /// This instance's id in the cluster; a random one is made when unset.
+    pub server_id: Option<String>,
+    /// URL other components may use to reach this gateway (shown in stats); defaults to `ws://<listen>`.
+    pub advertise_url: Option<String>,
+    /// Connection cap of this process. One process can hold about 19,900 sockets on a
+    /// 20,000-file limit; raise only with the file limit.
+    pub max_connections: usize,
+    /// Largest accepted client frame/message in bytes; larger ones close the connection with 1009.
+    pub max_message_bytes: usize,
+    /// Per-connection socket read buffer. Allocated up front for every connection, so it
+    /// dominates idle memory; 4 KiB holds any ordinary client message.
+    pub read_buffer_bytes: usize,
+    /// Bytes buffered before a socket write is issued; frames queued together are coalesced
+    /// into one write up to this size.
+    pub write_buffer_bytes: usize,
+    /// Messages that may wait in one connection's outbound queue.
+    pub outbound_queue_messages: usize,
+    /// Bytes that may wait in one connection's outbound queue.
+    pub outbound_queue_bytes: usize,
+    /// How long a connection's outbound queue may stay full before it is closed as a slow
+    /// consumer (4508). Messages arriving while it is full are dropped and counted.
+    #[serde(with = "humantime_serde")]
+    pub slow_consumer_grace: Duration,
+    /// A single socket write that takes longer than this closes the connection as a slow consumer.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Interval of WebSocket pings and JSON `heartbeat` messages (seeds 001 and 003).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A connection with no inbound frame (pong included) for this long is closed (4408).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Sustained client messages per second per connection (token bucket refill rate).
+    pub messages_per_second: u32,
+    /// Burst size of the per-connection token bucket.
+    pub message_burst: u32,
+    /// New connections per user per minute across the whole cluster (counted in the store).
+    pub connections_per_user_per_minute: u32,
+    /// Rooms one connection may be subscribed to at once.
+    pub max_rooms_per_connection: usize,
+    /// Allowed `Origin` header values (exact match, or `*`). Empty allows any origin;
+    /// requests without an `Origin` header (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Upper bound on the graceful drain after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Lower bound of the jittered `retry_after` sent in `reconnect` during drain.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_delay_min: Duration,
+    /// Upper bound of the jittered `retry_after` sent in `reconnect` during drain.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_delay_max: Duration,
+    /// TTL of this gateway's liveness key in the store; a gateway that dies stops being
+    /// counted within this time. Refreshed every third of it.
+    #[serde(with = "humantime_serde")]
+    pub liveness_ttl: Duration,
+    /// How long a command on `sb.node.<id>.cmd` waits for the node's `ack`.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Worker threads of the runtime; 0 uses one per core.
+    pub worker_threads: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            server_id: None,
+            advertise_url: None,
+            max_connections: 19_500,
+            max_message_bytes: 64 * 1024,
+            read_buffer_bytes: 4 * 1024,
+            write_buffer_bytes: 8 * 1024,
+            outbound_queue_messages: 1024,
+            outbound_queue_bytes: 1024 * 1024,
+            slow_consumer_grace: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(60),
+            messages_per_second: 100,
+            message_burst: 100,
+            connections_per_user_per_minute: 10,
+            max_rooms_per_connection: 256,
+            allowed_origins: Vec::new(),
+            drain_timeout: Duration::from_secs(10),
+            reconnect_delay_min: Duration::from_secs(1),
+            reconnect_delay_max: Duration::from_secs(5),
+            liveness_ttl: Duration::from_secs(15),
+            command_timeout: Duration::from_secs(10),
+            worker_threads: 0,
+        }
+    }
+}
+
+/// Keys whose environment values are comma-separated lists.
+pub const LIST_KEYS: [&str; 1] = ["gateway.allowed_origins"];
+
+impl Config {
+    /// Checks the configuration and lists every problem found.
+    ///
+    /// # Errors
+    /// Returns all problems at once, one sentence each.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let gateway = &self.gateway;
+        let mut problems = Vec::new();
+        if self.auth.hmac_secret.is_none()
+            && self.auth.public_key_pem.is_none()
+            && self.auth.public_key_file.is_none()
+        {
+            problems.push(
+                "auth: set auth.hmac_secret or auth.public_key_pem/public_key_file; tokens cannot be verified otherwise".to_owned(),
+            );
+        }
+        if gateway.max_connections == 0 {
+            problems.push("gateway.max_connections must be at least 1".to_owned());
+        }
+        if gateway.max_message_bytes < 256 {
+            problems.push("gateway.max_message_bytes must be at least 256".to_owned());
+        }
+        if gateway.read_buffer_bytes < 512 {
+            problems.push("gateway.read_buffer_bytes must be at least 512".to_owned());
+        }
+        if gateway.outbound_queue_messages == 0 || gateway.outbound_queue_bytes < gateway.max_message_bytes {
+            problems.push(
+                "gateway.outbound_queue_messages must be positive and outbound_queue_bytes at least max_message_bytes".to_owned(),
+            );
+        }
+        if gateway.heartbeat_interval.is_zero() || gateway.heartbeat_timeout <= gateway.heartbeat_interval {
+            problems.push("gateway.heartbeat_timeout must be longer than a non-zero heartbeat_interval".to_owned());
+        }
+        if gateway.messages_per_second == 0 || gateway.message_burst == 0 {
+            problems.push("gateway.messages_per_second and message_burst must be positive".to_owned());
+        }
+        if gateway.reconnect_delay_max < gateway.reconnect_delay_min {
+            problems.push("gateway.reconnect_delay_max must not be below reconnect_delay_min".to_owned());
+        }
+        if gateway.liveness_ttl < std::time::Duration::from_millis(300) {
+            problems.push("gateway.liveness_ttl must be at least 300ms".to_owned());
+        }
+        if protocol::RoomName::parse(&self.bus.subject_prefix).is_err() {
+            problems.push("bus.subject_prefix must be a valid dotted name".to_owned());
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+}

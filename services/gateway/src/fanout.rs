@@ -1,0 +1,201 @@
+//! Bus subscription → sessions. The gateway holds one bus subscription on `sb.room.<room>`
+//! per room with at least one local subscriber, and drops it when the last one leaves.
+//!
+//! Each bus message is decoded once and encoded at most once per codec; the same bytes
+//! (reference-counted) go to every member's queue. Pushing never blocks (see
+//! `session::conn`), so one slow client never delays the bus reader or the other members.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::ws::Message;
+use protocol::{Codec, RoomEnvelope, RoomMessage, RoomName};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::frames::encode_frame;
+use crate::session::conn::{Conn, Outgoing, PushOutcome};
+use crate::state::Shared;
+
+/// One room with local subscribers.
+pub(crate) struct Room {
+    name: RoomName,
+    members: RwLock<HashMap<u64, Arc<Conn>>>,
+    /// Set once the bus subscription is live (`true`) or failed (`false`).
+    subscribed: OnceCell<bool>,
+    cancel: CancellationToken,
+}
+
+/// Why a join failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JoinError {
+    #[error("bus subscription failed")]
+    Bus,
+}
+
+#[derive(Default)]
+pub(crate) struct Rooms {
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+}
+
+impl Rooms {
+    /// Adds `conn` to `room`, subscribing on the bus first if this is the room's first local
+    /// member. Returns once the subscription is live, so a message published after the
+    /// client sees `subscribed` is delivered.
+    pub async fn join(&self, shared: &Arc<Shared>, room_name: &RoomName, conn: &Arc<Conn>) -> Result<(), JoinError> {
+        let room = {
+            let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            let room = rooms
+                .entry(room_name.as_str().to_owned())
+                .or_insert_with(|| {
+                    Arc::new(Room {
+                        name: room_name.clone(),
+                        members: RwLock::new(HashMap::new()),
+                        subscribed: OnceCell::new(),
+                        cancel: shared.sessions_shutdown.child_token(),
+                    })
+                })
+                .clone();
+            // Insert while holding the map lock so a concurrent last-leave cannot orphan us.
+            room.members.write().unwrap_or_else(|p| p.into_inner()).insert(conn.key, conn.clone());
+            shared.metrics.rooms_active.set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+            room
+        };
+        let live = *room.subscribed.get_or_init(|| subscribe_room(shared.clone(), room.clone())).await;
+        if live {
+            Ok(())
+        } else {
+            self.leave(shared, room_name.as_str(), conn.key);
+            Err(JoinError::Bus)
+        }
+    }
+
+    /// Removes a member; the last one out drops the room and its bus subscription.
+    pub fn leave(&self, shared: &Shared, room_name: &str, key: u64) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(room) = rooms.get(room_name) else { return };
+        let now_empty = {
+            let mut members = room.members.write().unwrap_or_else(|p| p.into_inner());
+            members.remove(&key);
+            members.is_empty()
+        };
+        if now_empty {
+            room.cancel.cancel();
+            rooms.remove(room_name);
+            shared.metrics.rooms_active.set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Returns local subscriber counts per room.
+    pub fn local_counts(&self) -> Vec<(String, usize)> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), room.members.read().map(|m| m.len()).unwrap_or(0)))
+            .collect()
+    }
+}
+
+/// Subscribes the room on the bus and spawns its dispatch task; returns whether it is live.
+async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
+    let subject = shared.subjects.room(&room.name);
+    let subscription = match shared.bus.subscribe(&subject).await {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            warn!(room = %room.name, error = %error, "room subscription failed");
+            return false;
+        }
+    };
+    // A flush makes the server register the subscription before `subscribed` goes out.
+    if let Err(error) = shared.bus.flush().await {
+        warn!(room = %room.name, error = %error, "bus flush after subscribe failed");
+    }
+    let task_room = room.clone();
+    let task_shared = shared.clone();
+    shared.tasks.spawn(async move {
+        let mut subscription = subscription;
+        loop {
+            tokio::select! {
+                () = task_room.cancel.cancelled() => break,
+                next = subscription.next() => match next {
+                    Some(message) => dispatch(&task_shared, &task_room, &message.payload),
+                    None => {
+                        warn!(room = %task_room.name, "room subscription ended");
+                        break;
+                    }
+                },
+            }
+        }
+        debug!(room = %task_room.name, "room subscription closed");
+    });
+    true
+}
+
+/// Frames of one room message, encoded lazily once per codec.
+struct EncodedFrames<'a> {
+    message: &'a RoomMessage,
+    json: Option<Option<(Message, usize)>>,
+    msgpack: Option<Option<(Message, usize)>>,
+}
+
+impl EncodedFrames<'_> {
+    fn frame(&mut self, codec: Codec) -> Option<(Message, usize)> {
+        let message = self.message;
+        let slot = match codec {
+            Codec::Json => &mut self.json,
+            Codec::MsgPack => &mut self.msgpack,
+        };
+        slot.get_or_insert_with(|| encode_frame(codec, message)).clone()
+    }
+}
+
+fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
+    let envelope: RoomEnvelope = match protocol::envelope::decode_bus(payload) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            shared.metrics.bad_input.with_label_values(&["bus_envelope"]).inc();
+            debug!(room = %room.name, error = %error, "undecodable room envelope dropped");
+            return;
+        }
+    };
+    let published_at_ms = envelope
+        .timestamp
+        .as_deref()
+        .and_then(|timestamp| humantime::parse_rfc3339_weak(timestamp).ok())
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(0))
+        .unwrap_or_else(protocol::time::now_unix_ms);
+    let message = RoomMessage {
+        event: envelope.event,
+        room: room.name.as_str().to_owned(),
+        data: envelope.data,
+        timestamp: envelope.timestamp.unwrap_or_else(protocol::time::now_rfc3339),
+        seq: envelope.seq,
+        priority: envelope.priority,
+    };
+    let mut frames = EncodedFrames { message: &message, json: None, msgpack: None };
+    let (mut delivered, mut dropped, mut slow) = (0u64, 0u64, 0u64);
+    let members = room.members.read().unwrap_or_else(|p| p.into_inner());
+    for conn in members.values() {
+        let Some((frame, bytes)) = frames.frame(conn.codec) else { continue };
+        match conn.push(Outgoing { message: frame, bytes, published_at_ms }) {
+            PushOutcome::Queued => delivered += 1,
+            PushOutcome::Dropped => dropped += 1,
+            PushOutcome::SlowConsumer => {
+                dropped += 1;
+                slow += 1;
+            }
+            PushOutcome::Closing => {}
+        }
+    }
+    drop(members);
+    shared.metrics.messages_out.with_label_values(&["room"]).inc_by(delivered);
+    shared.delivered_since_flush.fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        shared.metrics.messages_dropped.inc_by(dropped);
+    }
+    if slow > 0 {
+        shared.metrics.slow_consumer_closes.inc_by(slow);
+    }
+}

@@ -1,0 +1,167 @@
+//! `GET /api/ws/connect`: origin check, connection cap, subprotocol, token, per-user
+//! connection rate — then the upgrade.
+//!
+//! Refusals that a browser could not read from an HTTP status (token and rate problems) are
+//! delivered on the WebSocket itself: the upgrade completes, the client gets an `error`
+//! frame and a close with the code's close code (4401, 4402, 4429). Origin, cap and drain
+//! refusals are plain HTTP errors, because those connections should cost nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth::Claims;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, ORIGIN};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use protocol::codec::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
+use protocol::{Codec, ErrorCode, ServerMessage};
+use serde::Deserialize;
+use tracing::debug;
+
+use crate::frames::encode_frame;
+use crate::http::error_response;
+use crate::session::{self, Socket};
+use crate::state::Shared;
+
+/// The window of the per-user connection limit (seed 001: 10 per minute).
+const CONNECTION_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Query parameters of the connect endpoint.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConnectQuery {
+    token: Option<String>,
+}
+
+pub(crate) async fn connect(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<ConnectQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return error_response(ErrorCode::ShuttingDown);
+    }
+    if !origin_allowed(&shared.config.allowed_origins, &headers) {
+        shared.metrics.auth_failures.with_label_values(&["origin"]).inc();
+        return error_response(ErrorCode::OriginNotAllowed);
+    }
+    let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
+        shared.metrics.rate_limited.with_label_values(&["connection_cap"]).inc();
+        return error_response(ErrorCode::TooManyConnections);
+    };
+    let upgrade = upgrade.protocols([SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON]);
+    let codec = upgrade
+        .selected_protocol()
+        .and_then(|value| value.to_str().ok())
+        .and_then(Codec::from_subprotocol)
+        .unwrap_or(Codec::Json);
+    let token = query.token.or_else(|| bearer_token(&headers));
+    let verdict = admit(&shared, token.as_deref()).await;
+
+    let config = &shared.config;
+    let upgrade = upgrade
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
+        // tungstenite requires the cap to exceed the flush threshold.
+        .max_write_buffer_size(config.write_buffer_bytes + config.outbound_queue_bytes + config.max_message_bytes)
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes);
+    let task_shared = shared.clone();
+    upgrade
+        .on_failed_upgrade(|error| debug!(error = %error, "websocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            let tasks = task_shared.tasks.clone();
+            tasks.track_future(async move {
+                match verdict {
+                    Ok(claims) => session::run(task_shared, socket, claims, codec).await,
+                    Err(code) => refuse(socket, codec, code).await,
+                }
+                drop(permit);
+            })
+        })
+}
+
+/// Verifies the token and applies the cluster-wide per-user connection limit.
+async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
+    let Some(token) = token.filter(|token| !token.is_empty()) else {
+        shared.metrics.auth_failures.with_label_values(&["missing"]).inc();
+        return Err(ErrorCode::TokenMissing);
+    };
+    let claims = shared.verifier.verify(token).map_err(|error| {
+        shared.metrics.auth_failures.with_label_values(&[error.reason_label()]).inc();
+        error.code()
+    })?;
+    let key = format!("conn:{}", claims.sub);
+    match shared.store.hit_rate_counter(&key, CONNECTION_RATE_WINDOW).await {
+        Ok(count) if count > u64::from(shared.config.connections_per_user_per_minute) => {
+            shared.metrics.rate_limited.with_label_values(&["connections"]).inc();
+            Err(ErrorCode::ConnectionRateLimited)
+        }
+        Ok(_) => Ok(claims),
+        // A store outage degrades the cluster-wide limit; it never blocks connections.
+        Err(error) => {
+            shared.metrics.store_errors.inc();
+            debug!(error = %error, "connection rate not checked");
+            Ok(claims)
+        }
+    }
+}
+
+/// Sends `error` and closes with the code's close code.
+async fn refuse<S: Socket>(mut socket: S, codec: Codec, code: ErrorCode) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        if let Some((frame, _)) = encode_frame(codec, &ServerMessage::error(code, None)) {
+            socket.feed(frame).await?;
+        }
+        let close = CloseFrame { code: code.close_code(), reason: Utf8Bytes::from_static(code.as_str()) };
+        socket.send(Message::Close(Some(close))).await
+    })
+    .await;
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}
+
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    // Non-browser clients send no Origin; the allowlist protects browsers from cross-site use.
+    let Some(origin) = headers.get(ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    allowed.iter().any(|entry| entry == "*" || entry.eq_ignore_ascii_case(origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn origin_allowlist_matches_exactly_or_star() {
+        let mut headers = HeaderMap::new();
+        assert!(origin_allowed(&["https://a.example".into()], &headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("https://a.example"));
+        assert!(origin_allowed(&[], &headers));
+        assert!(origin_allowed(&["https://a.example".into()], &headers));
+        assert!(!origin_allowed(&["https://b.example".into()], &headers));
+        assert!(origin_allowed(&["*".into()], &headers));
+    }
+
+    #[test]
+    fn bearer_token_is_read_from_authorization() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(bearer_token(&headers).as_deref(), Some("abc"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&headers), None);
+    }
+}

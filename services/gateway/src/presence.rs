@@ -1,0 +1,136 @@
+//! This gateway's footprint in the store: liveness, connection records, room membership,
+//! node routes and the message counter.
+//!
+//! Store writes never sit on a session's path: sessions hand operations to one writer task
+//! through a bounded queue. When the store is slow or down the queue fills and further
+//! operations are dropped and counted (`switchboard_gateway_store_errors_total`) — presence
+//! and stats degrade, delivery does not.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use store::{ConnectionRecord, GatewayInfo, Store};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+use crate::state::Shared;
+
+/// Operations waiting for the store; enough for a reconnect storm of a full gateway.
+const PRESENCE_QUEUE_CAPACITY: usize = 32 * 1024;
+
+/// One store write.
+#[derive(Debug)]
+pub(crate) enum PresenceOp {
+    AddConnection(ConnectionRecord),
+    RemoveConnection(ConnectionRecord),
+    Join { connection_id: String, room: String },
+    Leave { connection_id: String, room: String },
+    SetNodeRoute(String),
+    RemoveNodeRoute(String),
+}
+
+/// The sending side of the presence writer.
+pub(crate) struct Presence {
+    ops_tx: mpsc::Sender<PresenceOp>,
+}
+
+impl Presence {
+    /// Creates the queue; the receiver goes to [`run_writer`].
+    pub fn new() -> (Self, mpsc::Receiver<PresenceOp>) {
+        let (ops_tx, ops_rx) = mpsc::channel(PRESENCE_QUEUE_CAPACITY);
+        (Self { ops_tx }, ops_rx)
+    }
+
+    /// Queues a store write; drops it (counted) when the writer is far behind.
+    pub fn submit(&self, op: PresenceOp, metrics: &Metrics) {
+        if self.ops_tx.try_send(op).is_err() {
+            metrics.store_errors.inc();
+        }
+    }
+}
+
+/// Applies presence operations in order until the queue closes.
+pub(crate) async fn run_writer(shared: Arc<Shared>, mut ops_rx: mpsc::Receiver<PresenceOp>, cancel: CancellationToken) {
+    let gateway_id = shared.server_id.clone();
+    loop {
+        // At shutdown the gateway's entries are removed wholesale, so pending ops can go.
+        let op = tokio::select! {
+            () = cancel.cancelled() => break,
+            op = ops_rx.recv() => match op {
+                Some(op) => op,
+                None => break,
+            },
+        };
+        let store = &shared.store;
+        let result = match &op {
+            PresenceOp::AddConnection(record) => store.add_connection(record).await,
+            PresenceOp::RemoveConnection(record) => store.remove_connection(record).await,
+            PresenceOp::Join { connection_id, room } => store.join_room(&gateway_id, connection_id, room).await,
+            PresenceOp::Leave { connection_id, room } => store.leave_room(&gateway_id, connection_id, room).await,
+            PresenceOp::SetNodeRoute(node_id) => store.set_node_route(node_id, &gateway_id).await,
+            PresenceOp::RemoveNodeRoute(node_id) => store.remove_node_route(node_id, &gateway_id).await,
+        };
+        if let Err(error) = result {
+            shared.metrics.store_errors.inc();
+            debug!(error = %error, ?op, "presence write failed");
+        }
+    }
+}
+
+/// Keeps the liveness key fresh, flushes the delivered-message counter and sweeps dead
+/// gateways, every third of the liveness TTL, until `cancel`.
+pub(crate) async fn run_liveness(shared: Arc<Shared>, cancel: CancellationToken) {
+    let ttl = shared.config.liveness_ttl;
+    let info = GatewayInfo {
+        id: shared.server_id.clone(),
+        address: shared.advertise_url.clone(),
+        started_at_ms: shared.started_at_ms,
+    };
+    let mut ticker = tokio::time::interval(ttl / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store_was_down = false;
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        ticks += 1;
+        let refreshed = refresh_once(&shared.store, &info, ttl, &shared).await;
+        match (refreshed, store_was_down) {
+            (Err(error), false) => {
+                warn!(error = %error, "store unreachable; presence and stats degraded, delivery continues");
+                store_was_down = true;
+            }
+            (Ok(()), true) => {
+                info!("store reachable again");
+                store_was_down = false;
+            }
+            _ => {}
+        }
+        // Sweeping is idempotent across gateways; doing it once per TTL is plenty.
+        if ticks % 3 == 0 && !store_was_down {
+            match shared.store.sweep_dead_gateways().await {
+                Ok(0) => {}
+                Ok(swept) => info!(swept, "removed entries of dead gateways"),
+                Err(error) => debug!(error = %error, "sweep failed"),
+            }
+        }
+    }
+}
+
+async fn refresh_once(store: &Store, info: &GatewayInfo, ttl: Duration, shared: &Shared) -> Result<(), store::StoreError> {
+    store.register_gateway(info, ttl).await?;
+    let delivered = shared.delivered_since_flush.swap(0, Ordering::Relaxed);
+    if delivered > 0
+        && let Err(error) = store.add_messages(delivered).await
+    {
+        // Put the count back so the next refresh carries it.
+        shared.delivered_since_flush.fetch_add(delivered, Ordering::Relaxed);
+        return Err(error);
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! Bind, serve, drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use auth::{Verifier, VerifierKeys};
+use axum::Router;
+use axum::routing::{get, post};
+use bus::Bus;
+use protocol::Subjects;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::connections::Connections;
+use crate::error::{RunError, StartError};
+use crate::fanout::Rooms;
+use crate::metrics::Metrics;
+use crate::presence::{self, Presence, PresenceOp};
+use crate::session::conn::QueueLimits;
+use crate::state::Shared;
+use crate::{handshake, heartbeat, http};
+
+/// A bound gateway, ready to serve.
+pub struct Gateway {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    presence_rx: tokio::sync::mpsc::Receiver<PresenceOp>,
+}
+
+impl Gateway {
+    /// Validates the configuration, loads token keys and binds the listener.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for invalid settings, [`StartError::Keys`]/[`StartError::KeyFile`]
+    /// for unusable keys, [`StartError::Bind`] when the address cannot be bound.
+    pub async fn bind(config: Config, bus: Bus, store: Store) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let verifier = Verifier::new(verifier_keys(&config)?).map_err(StartError::Keys)?;
+        let addr = config.gateway.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let gateway = config.gateway;
+        let server_id = gateway
+            .server_id
+            .clone()
+            .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let advertise_url =
+            gateway.advertise_url.clone().unwrap_or_else(|| format!("ws://{local_addr}/api/ws/connect"));
+        let (presence, presence_rx) = Presence::new();
+        let shared = Arc::new(Shared {
+            queue_limits: QueueLimits {
+                max_messages: gateway.outbound_queue_messages,
+                max_bytes: gateway.outbound_queue_bytes,
+                slow_consumer_grace: gateway.slow_consumer_grace,
+            },
+            connection_slots: Arc::new(Semaphore::new(gateway.max_connections)),
+            server_id,
+            advertise_url,
+            started_at_ms: protocol::time::now_unix_ms(),
+            subjects: Subjects::new(&config.bus.subject_prefix),
+            bus,
+            store,
+            verifier,
+            api_key: config.auth.api_key.clone(),
+            metrics: Metrics::new(),
+            connections: Connections::new(),
+            rooms: Rooms::default(),
+            presence,
+            draining: AtomicBool::new(false),
+            sessions_shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_key: AtomicU64::new(1),
+            delivered_since_flush: AtomicU64::new(0),
+            queued_per_shard: std::array::from_fn(|_| Default::default()),
+            config: gateway,
+        });
+        Ok(Self { listener, shared, presence_rx })
+    }
+
+    /// Returns the bound address (useful with port 0 in tests).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| self.shared.config.listen)
+    }
+
+    /// Returns this gateway's id in the cluster.
+    pub fn server_id(&self) -> &str {
+        &self.shared.server_id
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains: readiness goes false, new
+    /// connections are refused, every client gets `reconnect` and a 1001 close, sessions get
+    /// up to `drain_timeout`, and this gateway's store entries are removed.
+    ///
+    /// # Errors
+    /// [`RunError::Serve`] when the HTTP server fails.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let Gateway { listener, shared, presence_rx } = self;
+        let background = CancellationToken::new();
+        let presence_writer = tokio::spawn(presence::run_writer(shared.clone(), presence_rx, background.clone()));
+        let liveness = tokio::spawn(presence::run_liveness(shared.clone(), background.clone()));
+        let heartbeats = tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
+        info!(
+            server_id = %shared.server_id,
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            bus = shared.bus.backend_name(),
+            store = shared.store.backend_name(),
+            "gateway listening"
+        );
+
+        let drain_shared = shared.clone();
+        let served = axum::serve(listener, router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                drain_shared.draining.store(true, Ordering::Relaxed);
+                drain_shared.sessions_shutdown.cancel();
+            })
+            .await;
+
+        shared.draining.store(true, Ordering::Relaxed);
+        shared.sessions_shutdown.cancel();
+        shared.tasks.close();
+        let drain_timeout = shared.config.drain_timeout;
+        if tokio::time::timeout(drain_timeout, shared.tasks.wait()).await.is_err() {
+            warn!(remaining = shared.tasks.len(), "drain timeout reached; cutting off remaining sessions");
+        }
+        background.cancel();
+        let _ = tokio::join!(presence_writer, liveness, heartbeats);
+        match tokio::time::timeout(drain_timeout, shared.store.remove_gateway(&shared.server_id)).await {
+            Ok(Ok(())) => info!(server_id = %shared.server_id, "gateway drained and deregistered"),
+            Ok(Err(error)) => warn!(error = %error, "store entries not removed; they expire with the liveness TTL"),
+            Err(_) => warn!("store did not answer; entries expire with the liveness TTL"),
+        }
+        if let Err(error) = shared.bus.flush().await {
+            warn!(error = %error, "bus flush at shutdown failed");
+        }
+        served.map_err(RunError::Serve)
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/ws/connect", get(handshake::connect))
+        .route("/api/ws/streams", get(http::streams))
+        .route("/api/ws/stats", get(http::stats))
+        .route("/api/ws/publish", post(http::publish))
+        .route("/api/ws/subscribe", post(http::subscription_info))
+        .route("/api/ws/unsubscribe", post(http::subscription_info))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .with_state(shared)
+}
+
+fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
+    let auth = &config.auth;
+    let mut keys = VerifierKeys { leeway: auth.leeway, ..VerifierKeys::default() };
+    for secret in [&auth.hmac_secret, &auth.previous_hmac_secret].into_iter().flatten() {
+        keys.hmac_secrets.push(secret.expose().as_bytes().to_vec());
+    }
+    if let Some(pem) = &auth.public_key_pem {
+        keys.public_keys_pem.push(pem.clone());
+    }
+    if let Some(path) = &auth.public_key_file {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|source| StartError::KeyFile { path: path.display().to_string(), source })?;
+        keys.public_keys_pem.push(pem);
+    }
+    Ok(keys)
+}
+
+/// Connects the bus and store named in `config`, binds, and serves until `shutdown`.
+///
+/// The standalone gateway requires `bus.nats_url` and `store.redis_url`; the in-memory
+/// engine is for the single-process `switchboard` only.
+///
+/// # Errors
+/// Any [`StartError`] (as [`RunError::Start`]) or [`RunError::Serve`].
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let mut problems = Vec::new();
+    if config.bus.nats_url.is_none() {
+        problems.push("bus.nats_url is required for switchboard-gateway (set SWITCHBOARD__BUS__NATS_URL)".to_owned());
+    }
+    if config.store.redis_url.is_none() {
+        problems.push("store.redis_url is required for switchboard-gateway (set SWITCHBOARD__STORE__REDIS_URL)".to_owned());
+    }
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems).into());
+    }
+    let bus = connect_bus(&config).await?;
+    let store = connect_store(&config).await?;
+    let gateway = Gateway::bind(config, bus, store).await?;
+    gateway.serve(shutdown).await
+}
+
+/// Connects the bus from `config.bus`, or creates the in-memory bus when `nats_url` is unset.
+///
+/// # Errors
+/// [`StartError::Bus`] when NATS cannot be reached.
+pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
+    match &config.bus.nats_url {
+        None => Ok(Bus::memory()),
+        Some(url) => {
+            let options = bus::NatsOptions {
+                name: config.gateway.server_id.clone().or_else(|| Some("switchboard-gateway".to_owned())),
+                connect_timeout: config.bus.connect_timeout,
+                request_timeout: config.bus.request_timeout,
+                ..bus::NatsOptions::default()
+            };
+            Bus::connect_nats(url, options).await.map_err(StartError::Bus)
+        }
+    }
+}
+
+/// Connects the store from `config.store`, or creates the in-memory store when `redis_url` is unset.
+///
+/// # Errors
+/// [`StartError::Store`] when Redis cannot be reached.
+pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
+    match &config.store.redis_url {
+        None => Ok(Store::memory()),
+        Some(url) => {
+            let options = store::RedisOptions {
+                key_prefix: config.store.key_prefix.clone(),
+                response_timeout: config.store.response_timeout,
+                ..store::RedisOptions::default()
+            };
+            Store::connect_redis(url, options).await.map_err(StartError::Store)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! One connection as the rest of the gateway sees it: identity, codec, and a bounded
+//! outbound queue that fan-out, heartbeats and commands push into without ever blocking.
+//!
+//! Overflow policy (realtime fan-out): when the queue is full the new message is dropped and
+//! counted; when it *stays* full for `slow_consumer_grace` the connection is closed with
+//! `slow_consumer` (4508). The queue is a mutex-guarded `VecDeque` plus a `Notify` instead of an
+//! mpsc channel because an idle connection then costs no queue allocation at all, and the
+//! writer swaps buffers so steady-state delivery allocates nothing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Message;
+use protocol::{Codec, ErrorCode};
+use tokio::sync::Notify;
+
+/// Limits every connection's queue shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub slow_consumer_grace: Duration,
+}
+
+/// A frame waiting to be written.
+pub(crate) struct Outgoing {
+    pub message: Message,
+    pub bytes: usize,
+    /// Publish time of a room message in Unix ms (0 for control frames); feeds the
+    /// publish→write latency histogram.
+    pub published_at_ms: u64,
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushOutcome {
+    Queued,
+    /// The queue was full; the frame was dropped.
+    Dropped,
+    /// The queue stayed full past the grace period; the connection is now closing.
+    SlowConsumer,
+    /// The connection is already closing; the frame was discarded.
+    Closing,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+    full_since: Option<Instant>,
+}
+
+/// The shared handle of one connection.
+pub(crate) struct Conn {
+    /// Registry key, unique within this gateway.
+    pub key: u64,
+    /// Public connection id (sent in `connection_established`).
+    pub connection_id: String,
+    /// The codec negotiated by subprotocol.
+    pub codec: Codec,
+    limits: QueueLimits,
+    queue: Mutex<QueueState>,
+    wake: Notify,
+    close_reason: OnceLock<ErrorCode>,
+    /// Unix ms of the last inbound frame (any frame counts as liveness).
+    last_inbound_ms: AtomicU64,
+    /// Rooms this connection is subscribed to (for `heartbeat.active_streams`).
+    pub room_count: AtomicU32,
+}
+
+impl Conn {
+    pub fn new(key: u64, connection_id: String, codec: Codec, limits: QueueLimits) -> Self {
+        Self {
+            key,
+            connection_id,
+            codec,
+            limits,
+            queue: Mutex::new(QueueState::default()),
+            wake: Notify::new(),
+            close_reason: OnceLock::new(),
+            last_inbound_ms: AtomicU64::new(protocol::time::now_unix_ms()),
+            room_count: AtomicU32::new(0),
+        }
+    }
+
+    /// Queues a frame without blocking; see the module docs for the overflow policy.
+    pub fn push(&self, outgoing: Outgoing) -> PushOutcome {
+        if self.close_reason.get().is_some() {
+            return PushOutcome::Closing;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let full = queue.items.len() >= self.limits.max_messages
+            || queue.bytes + outgoing.bytes > self.limits.max_bytes;
+        if full {
+            let now = Instant::now();
+            let full_since = *queue.full_since.get_or_insert(now);
+            drop(queue);
+            if now.duration_since(full_since) >= self.limits.slow_consumer_grace {
+                self.close(ErrorCode::SlowConsumer);
+                return PushOutcome::SlowConsumer;
+            }
+            return PushOutcome::Dropped;
+        }
+        queue.full_since = None;
+        let was_empty = queue.items.is_empty();
+        queue.bytes += outgoing.bytes;
+        queue.items.push_back(outgoing);
+        drop(queue);
+        // The writer drains everything per wake-up, so only the first frame needs to wake it.
+        if was_empty {
+            self.wake.notify_one();
+        }
+        PushOutcome::Queued
+    }
+
+    /// Moves every queued frame into `batch` (which must be empty), keeping both buffers'
+    /// capacity so steady-state delivery does not allocate.
+    pub fn take_queued(&self, batch: &mut VecDeque<Outgoing>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::swap(&mut queue.items, batch);
+        queue.bytes = 0;
+    }
+
+    /// Returns how many frames are waiting.
+    pub fn queued_len(&self) -> usize {
+        self.queue.lock().map(|queue| queue.items.len()).unwrap_or(0)
+    }
+
+    /// Asks the connection to close with `reason`; the first reason wins.
+    pub fn close(&self, reason: ErrorCode) {
+        if self.close_reason.set(reason).is_ok() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Returns the close reason, once closing was requested.
+    pub fn close_reason(&self) -> Option<ErrorCode> {
+        self.close_reason.get().copied()
+    }
+
+    /// Waits until there is something to write or a close was requested.
+    pub async fn wait_for_work(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Records inbound activity.
+    pub fn touch(&self) {
+        self.last_inbound_ms.store(protocol::time::now_unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Returns the Unix ms of the last inbound frame.
+    pub fn last_inbound_ms(&self) -> u64 {
+        self.last_inbound_ms.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(max_messages: usize, grace: Duration) -> Conn {
+        let limits = QueueLimits { max_messages, max_bytes: 1 << 20, slow_consumer_grace: grace };
+        Conn::new(1, "c".into(), Codec::Json, limits)
+    }
+
+    fn frame() -> Outgoing {
+        Outgoing { message: Message::Text("x".into()), bytes: 1, published_at_ms: 0 }
+    }
+
+    #[test]
+    fn full_queue_drops_then_closes_after_grace() {
+        let conn = conn(2, Duration::ZERO);
+        assert_eq!(conn.push(frame()), PushOutcome::Queued);
+        assert_eq!(conn.push(frame()), PushOutcome::Queued);
+        assert_eq!(conn.push(frame()), PushOutcome::SlowConsumer);
+        assert_eq!(conn.close_reason(), Some(ErrorCode::SlowConsumer));
+        assert_eq!(conn.push(frame()), PushOutcome::Closing);
+    }
+
+    #[test]
+    fn full_queue_within_grace_only_drops() {
+        let conn = conn(1, Duration::from_secs(60));
+        assert_eq!(conn.push(frame()), PushOutcome::Queued);
+        assert_eq!(conn.push(frame()), PushOutcome::Dropped);
+        assert_eq!(conn.close_reason(), None);
+        let mut batch = VecDeque::new();
+        conn.take_queued(&mut batch);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(conn.push(frame()), PushOutcome::Queued);
+    }
+
+    #[test]
+    fn byte_limit_counts_as_full() {
+        let limits = QueueLimits { max_messages: 100, max_bytes: 10, slow_consumer_grace: Duration::from_secs(60) };
+        let conn = Conn::new(1, "c".into(), Codec::Json, limits);
+        let big = Outgoing { message: Message::Text("x".into()), bytes: 8, published_at_ms: 0 };
+        assert_eq!(conn.push(big), PushOutcome::Queued);
+        let big = Outgoing { message: Message::Text("x".into()), bytes: 8, published_at_ms: 0 };
+        assert_eq!(conn.push(big), PushOutcome::Dropped);
+    }
+
+    #[test]
+    fn first_close_reason_wins() {
+        let conn = conn(1, Duration::ZERO);
+        conn.close(ErrorCode::HeartbeatTimeout);
+        conn.close(ErrorCode::SlowConsumer);
+        assert_eq!(conn.close_reason(), Some(ErrorCode::HeartbeatTimeout));
+    }
+}

@@ -1,0 +1,193 @@
+//! Handling of client messages: subscribe, unsubscribe, ping, publish, node_state, ack.
+
+use auth::Role;
+use axum::extract::ws::Message;
+use bus::Headers;
+use futures_util::SinkExt;
+use protocol::envelope::{HEADER_ORIGIN_SERVER, HEADER_TRACEPARENT, encode_bus};
+use protocol::{Ack, ClientMessage, Codec, ErrorCode, NodeState, RoomEnvelope, RoomName, ServerMessage};
+use serde_json::Value;
+
+use super::{EndReason, Session, Socket};
+use crate::presence::PresenceOp;
+
+impl<S: Socket> Session<S> {
+    /// Handles one inbound frame; returns a reason when the session must end.
+    pub(super) async fn on_frame(&mut self, frame: Message) -> Option<EndReason> {
+        self.conn.touch();
+        match frame {
+            // Text frames are JSON and binary frames MessagePack, whatever was negotiated.
+            Message::Text(text) => self.on_data(Codec::Json, text.as_bytes()).await,
+            Message::Binary(bytes) => self.on_data(Codec::MsgPack, &bytes).await,
+            // tungstenite queues the pong itself; flushing sends it now rather than with
+            // the next outbound frame.
+            Message::Ping(_) => {
+                if self.socket.flush().await.is_err() {
+                    return Some(EndReason::SocketError);
+                }
+                None
+            }
+            Message::Pong(_) => None,
+            Message::Close(_) => Some(EndReason::ClientClosed),
+        }
+    }
+
+    async fn on_data(&mut self, codec: Codec, bytes: &[u8]) -> Option<EndReason> {
+        if !self.bucket.try_take() {
+            return self.rate_limit_exceeded();
+        }
+        self.rate_strikes = 0;
+        let message = match codec.decode_client(bytes) {
+            Ok(message) => message,
+            Err(error) => {
+                let code = error.code();
+                self.shared.metrics.bad_input.with_label_values(&[code.as_str()]).inc();
+                self.send_error(code, None);
+                return None;
+            }
+        };
+        self.shared.metrics.messages_in.with_label_values(&[message_type(&message)]).inc();
+        match message {
+            ClientMessage::Subscribe { rooms, since } => self.subscribe(rooms, since.is_some()).await,
+            ClientMessage::Unsubscribe { rooms } => self.unsubscribe(rooms),
+            ClientMessage::Ping => {
+                self.send_control(&ServerMessage::Pong { timestamp: protocol::time::now_rfc3339() });
+            }
+            ClientMessage::Publish { room, event, data } => self.publish(room, event, data).await,
+            ClientMessage::NodeState(state) => self.node_state(state).await,
+            ClientMessage::Ack(ack) => self.ack(ack),
+        }
+        None
+    }
+
+    fn reject(&self, code: ErrorCode, room: Option<String>) {
+        self.shared.metrics.bad_input.with_label_values(&[code.as_str()]).inc();
+        self.send_error(code, room);
+    }
+
+    async fn subscribe(&mut self, rooms: Vec<String>, asked_recovery: bool) {
+        let shared = self.shared.clone();
+        let mut joined = Vec::with_capacity(rooms.len());
+        for raw in rooms {
+            let Ok(room) = RoomName::parse(&raw) else {
+                self.reject(ErrorCode::InvalidRoom, Some(raw));
+                continue;
+            };
+            if !self.claims.can_subscribe(room.as_str()) {
+                self.reject(ErrorCode::Forbidden, Some(raw));
+                continue;
+            }
+            if self.rooms.contains(room.as_str()) {
+                joined.push(raw);
+                continue;
+            }
+            if self.rooms.len() >= shared.config.max_rooms_per_connection {
+                self.reject(ErrorCode::Forbidden, Some(raw));
+                continue;
+            }
+            if shared.rooms.join(&shared, &room, &self.conn).await.is_err() {
+                self.send_error(ErrorCode::Unavailable, Some(raw));
+                continue;
+            }
+            self.rooms.insert(raw.clone());
+            self.conn.room_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.presence.submit(
+                PresenceOp::Join { connection_id: self.conn.connection_id.clone(), room: raw.clone() },
+                &shared.metrics,
+            );
+            joined.push(raw);
+        }
+        if !joined.is_empty() {
+            // No room has history yet, so a requested recovery is always reported as incomplete.
+            let recovered = asked_recovery.then_some(false);
+            self.send_control(&ServerMessage::Subscribed { rooms: joined, recovered });
+        }
+    }
+
+    fn unsubscribe(&mut self, rooms: Vec<String>) {
+        let shared = self.shared.clone();
+        let mut left = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            if self.rooms.remove(&room) {
+                shared.rooms.leave(&shared, &room, self.conn.key);
+                self.conn.room_count.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                shared.presence.submit(
+                    PresenceOp::Leave { connection_id: self.conn.connection_id.clone(), room: room.clone() },
+                    &shared.metrics,
+                );
+            }
+            left.push(room);
+        }
+        self.send_control(&ServerMessage::Unsubscribed { rooms: left });
+    }
+
+    async fn publish(&mut self, raw_room: String, event: String, data: Value) {
+        let Ok(room) = RoomName::parse(&raw_room) else {
+            return self.reject(ErrorCode::InvalidRoom, Some(raw_room));
+        };
+        if !self.claims.can_publish(room.as_str()) {
+            return self.reject(ErrorCode::Forbidden, Some(raw_room));
+        }
+        if !protocol::message::is_valid_event_name(&event) {
+            return self.reject(ErrorCode::InvalidMessage, Some(raw_room));
+        }
+        let envelope = RoomEnvelope { event, data, timestamp: Some(protocol::time::now_rfc3339()), seq: None, priority: None };
+        let Ok(payload) = encode_bus(&envelope) else {
+            return self.reject(ErrorCode::InvalidMessage, Some(raw_room));
+        };
+        let subject = self.shared.subjects.room(&room);
+        let headers = self.bus_headers();
+        if self.shared.bus.publish_with_headers(&subject, headers, payload.into()).await.is_err() {
+            self.send_error(ErrorCode::Unavailable, Some(raw_room));
+        }
+    }
+
+    async fn node_state(&mut self, state: NodeState) {
+        let allowed = match self.claims.role {
+            Role::Admin => true,
+            Role::Node => self.claims.node_id.as_deref() == Some(state.node_id.as_str()),
+            Role::Viewer | Role::Device => false,
+        };
+        if !allowed {
+            return self.reject(ErrorCode::Forbidden, None);
+        }
+        if protocol::room::validate_node_id(&state.node_id).is_err() {
+            return self.reject(ErrorCode::InvalidMessage, None);
+        }
+        let Ok(payload) = encode_bus(&state) else {
+            return self.reject(ErrorCode::InvalidMessage, None);
+        };
+        let subject = self.shared.subjects.ingest_node(&state.node_id);
+        let headers = self.bus_headers();
+        if self.shared.bus.publish_with_headers(&subject, headers, payload.into()).await.is_err() {
+            self.send_error(ErrorCode::Unavailable, None);
+        }
+    }
+
+    fn ack(&mut self, ack: Ack) {
+        let resolved = self.node.as_ref().is_some_and(|link| link.resolve(ack));
+        if !resolved {
+            tracing::debug!("ack for an unknown or expired command ignored");
+        }
+    }
+
+    fn bus_headers(&self) -> Headers {
+        let mut headers = Headers::new();
+        headers.insert(HEADER_ORIGIN_SERVER, &self.shared.server_id);
+        if let Some(traceparent) = telemetry::current_traceparent() {
+            headers.insert(HEADER_TRACEPARENT, &traceparent);
+        }
+        headers
+    }
+}
+
+fn message_type(message: &ClientMessage) -> &'static str {
+    match message {
+        ClientMessage::Subscribe { .. } => "subscribe",
+        ClientMessage::Unsubscribe { .. } => "unsubscribe",
+        ClientMessage::Ping => "ping",
+        ClientMessage::Publish { .. } => "publish",
+        ClientMessage::NodeState(_) => "node_state",
+        ClientMessage::Ack(_) => "ack",
+    }
+}

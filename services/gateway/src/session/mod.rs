@@ -1,0 +1,312 @@
+//! One WebSocket connection's life: greeting, inbound messages, the writer side of its
+//! outbound queue, token expiry, heartbeat timeout, slow-consumer close and drain.
+//!
+//! The session is one task. It waits on four things at once — the socket, its queue, its
+//! token's expiry and the gateway's shutdown — and handles whichever comes first. Writing
+//! drains the whole queue into the socket with one flush (coalescing frames into few
+//! writes), bounded by `write_timeout`.
+
+pub(crate) mod conn;
+mod inbound;
+pub(crate) mod ratelimit;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use auth::{Claims, Role};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use protocol::{Codec, ErrorCode, ServerMessage};
+use rand::Rng;
+use store::ConnectionRecord;
+use tracing::{debug, info_span, Instrument};
+
+use crate::frames::{control, encode_frame};
+use crate::nodes::{self, NodeLink};
+use crate::presence::PresenceOp;
+use crate::state::Shared;
+use conn::{Conn, Outgoing};
+use ratelimit::TokenBucket;
+
+/// How long the farewell frames (error, reconnect, close) may take before the socket is dropped.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a session ended; the label of `switchboard_gateway_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    ClientClosed,
+    SocketError,
+    Error(ErrorCode),
+}
+
+impl EndReason {
+    fn label(self) -> &'static str {
+        match self {
+            EndReason::ClientClosed => "client_closed",
+            EndReason::SocketError => "socket_error",
+            EndReason::Error(code) => code.as_str(),
+        }
+    }
+}
+
+/// Anything a WebSocket session can run on: axum's socket, or channels in unit tests.
+pub(crate) trait Socket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+impl<T> Socket for T where
+    T: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+pub(crate) struct Session<S> {
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    claims: Claims,
+    socket: S,
+    rooms: HashSet<String>,
+    bucket: TokenBucket,
+    /// Messages rejected by the rate limit since the bucket last had a token.
+    rate_strikes: u32,
+    last_rate_error_ms: u64,
+    node: Option<Arc<NodeLink>>,
+    batch: VecDeque<Outgoing>,
+}
+
+enum Event {
+    Shutdown,
+    Expired,
+    Work,
+    Inbound(Option<Result<Message, axum::Error>>),
+}
+
+/// Runs an accepted, authenticated connection to its end.
+pub(crate) async fn run<S: Socket>(shared: Arc<Shared>, socket: S, claims: Claims, codec: Codec) {
+    let key = shared.next_key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let connection_id = uuid::Uuid::new_v4().to_string();
+    let span = info_span!("session", conn_id = %connection_id, user_id = %claims.sub, role = ?claims.role);
+    let conn = Arc::new(Conn::new(key, connection_id, codec, shared.queue_limits));
+    let config = &shared.config;
+    let session = Session {
+        bucket: TokenBucket::new(config.messages_per_second, config.message_burst),
+        shared: shared.clone(),
+        conn,
+        claims,
+        socket,
+        rooms: HashSet::new(),
+        rate_strikes: 0,
+        last_rate_error_ms: 0,
+        node: None,
+        batch: VecDeque::new(),
+    };
+    session.run().instrument(span).await;
+}
+
+impl<S: Socket> Session<S> {
+    async fn run(mut self) {
+        let shared = self.shared.clone();
+        let record = ConnectionRecord {
+            connection_id: self.conn.connection_id.clone(),
+            gateway_id: shared.server_id.clone(),
+            user_id: self.claims.sub.clone(),
+            role: format!("{:?}", self.claims.role).to_lowercase(),
+            node_id: self.claims.node_id.clone(),
+            connected_at_ms: protocol::time::now_unix_ms(),
+        };
+        shared.connections.insert(self.conn.clone());
+        shared.metrics.connections_active.inc();
+        shared.metrics.connections_opened.inc();
+        shared.presence.submit(PresenceOp::AddConnection(record.clone()), &shared.metrics);
+        debug!("connection accepted");
+
+        let reason = self.serve().await;
+
+        for room in std::mem::take(&mut self.rooms) {
+            shared.rooms.leave(&shared, &room, self.conn.key);
+        }
+        if let Some(link) = self.node.take() {
+            link.stop();
+            shared.presence.submit(PresenceOp::RemoveNodeRoute(link.node_id.clone()), &shared.metrics);
+        }
+        shared.connections.remove(self.conn.key);
+        shared.presence.submit(PresenceOp::RemoveConnection(record), &shared.metrics);
+        shared.metrics.connections_active.dec();
+        shared.metrics.connections_closed.with_label_values(&[reason.label()]).inc();
+        debug!(reason = reason.label(), "connection closed");
+    }
+
+    async fn serve(&mut self) -> EndReason {
+        let greeting = ServerMessage::ConnectionEstablished {
+            connection_id: self.conn.connection_id.clone(),
+            server_id: self.shared.server_id.clone(),
+            heartbeat_interval_ms: u64::try_from(self.shared.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+            timestamp: protocol::time::now_rfc3339(),
+        };
+        self.send_control(&greeting);
+        if self.claims.role == Role::Node
+            && let Some(node_id) = self.claims.node_id.clone()
+        {
+            self.start_node(&node_id).await;
+        }
+        let expiry = tokio::time::sleep(self.time_until_expiry());
+        tokio::pin!(expiry);
+        let mut expired = false;
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = self.shared.sessions_shutdown.cancelled() => Event::Shutdown,
+                () = &mut expiry, if !expired => Event::Expired,
+                () = self.conn.wait_for_work() => Event::Work,
+                inbound = self.socket.next() => Event::Inbound(inbound),
+            };
+            match event {
+                Event::Shutdown => return self.farewell_reconnect().await,
+                Event::Expired => {
+                    expired = true;
+                    self.conn.close(ErrorCode::TokenExpired);
+                }
+                Event::Work => {
+                    if let Some(reason) = self.conn.close_reason() {
+                        return self.farewell(reason).await;
+                    }
+                    if let Err(reason) = self.write_queued().await {
+                        return reason;
+                    }
+                }
+                Event::Inbound(None) => return EndReason::ClientClosed,
+                Event::Inbound(Some(Err(error))) => return self.on_socket_error(error).await,
+                Event::Inbound(Some(Ok(message))) => {
+                    if let Some(reason) = self.on_frame(message).await {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    fn time_until_expiry(&self) -> Duration {
+        let expires_at = UNIX_EPOCH + Duration::from_secs(self.claims.exp);
+        expires_at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO)
+    }
+
+    async fn start_node(&mut self, node_id: &str) {
+        match nodes::serve_commands(&self.shared, &self.conn, node_id).await {
+            Ok(link) => {
+                self.shared.presence.submit(PresenceOp::SetNodeRoute(node_id.to_owned()), &self.shared.metrics);
+                self.node = Some(link);
+            }
+            Err(error) => tracing::warn!(node_id, error = %error, "node commands unavailable for this connection"),
+        }
+    }
+
+    /// Queues a control message to this connection.
+    fn send_control<T: serde::Serialize>(&self, message: &T) {
+        if let Some(outgoing) = control(self.conn.codec, message) {
+            self.conn.push(outgoing);
+            self.shared.metrics.messages_out.with_label_values(&["control"]).inc();
+        }
+    }
+
+    fn send_error(&self, code: ErrorCode, room: Option<String>) {
+        self.send_control(&ServerMessage::error(code, room));
+    }
+
+    /// Writes everything queued, coalesced into one flush.
+    async fn write_queued(&mut self) -> Result<(), EndReason> {
+        self.conn.take_queued(&mut self.batch);
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let write_timeout = self.shared.config.write_timeout;
+        let socket = &mut self.socket;
+        let batch = &self.batch;
+        let written = tokio::time::timeout(write_timeout, async {
+            for outgoing in batch {
+                socket.feed(outgoing.message.clone()).await?;
+            }
+            socket.flush().await
+        })
+        .await;
+        match written {
+            Err(_) => {
+                self.shared.metrics.slow_consumer_closes.inc();
+                return Err(EndReason::Error(ErrorCode::SlowConsumer));
+            }
+            Ok(Err(_)) => return Err(EndReason::SocketError),
+            Ok(Ok(())) => {}
+        }
+        let now_ms = protocol::time::now_unix_ms();
+        for outgoing in self.batch.iter().filter(|outgoing| outgoing.published_at_ms > 0) {
+            let latency_ms = now_ms.saturating_sub(outgoing.published_at_ms);
+            self.shared.metrics.publish_to_write_seconds.observe(latency_ms as f64 / 1000.0);
+        }
+        self.batch.clear();
+        // A burst may have grown the buffer; give the memory back once it is idle again.
+        if self.batch.capacity() > 256 {
+            self.batch.shrink_to(16);
+        }
+        Ok(())
+    }
+
+    /// Sends `error` and a close frame with the code's close code, then ends.
+    async fn farewell(&mut self, code: ErrorCode) -> EndReason {
+        let error = encode_frame(self.conn.codec, &ServerMessage::error(code, None)).map(|(frame, _)| frame);
+        self.send_farewell(error, code.close_code(), code.as_str()).await;
+        EndReason::Error(code)
+    }
+
+    /// Drain: tells the client to reconnect elsewhere after a jittered delay, then closes with 1001.
+    async fn farewell_reconnect(&mut self) -> EndReason {
+        let (min, max) = (self.shared.config.reconnect_delay_min, self.shared.config.reconnect_delay_max);
+        let retry_after = rand::rng().random_range(min.as_secs_f64()..=max.as_secs_f64());
+        let reconnect = ServerMessage::Reconnect {
+            reason: "server shutting down".to_owned(),
+            retry_after: (retry_after * 1000.0).round() / 1000.0,
+        };
+        let frame = encode_frame(self.conn.codec, &reconnect).map(|(frame, _)| frame);
+        let code = ErrorCode::ShuttingDown;
+        self.send_farewell(frame, code.close_code(), code.as_str()).await;
+        EndReason::Error(code)
+    }
+
+    async fn send_farewell(&mut self, frame: Option<Message>, close_code: u16, reason: &'static str) {
+        let socket = &mut self.socket;
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+            if let Some(frame) = frame {
+                socket.feed(frame).await?;
+            }
+            let close = CloseFrame { code: close_code, reason: Utf8Bytes::from_static(reason) };
+            socket.send(Message::Close(Some(close))).await
+        })
+        .await;
+    }
+
+    async fn on_socket_error(&mut self, error: axum::Error) -> EndReason {
+        let too_big = error
+            .into_inner()
+            .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+            .is_some_and(|inner| matches!(inner, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+        if too_big {
+            self.shared.metrics.bad_input.with_label_values(&[ErrorCode::MessageTooLarge.as_str()]).inc();
+            return self.farewell(ErrorCode::MessageTooLarge).await;
+        }
+        EndReason::SocketError
+    }
+
+    fn rate_limit_exceeded(&mut self) -> Option<EndReason> {
+        self.shared.metrics.rate_limited.with_label_values(&["messages"]).inc();
+        self.rate_strikes += 1;
+        // A client that keeps sending at twice its allowance is flooding, not bursting.
+        if self.rate_strikes > self.shared.config.message_burst {
+            self.conn.close(ErrorCode::RateLimited);
+            return None;
+        }
+        let now_ms = protocol::time::now_unix_ms();
+        if now_ms.saturating_sub(self.last_rate_error_ms) >= 1000 {
+            self.last_rate_error_ms = now_ms;
+            self.send_error(ErrorCode::RateLimited, None);
+        }
+        None
+    }
+}

@@ -1,0 +1,50 @@
+//! State shared by every handler and task of one gateway instance.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+
+use auth::Verifier;
+use bus::Bus;
+use protocol::Subjects;
+use settings::Secret;
+use store::Store;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::GatewayConfig;
+use crate::connections::{Connections, SHARDS};
+use crate::fanout::Rooms;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::session::conn::QueueLimits;
+
+pub(crate) struct Shared {
+    pub config: GatewayConfig,
+    pub server_id: String,
+    pub advertise_url: String,
+    pub started_at_ms: u64,
+    pub subjects: Subjects,
+    pub bus: Bus,
+    pub store: Store,
+    pub verifier: Verifier,
+    pub api_key: Option<Secret>,
+    pub metrics: Metrics,
+    pub connections: Connections,
+    pub rooms: Rooms,
+    pub presence: Presence,
+    pub queue_limits: QueueLimits,
+    /// Set when shutdown begins: readiness turns false and new connections are refused.
+    pub draining: AtomicBool,
+    /// Connection cap; a permit is held for the life of each connection.
+    pub connection_slots: Arc<Semaphore>,
+    /// Cancelled to ask every session to send `reconnect` and close.
+    pub sessions_shutdown: CancellationToken,
+    /// Owns every session and background task of this gateway.
+    pub tasks: TaskTracker,
+    pub next_key: AtomicU64,
+    /// Room messages queued to clients since the last store flush.
+    pub delivered_since_flush: AtomicU64,
+    /// Outbound queue depth per connection shard, sampled by the heartbeat sweep.
+    pub queued_per_shard: [AtomicUsize; SHARDS],
+}
