@@ -89,6 +89,8 @@ pub struct GatewayConfig {
     pub command_timeout: Duration,
     /// Worker threads of the runtime; 0 uses one per core.
     pub worker_threads: usize,
+    /// Serve the web dashboard at `/` (a static page that connects back to this gateway).
+    pub dashboard: bool,
 }
 
 impl Default for GatewayConfig {
@@ -118,6 +120,7 @@ impl Default for GatewayConfig {
             liveness_ttl: Duration::from_secs(15),
             command_timeout: Duration::from_secs(10),
             worker_threads: 0,
+            dashboard: true,
         }
     }
 }
@@ -133,10 +136,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let gateway = &self.gateway;
         let mut problems = Vec::new();
-        if self.auth.hmac_secret.is_none()
-            && self.auth.public_key_pem.is_none()
-            && self.auth.public_key_file.is_none()
-        {
+        self.bus.validate(&mut problems);
+        self.store.validate(&mut problems);
+        self.auth.validate(&mut problems);
+        self.telemetry.validate(&mut problems);
+        if !self.auth.has_verification_key() {
             problems.push(
                 "auth: set auth.hmac_secret or auth.public_key_pem/public_key_file; tokens cannot be verified otherwise".to_owned(),
             );
@@ -166,9 +170,6 @@ impl Config {
         }
         if gateway.liveness_ttl < std::time::Duration::from_millis(300) {
             problems.push("gateway.liveness_ttl must be at least 300ms".to_owned());
-        }
-        if protocol::RoomName::parse(&self.bus.subject_prefix).is_err() {
-            problems.push("bus.subject_prefix must be a valid dotted name".to_owned());
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }

@@ -31,3 +31,6 @@ mod state;
 pub use config::{Config, GatewayConfig};
 pub use error::{RunError, StartError};
 pub use server::{Gateway, connect_bus, connect_store, run};
+
+#[cfg(feature = "test-util")]
+pub mod test_util;

@@ -144,7 +144,8 @@ impl Gateway {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let dashboard_enabled = shared.config.dashboard;
+    let router = Router::new()
         .route("/api/ws/connect", get(handshake::connect))
         .route("/api/ws/streams", get(http::streams))
         .route("/api/ws/stats", get(http::stats))
@@ -153,8 +154,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ws/unsubscribe", post(http::subscription_info))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
-        .route("/metrics", get(http::metrics))
-        .with_state(shared)
+        .route("/metrics", get(http::metrics));
+    let router = if dashboard_enabled { router.route("/", get(http::dashboard)) } else { router };
+    router.with_state(shared)
 }
 
 fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {

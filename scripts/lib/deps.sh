@@ -1,0 +1,46 @@
+# Installs what the scripts need on a fresh Debian machine, only when it is missing.
+# Sourced by scripts/test.sh; every function is idempotent.
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    echo "==> apt-get update" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  echo "==> apt-get install $*" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# ensure_command COMMAND PACKAGE: installs PACKAGE when COMMAND is not on PATH (or in /usr/sbin).
+ensure_command() {
+  local command=$1 package=$2
+  if ! command -v "$command" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$command" ] && [ ! -x "/usr/bin/$command" ]; then
+    apt_install "$package"
+  fi
+}
+
+ensure_test_services() {
+  ensure_command nats-server nats-server
+  ensure_command redis-server redis-server
+}
+
+ensure_browser_tools() {
+  ensure_command node nodejs
+  ensure_command npm npm
+  ensure_command chromium chromium
+}
+
+# ensure_node_packages DIR: installs DIR's locked npm packages when node_modules is missing or stale.
+ensure_node_packages() {
+  local dir=$1
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "==> npm ci in $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2 && touch node_modules)
+  fi
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, contract (memory + real NATS/Redis), gateway integration,
+# end-to-end against real nats-server and redis-server, and the dashboard in headless
+# Chromium. Installs nats-server, redis-server, Node.js and Chromium when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/deps.sh
+
+ensure_test_services
+
+echo "==> cargo build (all targets, all features)" >&2
+cargo build --workspace --all-targets --all-features
+
+echo "==> cargo test" >&2
+cargo test --workspace --all-features
+
+if [ -f tests/dashboard/package.json ]; then
+  ensure_browser_tools
+  ensure_node_packages tests/dashboard
+  echo "==> dashboard test (headless Chromium)" >&2
+  node --test tests/dashboard/
+fi
