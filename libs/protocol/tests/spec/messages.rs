@@ -1,0 +1,127 @@
+//! Every message type, built from the Rust types, against its schema; the schemas' own
+//! examples against the schemas and the Rust types.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use switchboard_protocol::{
+    Codec, CommandReply, CommandRequest, ErrorCode, RoomEnvelope, ServerFrame, ServerMessage,
+};
+
+use crate::samples::{samples_with_every_field, samples_with_optional_fields_absent};
+use crate::support::{COMMON, Sample, Schemas, assert_all_valid};
+
+#[test]
+fn messages_with_every_field_set_match_their_schemas() {
+    assert_all_valid(&Schemas::load(), &samples_with_every_field());
+}
+
+#[test]
+fn messages_with_optional_fields_absent_match_their_schemas() {
+    assert_all_valid(&Schemas::load(), &samples_with_optional_fields_absent());
+}
+
+#[test]
+fn every_error_code_makes_a_valid_error_frame() {
+    let samples: Vec<Sample> = ErrorCode::ALL
+        .iter()
+        .map(|&code| {
+            Sample::frame(
+                "error.schema.json",
+                "error",
+                &ServerMessage::error(code, None),
+            )
+        })
+        .collect();
+    assert_all_valid(&Schemas::load(), &samples);
+}
+
+#[test]
+fn every_message_schema_has_a_rust_sample() {
+    let schemas = Schemas::load();
+    let sampled: BTreeSet<String> = samples_with_every_field()
+        .iter()
+        .map(|sample| sample.target.to_owned())
+        .filter(|target| !target.contains('#'))
+        .collect();
+    assert_eq!(sampled, schemas.message_files());
+}
+
+#[test]
+fn schemas_declare_exactly_the_fields_of_the_rust_types() {
+    // Closed schemas catch a Rust field the spec lacks; this catches the reverse, a schema
+    // property no Rust type writes (a typo, or a field removed from the code).
+    let schemas = Schemas::load();
+    for sample in samples_with_every_field() {
+        let Some(object) = sample.json.as_object() else {
+            continue;
+        };
+        let written: BTreeSet<String> = object.keys().cloned().collect();
+        assert_eq!(
+            written,
+            schemas.declared_properties(sample.target),
+            "fields of {} versus properties of {}",
+            sample.label,
+            sample.target
+        );
+    }
+}
+
+#[test]
+fn schema_examples_are_valid_and_decode_into_the_rust_types() {
+    let schemas = Schemas::load();
+    for (file, schema) in schemas.files() {
+        let examples = schema.get("examples").and_then(Value::as_array);
+        if file.as_str() != COMMON {
+            assert!(
+                examples.is_some_and(|e| !e.is_empty()),
+                "{file} has no examples"
+            );
+        }
+        for example in examples.into_iter().flatten() {
+            let errors = schemas.errors(file, example);
+            assert!(errors.is_empty(), "{file} example {example}: {errors:?}");
+            decode_example_with_rust(file, example);
+        }
+    }
+}
+
+/// Schema files of the client → server messages.
+const CLIENT_MESSAGE_FILES: [&str; 6] = [
+    "subscribe.schema.json",
+    "unsubscribe.schema.json",
+    "ping.schema.json",
+    "publish.schema.json",
+    "node_state.schema.json",
+    "ack.schema.json",
+];
+
+/// Decodes a schema example with the Rust type that reads it, so the spec's examples are
+/// messages the implementation accepts.
+fn decode_example_with_rust(file: &str, example: &Value) {
+    fn bus<T: serde::de::DeserializeOwned>(example: &Value) -> Result<(), String> {
+        serde_json::from_value::<T>(example.clone())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    let bytes = serde_json::to_vec(example).expect("example serializes");
+    let result = match file {
+        "room_envelope.schema.json" => bus::<RoomEnvelope>(example),
+        "command_request.schema.json" => bus::<CommandRequest>(example),
+        "command_reply.schema.json" => bus::<CommandReply>(example),
+        // No Rust type yet; the schema and the mirror in this file are the contract.
+        "metric_sample.schema.json" => Ok(()),
+        _ if CLIENT_MESSAGE_FILES.contains(&file) => Codec::Json
+            .decode_client(&bytes)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        _ => match ServerFrame::decode(Codec::Json, &bytes) {
+            Ok(ServerFrame::Room(_)) if file == "room_message.schema.json" => Ok(()),
+            Ok(ServerFrame::Control(_)) if file != "room_message.schema.json" => Ok(()),
+            other => Err(format!("decoded as {other:?}")),
+        },
+    };
+    if let Err(error) = result {
+        panic!("{file} example {example} is refused by the Rust types: {error}");
+    }
+}
