@@ -1,0 +1,354 @@
+//! Configuration sections shared by several services. A service's `Config` embeds them under
+//! the conventional keys `bus`, `store`, `auth` and `telemetry`; problem messages use those keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Secret, SettingsError};
+
+/// Shortest HMAC secret accepted; mirrors `auth::MIN_HMAC_SECRET_BYTES` (RFC 7518 §3.2) so
+/// `--check-config` catches a weak secret before the verifier refuses it.
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+/// Largest token leeway accepted; mirrors `auth::MAX_LEEWAY`.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// The message bus (NATS) connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// NATS server URL(s), e.g. `nats://nats:4222`. Unset: the embedded in-memory bus, which
+    /// only works when every component runs in one process (the standalone binary, tests).
+    pub nats_url: Option<String>,
+    /// First segment of every subject this deployment uses. Change it to run two deployments
+    /// on one NATS cluster without crosstalk.
+    pub subject_prefix: String,
+    /// How long to wait for the first connection at startup before failing. Raise it when NATS
+    /// starts slowly next to the service (compose, cold clusters).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a request/reply (e.g. a node command) waits for its answer. Raise it for slow
+    /// responders; lower it to fail fast.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            nats_url: None,
+            subject_prefix: "sb".to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl BusConfig {
+    /// Appends every problem with this section to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        check_prefix("bus.subject_prefix", &self.subject_prefix, problems);
+        check_positive("bus.connect_timeout", self.connect_timeout, problems);
+        check_positive("bus.request_timeout", self.request_timeout, problems);
+        check_not_blank("bus.nats_url", self.nats_url.as_deref(), problems);
+    }
+}
+
+/// The metadata store (Redis) connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Redis URL, e.g. `redis://redis:6379`. Unset: an in-memory store, which only works when
+    /// every component runs in one process (the standalone binary, tests).
+    pub redis_url: Option<String>,
+    /// Prefix of every key this deployment writes. Change it to share one Redis between
+    /// deployments.
+    pub key_prefix: String,
+    /// How long one Redis command may take before it counts as failed. Raise it for a
+    /// distant or overloaded Redis.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis_url: None,
+            key_prefix: "sb".to_owned(),
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Appends every problem with this section to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        check_prefix("store.key_prefix", &self.key_prefix, problems);
+        check_positive("store.response_timeout", self.response_timeout, problems);
+        check_not_blank("store.redis_url", self.redis_url.as_deref(), problems);
+    }
+}
+
+/// Token verification keys and the publish API key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Current HS256 secret (at least 32 bytes). Set it when your token issuer shares a secret
+    /// with Switchboard.
+    pub hmac_secret: Option<Secret>,
+    /// The secret being rotated out; tokens signed with it stay valid until you unset it.
+    /// Set it to the old `hmac_secret` when rotating, remove it once old tokens have expired.
+    pub previous_hmac_secret: Option<Secret>,
+    /// RS256/ES256 public key as PEM text. Set it when tokens are signed with a private key.
+    pub public_key_pem: Option<String>,
+    /// File holding a PEM public key; read at startup. May be set together with
+    /// `public_key_pem` (both are accepted, e.g. during a key rotation).
+    pub public_key_file: Option<PathBuf>,
+    /// Key required by `POST /api/ws/publish`. Unset: that endpoint is disabled.
+    pub api_key: Option<Secret>,
+    /// Clock-skew allowance on token expiry. Zero enforces `exp` exactly; raise it (a few
+    /// seconds) only if issuer and gateway clocks drift.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl AuthConfig {
+    /// Returns the HMAC secrets in verification order: current first, then previous.
+    pub fn hmac_secrets(&self) -> Vec<Vec<u8>> {
+        [&self.hmac_secret, &self.previous_hmac_secret]
+            .into_iter()
+            .flatten()
+            .map(|secret| secret.expose().as_bytes().to_vec())
+            .collect()
+    }
+
+    /// Returns the public keys as PEM texts: `public_key_pem`, then the contents of
+    /// `public_key_file`. Reads the file, so call it at startup, not on an async hot path.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError::File`] if `public_key_file` cannot be read.
+    pub fn public_keys_pem(&self) -> Result<Vec<String>, SettingsError> {
+        let mut pems: Vec<String> = self.public_key_pem.iter().cloned().collect();
+        if let Some(path) = &self.public_key_file {
+            let pem = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
+                path: path.clone(),
+                source,
+            })?;
+            pems.push(pem);
+        }
+        Ok(pems)
+    }
+
+    /// Reports whether any token verification key is configured.
+    pub fn has_verification_key(&self) -> bool {
+        self.hmac_secret.is_some()
+            || self.public_key_pem.is_some()
+            || self.public_key_file.is_some()
+    }
+
+    /// Appends every problem with this section to `problems`. Having no key at all is not a
+    /// problem here: whether a service needs one is that service's call.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        for (key, secret) in [
+            ("auth.hmac_secret", &self.hmac_secret),
+            ("auth.previous_hmac_secret", &self.previous_hmac_secret),
+        ] {
+            if let Some(secret) = secret
+                && secret.expose().len() < MIN_HMAC_SECRET_BYTES
+            {
+                problems.push(format!(
+                    "{key} must be at least {MIN_HMAC_SECRET_BYTES} bytes"
+                ));
+            }
+        }
+        if self.previous_hmac_secret.is_some() && self.hmac_secret.is_none() {
+            problems.push("auth.previous_hmac_secret is set without auth.hmac_secret".into());
+        }
+        if let Some(pem) = &self.public_key_pem
+            && !pem.contains("-----BEGIN ")
+        {
+            problems.push("auth.public_key_pem is not PEM text".into());
+        }
+        if self
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.expose().is_empty())
+        {
+            problems.push("auth.api_key must not be empty".into());
+        }
+        if self.leeway > MAX_LEEWAY {
+            problems.push(format!(
+                "auth.leeway must be at most {}s",
+                MAX_LEEWAY.as_secs()
+            ));
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable, coloured.
+    Pretty,
+}
+
+/// Logging, tracing and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `auto`, `json` or `pretty`. Force `json` when a TTY-attached container still ships
+    /// logs to a collector.
+    pub log_format: LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info,switchboard_gateway=debug`). Unset: `RUST_LOG`,
+    /// else `info`.
+    pub log_filter: Option<String>,
+    /// OTLP/gRPC collector endpoint (`http://otel-collector:4317`). Unset: no trace export.
+    pub otlp_endpoint: Option<String>,
+    /// Per-export timeout towards the collector; also bounds the final flush at shutdown.
+    /// Raise it for a distant collector; keep it below the shutdown grace period.
+    #[serde(with = "humantime_serde")]
+    pub otlp_timeout: Duration,
+    /// Address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`), e.g.
+    /// `0.0.0.0:9090`. Unset: no admin server.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            log_format: LogFormat::Auto,
+            log_filter: None,
+            otlp_endpoint: None,
+            otlp_timeout: Duration::from_secs(3),
+            admin_listen: None,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Appends every problem with this section to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            problems.push("telemetry.otlp_endpoint must start with http:// or https://".into());
+        }
+        check_positive("telemetry.otlp_timeout", self.otlp_timeout, problems);
+        check_not_blank("telemetry.log_filter", self.log_filter.as_deref(), problems);
+    }
+}
+
+fn check_positive(key: &str, value: Duration, problems: &mut Vec<String>) {
+    if value.is_zero() {
+        problems.push(format!("{key} must be greater than zero"));
+    }
+}
+
+fn check_not_blank(key: &str, value: Option<&str>, problems: &mut Vec<String>) {
+    if value.is_some_and(|value| value.trim().is_empty()) {
+        problems.push(format!("{key} must not be blank when set"));
+    }
+}
+
+/// A prefix becomes part of NATS subjects and Redis keys, so it may not be empty nor contain
+/// whitespace or NATS wildcards.
+fn check_prefix(key: &str, prefix: &str, problems: &mut Vec<String>) {
+    let well_formed = !prefix.is_empty()
+        && !prefix.starts_with('.')
+        && !prefix.ends_with('.')
+        && !prefix.contains(|c: char| c.is_whitespace() || c == '*' || c == '>');
+    if !well_formed {
+        problems.push(format!(
+            "{key} must be non-empty, without whitespace, '*', '>' or leading/trailing '.'"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn problems_of(validate: impl FnOnce(&mut Vec<String>)) -> Vec<String> {
+        let mut problems = Vec::new();
+        validate(&mut problems);
+        problems
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(problems_of(|p| BusConfig::default().validate(p)).is_empty());
+        assert!(problems_of(|p| StoreConfig::default().validate(p)).is_empty());
+        assert!(problems_of(|p| AuthConfig::default().validate(p)).is_empty());
+        assert!(problems_of(|p| TelemetryConfig::default().validate(p)).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let bus = BusConfig {
+            subject_prefix: "a b".into(),
+            connect_timeout: Duration::ZERO,
+            ..BusConfig::default()
+        };
+        assert_eq!(problems_of(|p| bus.validate(p)).len(), 2);
+        let auth = AuthConfig {
+            previous_hmac_secret: Some(Secret::new("short")),
+            public_key_pem: Some("not pem".into()),
+            leeway: Duration::from_secs(3600),
+            ..AuthConfig::default()
+        };
+        let problems = problems_of(|p| auth.validate(p));
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].starts_with("auth.previous_hmac_secret"));
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: Some("collector:4317".into()),
+            ..TelemetryConfig::default()
+        };
+        assert_eq!(problems_of(|p| telemetry.validate(p)).len(), 1);
+        assert!(matches!(
+            SettingsError::from_problems(problems),
+            Err(SettingsError::Invalid(listed)) if listed.len() == 4
+        ));
+        assert!(SettingsError::from_problems(Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn auth_keys_come_out_in_order() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"-----BEGIN PUBLIC KEY-----\nfile\n")
+            .unwrap();
+        let auth = AuthConfig {
+            hmac_secret: Some(Secret::new("current")),
+            previous_hmac_secret: Some(Secret::new("previous")),
+            public_key_pem: Some("inline".into()),
+            public_key_file: Some(file.path().to_path_buf()),
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            auth.hmac_secrets(),
+            [b"current".to_vec(), b"previous".to_vec()]
+        );
+        let pems = auth.public_keys_pem().unwrap();
+        assert_eq!(pems[0], "inline");
+        assert!(pems[1].contains("file"));
+        assert!(auth.has_verification_key());
+        let missing = AuthConfig {
+            public_key_file: Some("/no/such/key.pem".into()),
+            ..AuthConfig::default()
+        };
+        assert!(matches!(
+            missing.public_keys_pem(),
+            Err(SettingsError::File { .. })
+        ));
+    }
+}
