@@ -154,23 +154,37 @@ impl Config {
         if gateway.read_buffer_bytes < 512 {
             problems.push("gateway.read_buffer_bytes must be at least 512".to_owned());
         }
-        if gateway.outbound_queue_messages == 0 || gateway.outbound_queue_bytes < gateway.max_message_bytes {
+        if gateway.outbound_queue_messages == 0
+            || gateway.outbound_queue_bytes < gateway.max_message_bytes
+        {
             problems.push(
                 "gateway.outbound_queue_messages must be positive and outbound_queue_bytes at least max_message_bytes".to_owned(),
             );
         }
-        if gateway.heartbeat_interval.is_zero() || gateway.heartbeat_timeout <= gateway.heartbeat_interval {
-            problems.push("gateway.heartbeat_timeout must be longer than a non-zero heartbeat_interval".to_owned());
+        if gateway.heartbeat_interval.is_zero()
+            || gateway.heartbeat_timeout <= gateway.heartbeat_interval
+        {
+            problems.push(
+                "gateway.heartbeat_timeout must be longer than a non-zero heartbeat_interval"
+                    .to_owned(),
+            );
         }
         if gateway.messages_per_second == 0 || gateway.message_burst == 0 {
-            problems.push("gateway.messages_per_second and message_burst must be positive".to_owned());
+            problems
+                .push("gateway.messages_per_second and message_burst must be positive".to_owned());
         }
         if gateway.reconnect_delay_max < gateway.reconnect_delay_min {
-            problems.push("gateway.reconnect_delay_max must not be below reconnect_delay_min".to_owned());
+            problems.push(
+                "gateway.reconnect_delay_max must not be below reconnect_delay_min".to_owned(),
+            );
         }
         if gateway.liveness_ttl < std::time::Duration::from_millis(300) {
             problems.push("gateway.liveness_ttl must be at least 300ms".to_owned());
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 }

@@ -17,7 +17,10 @@ pub(crate) struct Connections {
 
 impl Connections {
     pub fn new() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())), count: AtomicUsize::new(0) }
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            count: AtomicUsize::new(0),
+        }
     }
 
     fn shard_of(key: u64) -> usize {
@@ -27,26 +30,36 @@ impl Connections {
 
     pub fn insert(&self, conn: Arc<Conn>) {
         let shard = &self.shards[Self::shard_of(conn.key)];
-        if shard.lock().unwrap_or_else(|p| p.into_inner()).insert(conn.key, conn).is_none() {
+        if shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conn.key, conn)
+            .is_none()
+        {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn remove(&self, key: u64) {
         let shard = &self.shards[Self::shard_of(key)];
-        if shard.lock().unwrap_or_else(|p| p.into_inner()).remove(&key).is_some() {
+        if shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+            .is_some()
+        {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Returns a snapshot of one shard's connections.
     pub fn shard(&self, index: usize) -> Vec<Arc<Conn>> {
-        self.shards[index % SHARDS].lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
-
-    /// Returns a snapshot of every connection.
-    pub fn all(&self) -> Vec<Arc<Conn>> {
-        (0..SHARDS).flat_map(|index| self.shard(index)).collect()
+        self.shards[index % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -43,7 +43,12 @@ impl Rooms {
     /// Adds `conn` to `room`, subscribing on the bus first if this is the room's first local
     /// member. Returns once the subscription is live, so a message published after the
     /// client sees `subscribed` is delivered.
-    pub async fn join(&self, shared: &Arc<Shared>, room_name: &RoomName, conn: &Arc<Conn>) -> Result<(), JoinError> {
+    pub async fn join(
+        &self,
+        shared: &Arc<Shared>,
+        room_name: &RoomName,
+        conn: &Arc<Conn>,
+    ) -> Result<(), JoinError> {
         let room = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
             let room = rooms
@@ -58,11 +63,20 @@ impl Rooms {
                 })
                 .clone();
             // Insert while holding the map lock so a concurrent last-leave cannot orphan us.
-            room.members.write().unwrap_or_else(|p| p.into_inner()).insert(conn.key, conn.clone());
-            shared.metrics.rooms_active.set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+            room.members
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(conn.key, conn.clone());
+            shared
+                .metrics
+                .rooms_active
+                .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
             room
         };
-        let live = *room.subscribed.get_or_init(|| subscribe_room(shared.clone(), room.clone())).await;
+        let live = *room
+            .subscribed
+            .get_or_init(|| subscribe_room(shared.clone(), room.clone()))
+            .await;
         if live {
             Ok(())
         } else {
@@ -74,7 +88,9 @@ impl Rooms {
     /// Removes a member; the last one out drops the room and its bus subscription.
     pub fn leave(&self, shared: &Shared, room_name: &str, key: u64) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(room) = rooms.get(room_name) else { return };
+        let Some(room) = rooms.get(room_name) else {
+            return;
+        };
         let now_empty = {
             let mut members = room.members.write().unwrap_or_else(|p| p.into_inner());
             members.remove(&key);
@@ -83,7 +99,10 @@ impl Rooms {
         if now_empty {
             room.cancel.cancel();
             rooms.remove(room_name);
-            shared.metrics.rooms_active.set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+            shared
+                .metrics
+                .rooms_active
+                .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
         }
     }
 
@@ -92,7 +111,12 @@ impl Rooms {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         rooms
             .iter()
-            .map(|(name, room)| (name.clone(), room.members.read().map(|m| m.len()).unwrap_or(0)))
+            .map(|(name, room)| {
+                (
+                    name.clone(),
+                    room.members.read().map(|m| m.len()).unwrap_or(0),
+                )
+            })
             .collect()
     }
 }
@@ -146,7 +170,8 @@ impl EncodedFrames<'_> {
             Codec::Json => &mut self.json,
             Codec::MsgPack => &mut self.msgpack,
         };
-        slot.get_or_insert_with(|| encode_frame(codec, message)).clone()
+        slot.get_or_insert_with(|| encode_frame(codec, message))
+            .clone()
     }
 }
 
@@ -154,7 +179,11 @@ fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
     let envelope: RoomEnvelope = match protocol::envelope::decode_bus(payload) {
         Ok(envelope) => envelope,
         Err(error) => {
-            shared.metrics.bad_input.with_label_values(&["bus_envelope"]).inc();
+            shared
+                .metrics
+                .bad_input
+                .with_label_values(&["bus_envelope"])
+                .inc();
             debug!(room = %room.name, error = %error, "undecodable room envelope dropped");
             return;
         }
@@ -170,16 +199,28 @@ fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
         event: envelope.event,
         room: room.name.as_str().to_owned(),
         data: envelope.data,
-        timestamp: envelope.timestamp.unwrap_or_else(protocol::time::now_rfc3339),
+        timestamp: envelope
+            .timestamp
+            .unwrap_or_else(protocol::time::now_rfc3339),
         seq: envelope.seq,
         priority: envelope.priority,
     };
-    let mut frames = EncodedFrames { message: &message, json: None, msgpack: None };
+    let mut frames = EncodedFrames {
+        message: &message,
+        json: None,
+        msgpack: None,
+    };
     let (mut delivered, mut dropped, mut slow) = (0u64, 0u64, 0u64);
     let members = room.members.read().unwrap_or_else(|p| p.into_inner());
     for conn in members.values() {
-        let Some((frame, bytes)) = frames.frame(conn.codec) else { continue };
-        match conn.push(Outgoing { message: frame, bytes, published_at_ms }) {
+        let Some((frame, bytes)) = frames.frame(conn.codec) else {
+            continue;
+        };
+        match conn.push(Outgoing {
+            message: frame,
+            bytes,
+            published_at_ms,
+        }) {
             PushOutcome::Queued => delivered += 1,
             PushOutcome::Dropped => dropped += 1,
             PushOutcome::SlowConsumer => {
@@ -190,8 +231,14 @@ fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
         }
     }
     drop(members);
-    shared.metrics.messages_out.with_label_values(&["room"]).inc_by(delivered);
-    shared.delivered_since_flush.fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .metrics
+        .messages_out
+        .with_label_values(&["room"])
+        .inc_by(delivered);
+    shared
+        .delivered_since_flush
+        .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
     if dropped > 0 {
         shared.metrics.messages_dropped.inc_by(dropped);
     }

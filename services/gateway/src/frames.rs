@@ -28,5 +28,9 @@ pub(crate) fn encode_frame<T: Serialize>(codec: Codec, message: &T) -> Option<(M
 
 /// Encodes a control message into a queue entry.
 pub(crate) fn control<T: Serialize>(codec: Codec, message: &T) -> Option<Outgoing> {
-    encode_frame(codec, message).map(|(message, bytes)| Outgoing { message, bytes, published_at_ms: 0 })
+    encode_frame(codec, message).map(|(message, bytes)| Outgoing {
+        message,
+        bytes,
+        published_at_ms: 0,
+    })
 }

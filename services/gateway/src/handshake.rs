@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth::Claims;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::response::Response;
-use futures_util::SinkExt;
 use protocol::codec::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 use protocol::{Codec, ErrorCode, ServerMessage};
 use serde::Deserialize;
@@ -45,11 +44,19 @@ pub(crate) async fn connect(
         return error_response(ErrorCode::ShuttingDown);
     }
     if !origin_allowed(&shared.config.allowed_origins, &headers) {
-        shared.metrics.auth_failures.with_label_values(&["origin"]).inc();
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&["origin"])
+            .inc();
         return error_response(ErrorCode::OriginNotAllowed);
     }
     let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
-        shared.metrics.rate_limited.with_label_values(&["connection_cap"]).inc();
+        shared
+            .metrics
+            .rate_limited
+            .with_label_values(&["connection_cap"])
+            .inc();
         return error_response(ErrorCode::TooManyConnections);
     };
     let upgrade = upgrade.protocols([SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON]);
@@ -66,7 +73,9 @@ pub(crate) async fn connect(
         .read_buffer_size(config.read_buffer_bytes)
         .write_buffer_size(config.write_buffer_bytes)
         // tungstenite requires the cap to exceed the flush threshold.
-        .max_write_buffer_size(config.write_buffer_bytes + config.outbound_queue_bytes + config.max_message_bytes)
+        .max_write_buffer_size(
+            config.write_buffer_bytes + config.outbound_queue_bytes + config.max_message_bytes,
+        )
         .max_message_size(config.max_message_bytes)
         .max_frame_size(config.max_message_bytes);
     let task_shared = shared.clone();
@@ -87,17 +96,33 @@ pub(crate) async fn connect(
 /// Verifies the token and applies the cluster-wide per-user connection limit.
 async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
     let Some(token) = token.filter(|token| !token.is_empty()) else {
-        shared.metrics.auth_failures.with_label_values(&["missing"]).inc();
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&["missing"])
+            .inc();
         return Err(ErrorCode::TokenMissing);
     };
     let claims = shared.verifier.verify(token).map_err(|error| {
-        shared.metrics.auth_failures.with_label_values(&[error.reason_label()]).inc();
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&[error.reason_label()])
+            .inc();
         error.code()
     })?;
     let key = format!("conn:{}", claims.sub);
-    match shared.store.hit_rate_counter(&key, CONNECTION_RATE_WINDOW).await {
+    match shared
+        .store
+        .hit_rate_counter(&key, CONNECTION_RATE_WINDOW)
+        .await
+    {
         Ok(count) if count > u64::from(shared.config.connections_per_user_per_minute) => {
-            shared.metrics.rate_limited.with_label_values(&["connections"]).inc();
+            shared
+                .metrics
+                .rate_limited
+                .with_label_values(&["connections"])
+                .inc();
             Err(ErrorCode::ConnectionRateLimited)
         }
         Ok(_) => Ok(claims),
@@ -112,19 +137,15 @@ async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode
 
 /// Sends `error` and closes with the code's close code.
 async fn refuse<S: Socket>(mut socket: S, codec: Codec, code: ErrorCode) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        if let Some((frame, _)) = encode_frame(codec, &ServerMessage::error(code, None)) {
-            socket.feed(frame).await?;
-        }
-        let close = CloseFrame { code: code.close_code(), reason: Utf8Bytes::from_static(code.as_str()) };
-        socket.send(Message::Close(Some(close))).await
-    })
-    .await;
+    let frame = encode_frame(codec, &ServerMessage::error(code, None)).map(|(frame, _)| frame);
+    session::close_gracefully(&mut socket, frame, code.close_code(), code.as_str()).await;
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim().to_owned())
 }
 
@@ -133,9 +154,15 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         return true;
     }
     // Non-browser clients send no Origin; the allowlist protects browsers from cross-site use.
-    let Some(origin) = headers.get(ORIGIN) else { return true };
-    let Ok(origin) = origin.to_str() else { return false };
-    allowed.iter().any(|entry| entry == "*" || entry.eq_ignore_ascii_case(origin))
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    allowed
+        .iter()
+        .any(|entry| entry == "*" || entry.eq_ignore_ascii_case(origin))
 }
 
 #[cfg(test)]

@@ -46,18 +46,38 @@ fn sweep_shard(shared: &Shared, shard: usize) {
             conn.close(ErrorCode::HeartbeatTimeout);
             continue;
         }
-        conn.push(Outgoing { message: Message::Ping(Bytes::new()), bytes: 2, published_at_ms: 0 });
-        let active_streams = conn.room_count.load(Ordering::Relaxed);
-        let frame = heartbeats.entry((conn.codec, active_streams)).or_insert_with(|| {
-            let heartbeat = ServerMessage::Heartbeat { timestamp: timestamp.clone(), active_streams: u64::from(active_streams) };
-            encode_frame(conn.codec, &heartbeat)
+        conn.push(Outgoing {
+            message: Message::Ping(Bytes::new()),
+            bytes: 2,
+            published_at_ms: 0,
         });
+        let active_streams = conn.room_count.load(Ordering::Relaxed);
+        let frame = heartbeats
+            .entry((conn.codec, active_streams))
+            .or_insert_with(|| {
+                let heartbeat = ServerMessage::Heartbeat {
+                    timestamp: timestamp.clone(),
+                    active_streams: u64::from(active_streams),
+                };
+                encode_frame(conn.codec, &heartbeat)
+            });
         if let Some((message, bytes)) = frame.clone() {
-            conn.push(Outgoing { message, bytes, published_at_ms: 0 });
+            conn.push(Outgoing {
+                message,
+                bytes,
+                published_at_ms: 0,
+            });
         }
         queued += conn.queued_len();
     }
     shared.queued_per_shard[shard].store(queued, Ordering::Relaxed);
-    let total: usize = shared.queued_per_shard.iter().map(|depth| depth.load(Ordering::Relaxed)).sum();
-    shared.metrics.outbound_queued_messages.set(i64::try_from(total).unwrap_or(i64::MAX));
+    let total: usize = shared
+        .queued_per_shard
+        .iter()
+        .map(|depth| depth.load(Ordering::Relaxed))
+        .sum();
+    shared
+        .metrics
+        .outbound_queued_messages
+        .set(i64::try_from(total).unwrap_or(i64::MAX));
 }

@@ -23,7 +23,8 @@ const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers with the code's HTTP status and `{"error": {"code", "message"}}`.
 pub(crate) fn error_response(code: ErrorCode) -> Response {
-    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = json!({ "error": { "code": code.as_str(), "message": code.description() } });
     (status, Json(body)).into_response()
 }
@@ -32,7 +33,14 @@ pub(crate) fn error_response(code: ErrorCode) -> Response {
 /// its URL (`/?token=…`).
 pub(crate) async fn dashboard() -> Response {
     const PAGE: &str = include_str!("../assets/dashboard.html");
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 pub(crate) async fn healthz() -> Json<Value> {
@@ -42,9 +50,16 @@ pub(crate) async fn healthz() -> Json<Value> {
 pub(crate) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let draining = shared.draining.load(Ordering::Relaxed);
     let bus_connected = shared.bus.is_connected();
-    let store_reachable = matches!(tokio::time::timeout(STORE_PROBE_TIMEOUT, shared.store.ping()).await, Ok(Ok(())));
+    let store_reachable = matches!(
+        tokio::time::timeout(STORE_PROBE_TIMEOUT, shared.store.ping()).await,
+        Ok(Ok(()))
+    );
     let ready = !draining && bus_connected && store_reachable;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "bus": { "backend": shared.bus.backend_name(), "connected": bus_connected },
@@ -61,12 +76,42 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 
 /// The streams of seed 001 with their event types and intervals.
 const STREAMS: [(&str, &str, Option<u64>, &str); 6] = [
-    ("nodes", "node_status_update", Some(5_000), "Node status: active and offline nodes, per-node state"),
-    ("tasks", "task_progress_update", Some(2_000), "Task progress and job queue statistics"),
-    ("metrics", "metrics_update", Some(10_000), "System health metrics and service status"),
-    ("alerts", "alert", None, "Threshold violations and anomaly detections, sent immediately"),
-    ("resources", "resource_update", Some(15_000), "Device resource utilisation"),
-    ("topology", "topology_change", None, "Network topology changes, sent on change"),
+    (
+        "nodes",
+        "node_status_update",
+        Some(5_000),
+        "Node status: active and offline nodes, per-node state",
+    ),
+    (
+        "tasks",
+        "task_progress_update",
+        Some(2_000),
+        "Task progress and job queue statistics",
+    ),
+    (
+        "metrics",
+        "metrics_update",
+        Some(10_000),
+        "System health metrics and service status",
+    ),
+    (
+        "alerts",
+        "alert",
+        None,
+        "Threshold violations and anomaly detections, sent immediately",
+    ),
+    (
+        "resources",
+        "resource_update",
+        Some(15_000),
+        "Device resource utilisation",
+    ),
+    (
+        "topology",
+        "topology_change",
+        None,
+        "Network topology changes, sent on change",
+    ),
 ];
 
 pub(crate) async fn streams(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -83,7 +128,10 @@ pub(crate) async fn streams(State(shared): State<Arc<Shared>>) -> Json<Value> {
             })
         })
         .collect();
-    for (room, count) in local.iter().filter(|(room, _)| !STANDARD_ROOMS.contains(&room.as_str())) {
+    for (room, count) in local
+        .iter()
+        .filter(|(room, _)| !STANDARD_ROOMS.contains(&room.as_str()))
+    {
         streams.push(json!({ "room": room, "event": null, "interval_ms": null, "description": "custom room", "local_subscribers": count }));
     }
     Json(json!({ "streams": streams }))
@@ -144,7 +192,11 @@ struct PublishAccepted {
 }
 
 /// Server API: publishes `{room, type, data}` to the room, authorised by `Authorization: Bearer <api key>`.
-pub(crate) async fn publish(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub(crate) async fn publish(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(expected) = shared.api_key.as_ref() else {
         return error_response(ErrorCode::Forbidden);
     };
@@ -153,11 +205,19 @@ pub(crate) async fn publish(State(shared): State<Arc<Shared>>, headers: HeaderMa
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     let Some(presented) = presented else {
-        shared.metrics.auth_failures.with_label_values(&["api_key_missing"]).inc();
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&["api_key_missing"])
+            .inc();
         return error_response(ErrorCode::TokenMissing);
     };
     if !constant_time_eq(presented.trim().as_bytes(), expected.expose().as_bytes()) {
-        shared.metrics.auth_failures.with_label_values(&["api_key"]).inc();
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&["api_key"])
+            .inc();
         return error_response(ErrorCode::TokenInvalid);
     }
     if body.len() > shared.config.max_message_bytes {
@@ -185,10 +245,19 @@ pub(crate) async fn publish(State(shared): State<Arc<Shared>>, headers: HeaderMa
     };
     let mut bus_headers = Headers::new();
     bus_headers.insert(HEADER_ORIGIN_SERVER, &shared.server_id);
-    if shared.bus.publish_with_headers(&shared.subjects.room(&room), bus_headers, payload.into()).await.is_err() {
+    if shared
+        .bus
+        .publish_with_headers(&shared.subjects.room(&room), bus_headers, payload.into())
+        .await
+        .is_err()
+    {
         return error_response(ErrorCode::Unavailable);
     }
-    let accepted = PublishAccepted { room: request.room, event: request.event, timestamp };
+    let accepted = PublishAccepted {
+        room: request.room,
+        event: request.event,
+        timestamp,
+    };
     (StatusCode::ACCEPTED, Json(accepted)).into_response()
 }
 
@@ -200,8 +269,10 @@ pub(crate) struct RoomsRequest {
 
 /// Explains how to (un)subscribe and which of the given rooms are valid names.
 pub(crate) async fn subscription_info(Json(request): Json<RoomsRequest>) -> Json<Value> {
-    let (valid, invalid): (Vec<String>, Vec<String>) =
-        request.rooms.into_iter().partition(|room| RoomName::parse(room).is_ok());
+    let (valid, invalid): (Vec<String>, Vec<String>) = request
+        .rooms
+        .into_iter()
+        .partition(|room| RoomName::parse(room).is_ok());
     Json(json!({
         "valid_rooms": valid,
         "invalid_rooms": invalid,
@@ -214,7 +285,10 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
         return false;
     }
-    left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    left.iter()
+        .zip(right)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]

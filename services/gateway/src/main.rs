@@ -23,13 +23,14 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let config: Config = match settings::load_with_lists(cli.config.as_deref(), &env, &gateway::config::LIST_KEYS) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("configuration error: {error}");
-            return ExitCode::from(64);
-        }
-    };
+    let config: Config =
+        match settings::load_with_lists(cli.config.as_deref(), &env, &gateway::config::LIST_KEYS) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("configuration error: {error}");
+                return ExitCode::from(64);
+            }
+        };
     if let Err(problems) = config.validate() {
         eprintln!("configuration error:\n  {}", problems.join("\n  "));
         return ExitCode::from(64);

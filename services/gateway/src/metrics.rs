@@ -2,7 +2,8 @@
 //! (so several gateways can live in one test process).
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets,
 };
 
 /// Counters, gauges and histograms of one gateway.
@@ -48,17 +49,24 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let metric = IntCounter::new(name, help).expect("metric name is valid");
-            registry.register(Box::new(metric.clone())).expect("metric registered once");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
             metric
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("metric name is valid");
-            registry.register(Box::new(metric.clone())).expect("metric registered once");
+            let metric =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("metric name is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
             metric
         };
         let gauge = |name: &str, help: &str| {
             let metric = IntGauge::new(name, help).expect("metric name is valid");
-            registry.register(Box::new(metric.clone())).expect("metric registered once");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric registered once");
             metric
         };
         // 100 µs to ~26 s: loopback deliveries sit at the low end, stalled clients at the top.
@@ -75,8 +83,14 @@ impl Metrics {
             .register(Box::new(publish_to_write_seconds.clone()))
             .expect("metric registered once");
         Self {
-            connections_active: gauge("switchboard_gateway_connections_active", "Open WebSocket connections"),
-            connections_opened: counter("switchboard_gateway_connections_opened_total", "Accepted WebSocket connections"),
+            connections_active: gauge(
+                "switchboard_gateway_connections_active",
+                "Open WebSocket connections",
+            ),
+            connections_opened: counter(
+                "switchboard_gateway_connections_opened_total",
+                "Accepted WebSocket connections",
+            ),
             connections_closed: counter_vec(
                 "switchboard_gateway_connections_closed_total",
                 "Closed WebSocket connections by reason",
@@ -115,7 +129,10 @@ impl Metrics {
                 "Client input rejected, by error code",
                 &["code"],
             ),
-            rooms_active: gauge("switchboard_gateway_rooms_active", "Rooms with local subscribers"),
+            rooms_active: gauge(
+                "switchboard_gateway_rooms_active",
+                "Rooms with local subscribers",
+            ),
             publish_to_write_seconds,
             store_errors: counter(
                 "switchboard_gateway_store_errors_total",

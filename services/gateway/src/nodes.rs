@@ -26,7 +26,11 @@ pub(crate) struct NodeLink {
 impl NodeLink {
     /// Hands a node's `ack` to the waiting command; returns false for an unknown id.
     pub fn resolve(&self, ack: Ack) -> bool {
-        let waiting = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&ack.id);
+        let waiting = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ack.id);
         match waiting {
             Some(reply_tx) => reply_tx.send(ack).is_ok(),
             None => false,
@@ -49,7 +53,10 @@ pub(crate) async fn serve_commands(
     node_id: &str,
 ) -> Result<Arc<NodeLink>, bus::SubscribeError> {
     let subject = shared.subjects.node_command(node_id);
-    let mut subscription = shared.bus.queue_subscribe(&subject, protocol::subject::NODE_COMMAND_QUEUE_GROUP).await?;
+    let mut subscription = shared
+        .bus
+        .queue_subscribe(&subject, protocol::subject::NODE_COMMAND_QUEUE_GROUP)
+        .await?;
     if let Err(error) = shared.bus.flush().await {
         debug!(error = %error, "bus flush after node subscribe failed");
     }
@@ -69,7 +76,9 @@ pub(crate) async fn serve_commands(
                 },
             };
             let (shared, conn, link) = (task_shared.clone(), task_conn.clone(), task_link.clone());
-            task_shared.tasks.spawn(async move { answer_command(&shared, &conn, &link, request).await });
+            task_shared
+                .tasks
+                .spawn(async move { answer_command(&shared, &conn, &link, request).await });
         }
     });
     Ok(link)
@@ -92,24 +101,55 @@ async fn answer_command(shared: &Shared, conn: &Conn, link: &NodeLink, request: 
             return;
         }
     };
-    if let Err(error) = shared.bus.respond(&request, Headers::new(), payload.into()).await {
+    if let Err(error) = shared
+        .bus
+        .respond(&request, Headers::new(), payload.into())
+        .await
+    {
         debug!(node_id = %link.node_id, error = %error, "command reply not delivered");
     }
 }
 
-async fn forward_and_wait(shared: &Shared, conn: &Conn, link: &NodeLink, command: CommandRequest) -> CommandReply {
-    let id = command.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+async fn forward_and_wait(
+    shared: &Shared,
+    conn: &Conn,
+    link: &NodeLink,
+    command: CommandRequest,
+) -> CommandReply {
+    let id = command
+        .id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let (ack_tx, ack_rx) = oneshot::channel();
-    link.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), ack_tx);
-    let frame = ServerMessage::Command { id: id.clone(), name: command.name, params: command.params };
+    link.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), ack_tx);
+    let frame = ServerMessage::Command {
+        id: id.clone(),
+        name: command.name,
+        params: command.params,
+    };
     if let Some(outgoing) = control(conn.codec, &frame) {
         conn.push(outgoing);
     }
     match tokio::time::timeout(shared.config.command_timeout, ack_rx).await {
-        Ok(Ok(ack)) => CommandReply { id, ok: ack.ok, result: ack.result, error: ack.error },
+        Ok(Ok(ack)) => CommandReply {
+            id,
+            ok: ack.ok,
+            result: ack.result,
+            error: ack.error,
+        },
         _ => {
-            link.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            CommandReply { id, ok: false, result: None, error: Some(ErrorCode::CommandTimeout.as_str().to_owned()) }
+            link.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            CommandReply {
+                id,
+                ok: false,
+                result: None,
+                error: Some(ErrorCode::CommandTimeout.as_str().to_owned()),
+            }
         }
     }
 }

@@ -53,7 +53,11 @@ impl Presence {
 }
 
 /// Applies presence operations in order until the queue closes.
-pub(crate) async fn run_writer(shared: Arc<Shared>, mut ops_rx: mpsc::Receiver<PresenceOp>, cancel: CancellationToken) {
+pub(crate) async fn run_writer(
+    shared: Arc<Shared>,
+    mut ops_rx: mpsc::Receiver<PresenceOp>,
+    cancel: CancellationToken,
+) {
     let gateway_id = shared.server_id.clone();
     loop {
         // At shutdown the gateway's entries are removed wholesale, so pending ops can go.
@@ -68,10 +72,18 @@ pub(crate) async fn run_writer(shared: Arc<Shared>, mut ops_rx: mpsc::Receiver<P
         let result = match &op {
             PresenceOp::AddConnection(record) => store.add_connection(record).await,
             PresenceOp::RemoveConnection(record) => store.remove_connection(record).await,
-            PresenceOp::Join { connection_id, room } => store.join_room(&gateway_id, connection_id, room).await,
-            PresenceOp::Leave { connection_id, room } => store.leave_room(&gateway_id, connection_id, room).await,
+            PresenceOp::Join {
+                connection_id,
+                room,
+            } => store.join_room(&gateway_id, connection_id, room).await,
+            PresenceOp::Leave {
+                connection_id,
+                room,
+            } => store.leave_room(&gateway_id, connection_id, room).await,
             PresenceOp::SetNodeRoute(node_id) => store.set_node_route(node_id, &gateway_id).await,
-            PresenceOp::RemoveNodeRoute(node_id) => store.remove_node_route(node_id, &gateway_id).await,
+            PresenceOp::RemoveNodeRoute(node_id) => {
+                store.remove_node_route(node_id, &gateway_id).await
+            }
         };
         if let Err(error) = result {
             shared.metrics.store_errors.inc();
@@ -122,14 +134,21 @@ pub(crate) async fn run_liveness(shared: Arc<Shared>, cancel: CancellationToken)
     }
 }
 
-async fn refresh_once(store: &Store, info: &GatewayInfo, ttl: Duration, shared: &Shared) -> Result<(), store::StoreError> {
+async fn refresh_once(
+    store: &Store,
+    info: &GatewayInfo,
+    ttl: Duration,
+    shared: &Shared,
+) -> Result<(), store::StoreError> {
     store.register_gateway(info, ttl).await?;
     let delivered = shared.delivered_since_flush.swap(0, Ordering::Relaxed);
     if delivered > 0
         && let Err(error) = store.add_messages(delivered).await
     {
         // Put the count back so the next refresh carries it.
-        shared.delivered_since_flush.fetch_add(delivered, Ordering::Relaxed);
+        shared
+            .delivered_since_flush
+            .fetch_add(delivered, Ordering::Relaxed);
         return Err(error);
     }
     Ok(())

@@ -43,15 +43,21 @@ impl Gateway {
         config.validate().map_err(StartError::Config)?;
         let verifier = Verifier::new(verifier_keys(&config)?).map_err(StartError::Keys)?;
         let addr = config.gateway.listen;
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         let gateway = config.gateway;
         let server_id = gateway
             .server_id
             .clone()
             .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-        let advertise_url =
-            gateway.advertise_url.clone().unwrap_or_else(|| format!("ws://{local_addr}/api/ws/connect"));
+        let advertise_url = gateway
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{local_addr}/api/ws/connect"));
         let (presence, presence_rx) = Presence::new();
         let shared = Arc::new(Shared {
             queue_limits: QueueLimits {
@@ -80,12 +86,18 @@ impl Gateway {
             queued_per_shard: std::array::from_fn(|_| Default::default()),
             config: gateway,
         });
-        Ok(Self { listener, shared, presence_rx })
+        Ok(Self {
+            listener,
+            shared,
+            presence_rx,
+        })
     }
 
     /// Returns the bound address (useful with port 0 in tests).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| self.shared.config.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.shared.config.listen)
     }
 
     /// Returns this gateway's id in the cluster.
@@ -100,9 +112,17 @@ impl Gateway {
     /// # Errors
     /// [`RunError::Serve`] when the HTTP server fails.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
-        let Gateway { listener, shared, presence_rx } = self;
+        let Gateway {
+            listener,
+            shared,
+            presence_rx,
+        } = self;
         let background = CancellationToken::new();
-        let presence_writer = tokio::spawn(presence::run_writer(shared.clone(), presence_rx, background.clone()));
+        let presence_writer = tokio::spawn(presence::run_writer(
+            shared.clone(),
+            presence_rx,
+            background.clone(),
+        ));
         let liveness = tokio::spawn(presence::run_liveness(shared.clone(), background.clone()));
         let heartbeats = tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
         info!(
@@ -126,14 +146,27 @@ impl Gateway {
         shared.sessions_shutdown.cancel();
         shared.tasks.close();
         let drain_timeout = shared.config.drain_timeout;
-        if tokio::time::timeout(drain_timeout, shared.tasks.wait()).await.is_err() {
-            warn!(remaining = shared.tasks.len(), "drain timeout reached; cutting off remaining sessions");
+        if tokio::time::timeout(drain_timeout, shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = shared.tasks.len(),
+                "drain timeout reached; cutting off remaining sessions"
+            );
         }
         background.cancel();
         let _ = tokio::join!(presence_writer, liveness, heartbeats);
-        match tokio::time::timeout(drain_timeout, shared.store.remove_gateway(&shared.server_id)).await {
+        match tokio::time::timeout(
+            drain_timeout,
+            shared.store.remove_gateway(&shared.server_id),
+        )
+        .await
+        {
             Ok(Ok(())) => info!(server_id = %shared.server_id, "gateway drained and deregistered"),
-            Ok(Err(error)) => warn!(error = %error, "store entries not removed; they expire with the liveness TTL"),
+            Ok(Err(error)) => {
+                warn!(error = %error, "store entries not removed; they expire with the liveness TTL")
+            }
             Err(_) => warn!("store did not answer; entries expire with the liveness TTL"),
         }
         if let Err(error) = shared.bus.flush().await {
@@ -155,22 +188,34 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics));
-    let router = if dashboard_enabled { router.route("/", get(http::dashboard)) } else { router };
+    let router = if dashboard_enabled {
+        router.route("/", get(http::dashboard))
+    } else {
+        router
+    };
     router.with_state(shared)
 }
 
 fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
     let auth = &config.auth;
-    let mut keys = VerifierKeys { leeway: auth.leeway, ..VerifierKeys::default() };
-    for secret in [&auth.hmac_secret, &auth.previous_hmac_secret].into_iter().flatten() {
+    let mut keys = VerifierKeys {
+        leeway: auth.leeway,
+        ..VerifierKeys::default()
+    };
+    for secret in [&auth.hmac_secret, &auth.previous_hmac_secret]
+        .into_iter()
+        .flatten()
+    {
         keys.hmac_secrets.push(secret.expose().as_bytes().to_vec());
     }
     if let Some(pem) = &auth.public_key_pem {
         keys.public_keys_pem.push(pem.clone());
     }
     if let Some(path) = &auth.public_key_file {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|source| StartError::KeyFile { path: path.display().to_string(), source })?;
+        let pem = std::fs::read_to_string(path).map_err(|source| StartError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        })?;
         keys.public_keys_pem.push(pem);
     }
     Ok(keys)
@@ -186,7 +231,10 @@ fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut problems = Vec::new();
     if config.bus.nats_url.is_none() {
-        problems.push("bus.nats_url is required for switchboard-gateway (set SWITCHBOARD__BUS__NATS_URL)".to_owned());
+        problems.push(
+            "bus.nats_url is required for switchboard-gateway (set SWITCHBOARD__BUS__NATS_URL)"
+                .to_owned(),
+        );
     }
     if config.store.redis_url.is_none() {
         problems.push("store.redis_url is required for switchboard-gateway (set SWITCHBOARD__STORE__REDIS_URL)".to_owned());
@@ -209,12 +257,18 @@ pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
         None => Ok(Bus::memory()),
         Some(url) => {
             let options = bus::NatsOptions {
-                name: config.gateway.server_id.clone().or_else(|| Some("switchboard-gateway".to_owned())),
+                name: config
+                    .gateway
+                    .server_id
+                    .clone()
+                    .or_else(|| Some("switchboard-gateway".to_owned())),
                 connect_timeout: config.bus.connect_timeout,
                 request_timeout: config.bus.request_timeout,
                 ..bus::NatsOptions::default()
             };
-            Bus::connect_nats(url, options).await.map_err(StartError::Bus)
+            Bus::connect_nats(url, options)
+                .await
+                .map_err(StartError::Bus)
         }
     }
 }
@@ -232,7 +286,9 @@ pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
                 response_timeout: config.store.response_timeout,
                 ..store::RedisOptions::default()
             };
-            Store::connect_redis(url, options).await.map_err(StartError::Store)
+            Store::connect_redis(url, options)
+                .await
+                .map_err(StartError::Store)
         }
     }
 }

@@ -34,7 +34,9 @@ pub fn test_config() -> Config {
     config.gateway.listen = "127.0.0.1:0".parse().expect("literal address parses");
     config.gateway.liveness_ttl = Duration::from_secs(2);
     config.gateway.drain_timeout = Duration::from_secs(3);
-    config.auth.hmac_secret = Some(Secret::new(String::from_utf8_lossy(test_keys::TEST_HMAC_SECRET).into_owned()));
+    config.auth.hmac_secret = Some(Secret::new(
+        String::from_utf8_lossy(test_keys::TEST_HMAC_SECRET).into_owned(),
+    ));
     config.auth.api_key = Some(Secret::new(TEST_API_KEY));
     config
 }
@@ -55,12 +57,19 @@ impl TestGateway {
     /// # Panics
     /// Panics when the gateway cannot bind; tests want that loudly.
     pub async fn start(config: Config, bus: Bus, store: Store) -> Self {
-        let gateway = Gateway::bind(config, bus, store).await.expect("test gateway binds");
+        let gateway = Gateway::bind(config, bus, store)
+            .await
+            .expect("test gateway binds");
         let addr = gateway.local_addr();
         let server_id = gateway.server_id().to_owned();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(gateway.serve(shutdown.clone()));
-        Self { addr, server_id, shutdown, handle: Some(handle) }
+        Self {
+            addr,
+            server_id,
+            shutdown,
+            handle: Some(handle),
+        }
     }
 
     /// Starts a gateway on a fresh in-memory bus and store with [`test_config`] changed by `adjust`.
@@ -82,7 +91,9 @@ impl TestGateway {
 
     /// Connects a JSON client with `token` and waits for `connection_established`.
     pub async fn connect(&self, token: &str) -> TestClient {
-        let mut client = TestClient::connect(&self.ws_url(token), Codec::Json).await.expect("client connects");
+        let mut client = TestClient::connect(&self.ws_url(token), Codec::Json)
+            .await
+            .expect("client connects");
         client.expect_established().await;
         client
     }
@@ -136,9 +147,10 @@ impl TestClient {
         adjust: impl FnOnce(&mut tungstenite::handshake::client::Request),
     ) -> Result<Self, tungstenite::Error> {
         let mut request = url.into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(codec.subprotocol()));
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
         adjust(&mut request);
         let (socket, _response) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self { socket, codec })
@@ -161,8 +173,12 @@ impl TestClient {
 
     /// Subscribes to `rooms` and waits for `subscribed`.
     pub async fn subscribe(&mut self, rooms: &[&str]) -> Vec<String> {
-        self.send_json(serde_json::json!({"type": "subscribe", "rooms": rooms})).await;
-        match self.next_control(|m| matches!(m, ServerMessage::Subscribed { .. })).await {
+        self.send_json(serde_json::json!({"type": "subscribe", "rooms": rooms}))
+            .await;
+        match self
+            .next_control(|m| matches!(m, ServerMessage::Subscribed { .. }))
+            .await
+        {
             ServerMessage::Subscribed { rooms, .. } => rooms,
             _ => unreachable!("filtered to subscribed"),
         }
@@ -170,7 +186,8 @@ impl TestClient {
 
     /// Waits for `connection_established`.
     pub async fn expect_established(&mut self) -> ServerMessage {
-        self.next_control(|m| matches!(m, ServerMessage::ConnectionEstablished { .. })).await
+        self.next_control(|m| matches!(m, ServerMessage::ConnectionEstablished { .. }))
+            .await
     }
 
     /// Returns the next frame from the server, decoded; `None` once the socket closed.
@@ -203,7 +220,9 @@ impl TestClient {
                 match self.next_frame().await {
                     Some(Ok(ServerFrame::Control(message))) if wanted(&message) => return message,
                     Some(Ok(_)) => continue,
-                    other => panic!("connection ended while waiting for a control message: {other:?}"),
+                    other => {
+                        panic!("connection ended while waiting for a control message: {other:?}")
+                    }
                 }
             }
         })
@@ -212,7 +231,8 @@ impl TestClient {
 
     /// Waits for an `error` with `code`.
     pub async fn expect_error(&mut self, code: ErrorCode) -> ServerMessage {
-        self.next_control(|m| matches!(m, ServerMessage::Error { code: got, .. } if *got == code)).await
+        self.next_control(|m| matches!(m, ServerMessage::Error { code: got, .. } if *got == code))
+            .await
     }
 
     /// Waits for the next room message.
@@ -268,7 +288,9 @@ impl TestClient {
 
 /// Awaits `future`, panicking with a clear message after `limit`.
 pub async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, future).await.expect("expected event did not happen in time")
+    tokio::time::timeout(limit, future)
+        .await
+        .expect("expected event did not happen in time")
 }
 
 /// Polls `check` until it returns true, for at most `limit`.
@@ -318,9 +340,20 @@ pub async fn http_request(
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
-    let status: u16 = text.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or_else(invalid)?;
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(invalid)?;
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(invalid)?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
 }
 
@@ -328,7 +361,9 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size_line, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size_line.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size_line.trim(), 16) else {
+            break;
+        };
         if size == 0 || after.len() < size {
             break;
         }
@@ -339,11 +374,22 @@ fn dechunk(body: &str) -> String {
 }
 
 /// Publishes through `POST /api/ws/publish` with the test API key; returns the status.
-pub async fn publish_http(addr: std::net::SocketAddr, room: &str, event: &str, data: serde_json::Value) -> u16 {
+pub async fn publish_http(
+    addr: std::net::SocketAddr,
+    room: &str,
+    event: &str,
+    data: serde_json::Value,
+) -> u16 {
     let body = serde_json::json!({"room": room, "type": event, "data": data}).to_string();
     let auth = format!("Bearer {TEST_API_KEY}");
-    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
-    http_request(addr, "POST", "/api/ws/publish", &headers, &body).await.map(|(status, _)| status).unwrap_or(0)
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    http_request(addr, "POST", "/api/ws/publish", &headers, &body)
+        .await
+        .map(|(status, _)| status)
+        .unwrap_or(0)
 }
 
 /// Fetches `GET path` and parses the body as JSON.
@@ -351,6 +397,8 @@ pub async fn publish_http(addr: std::net::SocketAddr, room: &str, event: &str, d
 /// # Panics
 /// Panics when the request fails or the body is not JSON.
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let (status, body) = http_request(addr, "GET", path, &[], "").await.expect("http request succeeds");
+    let (status, body) = http_request(addr, "GET", path, &[], "")
+        .await
+        .expect("http request succeeds");
     (status, serde_json::from_str(&body).expect("body is JSON"))
 }

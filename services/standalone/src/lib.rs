@@ -50,7 +50,9 @@ impl Standalone {
     /// # Errors
     /// Any [`StartError`] of the gateway.
     pub async fn bind(mut config: Config) -> Result<Self, StartError> {
-        let generated_secret = config.auth.hmac_secret.is_none() && config.auth.public_key_pem.is_none() && config.auth.public_key_file.is_none();
+        let generated_secret = config.auth.hmac_secret.is_none()
+            && config.auth.public_key_pem.is_none()
+            && config.auth.public_key_file.is_none();
         if generated_secret {
             config.auth.hmac_secret = Some(Secret::new(random_secret()));
         }
@@ -64,12 +66,18 @@ impl Standalone {
         };
         let dev_token = match &config.auth.hmac_secret {
             Some(secret) => issue_dev_token(secret.expose().as_bytes()),
-            None => String::from("(tokens come from your own issuer: auth.public_key_pem is configured)"),
+            None => String::from(
+                "(tokens come from your own issuer: auth.public_key_pem is configured)",
+            ),
         };
         let bus = gateway::connect_bus(&config).await?;
         let store = gateway::connect_store(&config).await?;
         let gateway = Gateway::bind(config, bus, store).await?;
-        let access = Access { addr: gateway.local_addr(), dev_token, api_key };
+        let access = Access {
+            addr: gateway.local_addr(),
+            dev_token,
+            api_key,
+        };
         Ok(Self { gateway, access })
     }
 
@@ -88,7 +96,9 @@ impl Standalone {
 }
 
 fn issue_dev_token(secret: &[u8]) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let claims = Claims {
         sub: "dev".to_owned(),
         exp: (now + DEV_TOKEN_LIFETIME).as_secs(),
@@ -98,5 +108,7 @@ fn issue_dev_token(secret: &[u8]) -> String {
         role: Role::Admin,
         node_id: None,
     };
-    Issuer::hs256(secret).issue(&claims).unwrap_or_else(|error| format!("(token could not be issued: {error})"))
+    Issuer::hs256(secret)
+        .issue(&claims)
+        .unwrap_or_else(|error| format!("(token could not be issued: {error})"))
 }

@@ -26,18 +26,22 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let config: Config = match settings::load_with_lists(cli.config.as_deref(), &env, &gateway::config::LIST_KEYS) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("configuration error: {error}");
-            return ExitCode::from(64);
-        }
-    };
+    let config: Config =
+        match settings::load_with_lists(cli.config.as_deref(), &env, &gateway::config::LIST_KEYS) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("configuration error: {error}");
+                return ExitCode::from(64);
+            }
+        };
     if cli.check_only {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
         eprintln!("cannot start the runtime");
         return ExitCode::FAILURE;
     };

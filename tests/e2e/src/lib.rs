@@ -32,7 +32,11 @@ impl Stack {
         let nats = NatsServer::start().await;
         let redis = RedisServer::start().await;
         let key_prefix = format!("sbtest{}", std::process::id());
-        Self { nats, redis, key_prefix }
+        Self {
+            nats,
+            redis,
+            key_prefix,
+        }
     }
 
     /// A gateway configuration pointing at this stack, as the environment keys would set it.
@@ -49,13 +53,17 @@ impl Stack {
         let mut config = self.gateway_config();
         adjust(&mut config);
         let bus = gateway::connect_bus(&config).await.expect("nats reachable");
-        let store = gateway::connect_store(&config).await.expect("redis reachable");
+        let store = gateway::connect_store(&config)
+            .await
+            .expect("redis reachable");
         TestGateway::start(config, bus, store).await
     }
 
     /// Connects a bus client to this stack's NATS.
     pub async fn bus(&self) -> bus::Bus {
-        bus::Bus::connect_nats(&self.nats.url(), bus::NatsOptions::default()).await.expect("nats reachable")
+        bus::Bus::connect_nats(&self.nats.url(), bus::NatsOptions::default())
+            .await
+            .expect("nats reachable")
     }
 }
 
@@ -71,7 +79,10 @@ pub fn token(claims: &Claims) -> String {
 
 /// Returns a free loopback port (bound and released at once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|addr| addr.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }
 
 /// A `switchboard-gateway` process, killed on drop.
@@ -89,7 +100,11 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         dir.pop();
     }
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p switchboard-gateway`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p switchboard-gateway`",
+        path.display()
+    );
     path
 }
 
@@ -106,14 +121,21 @@ impl GatewayProcess {
             .env("SWITCHBOARD__GATEWAY__LISTEN", addr.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(if std::env::var("TEST_LOG").is_ok() { Stdio::inherit() } else { Stdio::null() });
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         for (key, value) in env {
             command.env(key, value);
         }
         let child = command.spawn().expect("switchboard-gateway starts");
         let process = Self { addr, child };
         eventually(Duration::from_secs(20), || async {
-            matches!(gateway::test_util::http_request(addr, "GET", "/readyz", &[], "").await, Ok((200, _)))
+            matches!(
+                gateway::test_util::http_request(addr, "GET", "/readyz", &[], "").await,
+                Ok((200, _))
+            )
         })
         .await;
         process
@@ -121,7 +143,10 @@ impl GatewayProcess {
 
     /// Sends SIGTERM (graceful drain) and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().expect("gateway process exits")
     }
 
@@ -151,7 +176,9 @@ impl Drop for GatewayProcess {
 
 /// Connects a JSON client and waits for `connection_established`.
 pub async fn connect(url: &str) -> TestClient {
-    let mut client = TestClient::connect(url, protocol::Codec::Json).await.expect("client connects");
+    let mut client = TestClient::connect(url, protocol::Codec::Json)
+        .await
+        .expect("client connects");
     client.expect_established().await;
     client
 }

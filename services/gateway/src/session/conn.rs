@@ -90,7 +90,10 @@ impl Conn {
         if self.close_reason.get().is_some() {
             return PushOutcome::Closing;
         }
-        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let full = queue.items.len() >= self.limits.max_messages
             || queue.bytes + outgoing.bytes > self.limits.max_bytes;
         if full {
@@ -118,14 +121,20 @@ impl Conn {
     /// Moves every queued frame into `batch` (which must be empty), keeping both buffers'
     /// capacity so steady-state delivery does not allocate.
     pub fn take_queued(&self, batch: &mut VecDeque<Outgoing>) {
-        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::swap(&mut queue.items, batch);
         queue.bytes = 0;
     }
 
     /// Returns how many frames are waiting.
     pub fn queued_len(&self) -> usize {
-        self.queue.lock().map(|queue| queue.items.len()).unwrap_or(0)
+        self.queue
+            .lock()
+            .map(|queue| queue.items.len())
+            .unwrap_or(0)
     }
 
     /// Asks the connection to close with `reason`; the first reason wins.
@@ -147,7 +156,8 @@ impl Conn {
 
     /// Records inbound activity.
     pub fn touch(&self) {
-        self.last_inbound_ms.store(protocol::time::now_unix_ms(), Ordering::Relaxed);
+        self.last_inbound_ms
+            .store(protocol::time::now_unix_ms(), Ordering::Relaxed);
     }
 
     /// Returns the Unix ms of the last inbound frame.
@@ -161,12 +171,20 @@ mod tests {
     use super::*;
 
     fn conn(max_messages: usize, grace: Duration) -> Conn {
-        let limits = QueueLimits { max_messages, max_bytes: 1 << 20, slow_consumer_grace: grace };
+        let limits = QueueLimits {
+            max_messages,
+            max_bytes: 1 << 20,
+            slow_consumer_grace: grace,
+        };
         Conn::new(1, "c".into(), Codec::Json, limits)
     }
 
     fn frame() -> Outgoing {
-        Outgoing { message: Message::Text("x".into()), bytes: 1, published_at_ms: 0 }
+        Outgoing {
+            message: Message::Text("x".into()),
+            bytes: 1,
+            published_at_ms: 0,
+        }
     }
 
     #[test]
@@ -193,11 +211,23 @@ mod tests {
 
     #[test]
     fn byte_limit_counts_as_full() {
-        let limits = QueueLimits { max_messages: 100, max_bytes: 10, slow_consumer_grace: Duration::from_secs(60) };
+        let limits = QueueLimits {
+            max_messages: 100,
+            max_bytes: 10,
+            slow_consumer_grace: Duration::from_secs(60),
+        };
         let conn = Conn::new(1, "c".into(), Codec::Json, limits);
-        let big = Outgoing { message: Message::Text("x".into()), bytes: 8, published_at_ms: 0 };
+        let big = Outgoing {
+            message: Message::Text("x".into()),
+            bytes: 8,
+            published_at_ms: 0,
+        };
         assert_eq!(conn.push(big), PushOutcome::Queued);
-        let big = Outgoing { message: Message::Text("x".into()), bytes: 8, published_at_ms: 0 };
+        let big = Outgoing {
+            message: Message::Text("x".into()),
+            bytes: 8,
+            published_at_ms: 0,
+        };
         assert_eq!(conn.push(big), PushOutcome::Dropped);
     }
 

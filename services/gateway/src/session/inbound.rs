@@ -5,7 +5,9 @@ use axum::extract::ws::Message;
 use bus::Headers;
 use futures_util::SinkExt;
 use protocol::envelope::{HEADER_ORIGIN_SERVER, HEADER_TRACEPARENT, encode_bus};
-use protocol::{Ack, ClientMessage, Codec, ErrorCode, NodeState, RoomEnvelope, RoomName, ServerMessage};
+use protocol::{
+    Ack, ClientMessage, Codec, ErrorCode, NodeState, RoomEnvelope, RoomName, ServerMessage,
+};
 use serde_json::Value;
 
 use super::{EndReason, Session, Socket};
@@ -37,21 +39,40 @@ impl<S: Socket> Session<S> {
             return self.rate_limit_exceeded();
         }
         self.rate_strikes = 0;
+        // Seed 003's health check sends a bare `ping` text frame.
+        if codec == Codec::Json && bytes == b"ping" {
+            self.send_control(&ServerMessage::Pong {
+                timestamp: protocol::time::now_rfc3339(),
+            });
+            return None;
+        }
         let message = match codec.decode_client(bytes) {
             Ok(message) => message,
             Err(error) => {
                 let code = error.code();
-                self.shared.metrics.bad_input.with_label_values(&[code.as_str()]).inc();
+                self.shared
+                    .metrics
+                    .bad_input
+                    .with_label_values(&[code.as_str()])
+                    .inc();
                 self.send_error(code, None);
                 return None;
             }
         };
-        self.shared.metrics.messages_in.with_label_values(&[message_type(&message)]).inc();
+        self.shared
+            .metrics
+            .messages_in
+            .with_label_values(&[message_type(&message)])
+            .inc();
         match message {
-            ClientMessage::Subscribe { rooms, since } => self.subscribe(rooms, since.is_some()).await,
+            ClientMessage::Subscribe { rooms, since } => {
+                self.subscribe(rooms, since.is_some()).await
+            }
             ClientMessage::Unsubscribe { rooms } => self.unsubscribe(rooms),
             ClientMessage::Ping => {
-                self.send_control(&ServerMessage::Pong { timestamp: protocol::time::now_rfc3339() });
+                self.send_control(&ServerMessage::Pong {
+                    timestamp: protocol::time::now_rfc3339(),
+                });
             }
             ClientMessage::Publish { room, event, data } => self.publish(room, event, data).await,
             ClientMessage::NodeState(state) => self.node_state(state).await,
@@ -61,7 +82,11 @@ impl<S: Socket> Session<S> {
     }
 
     fn reject(&self, code: ErrorCode, room: Option<String>) {
-        self.shared.metrics.bad_input.with_label_values(&[code.as_str()]).inc();
+        self.shared
+            .metrics
+            .bad_input
+            .with_label_values(&[code.as_str()])
+            .inc();
         self.send_error(code, room);
     }
 
@@ -90,9 +115,14 @@ impl<S: Socket> Session<S> {
                 continue;
             }
             self.rooms.insert(raw.clone());
-            self.conn.room_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.conn
+                .room_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             shared.presence.submit(
-                PresenceOp::Join { connection_id: self.conn.connection_id.clone(), room: raw.clone() },
+                PresenceOp::Join {
+                    connection_id: self.conn.connection_id.clone(),
+                    room: raw.clone(),
+                },
                 &shared.metrics,
             );
             joined.push(raw);
@@ -100,7 +130,10 @@ impl<S: Socket> Session<S> {
         if !joined.is_empty() {
             // No room has history yet, so a requested recovery is always reported as incomplete.
             let recovered = asked_recovery.then_some(false);
-            self.send_control(&ServerMessage::Subscribed { rooms: joined, recovered });
+            self.send_control(&ServerMessage::Subscribed {
+                rooms: joined,
+                recovered,
+            });
         }
     }
 
@@ -108,17 +141,28 @@ impl<S: Socket> Session<S> {
         let shared = self.shared.clone();
         let mut left = Vec::with_capacity(rooms.len());
         for room in rooms {
+            if RoomName::parse(&room).is_err() {
+                self.reject(ErrorCode::InvalidRoom, Some(room));
+                continue;
+            }
             if self.rooms.remove(&room) {
                 shared.rooms.leave(&shared, &room, self.conn.key);
-                self.conn.room_count.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                self.conn
+                    .room_count
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 shared.presence.submit(
-                    PresenceOp::Leave { connection_id: self.conn.connection_id.clone(), room: room.clone() },
+                    PresenceOp::Leave {
+                        connection_id: self.conn.connection_id.clone(),
+                        room: room.clone(),
+                    },
                     &shared.metrics,
                 );
             }
             left.push(room);
         }
-        self.send_control(&ServerMessage::Unsubscribed { rooms: left });
+        if !left.is_empty() {
+            self.send_control(&ServerMessage::Unsubscribed { rooms: left });
+        }
     }
 
     async fn publish(&mut self, raw_room: String, event: String, data: Value) {
@@ -131,13 +175,25 @@ impl<S: Socket> Session<S> {
         if !protocol::message::is_valid_event_name(&event) {
             return self.reject(ErrorCode::InvalidMessage, Some(raw_room));
         }
-        let envelope = RoomEnvelope { event, data, timestamp: Some(protocol::time::now_rfc3339()), seq: None, priority: None };
+        let envelope = RoomEnvelope {
+            event,
+            data,
+            timestamp: Some(protocol::time::now_rfc3339()),
+            seq: None,
+            priority: None,
+        };
         let Ok(payload) = encode_bus(&envelope) else {
             return self.reject(ErrorCode::InvalidMessage, Some(raw_room));
         };
         let subject = self.shared.subjects.room(&room);
         let headers = self.bus_headers();
-        if self.shared.bus.publish_with_headers(&subject, headers, payload.into()).await.is_err() {
+        if self
+            .shared
+            .bus
+            .publish_with_headers(&subject, headers, payload.into())
+            .await
+            .is_err()
+        {
             self.send_error(ErrorCode::Unavailable, Some(raw_room));
         }
     }
@@ -159,7 +215,13 @@ impl<S: Socket> Session<S> {
         };
         let subject = self.shared.subjects.ingest_node(&state.node_id);
         let headers = self.bus_headers();
-        if self.shared.bus.publish_with_headers(&subject, headers, payload.into()).await.is_err() {
+        if self
+            .shared
+            .bus
+            .publish_with_headers(&subject, headers, payload.into())
+            .await
+            .is_err()
+        {
             self.send_error(ErrorCode::Unavailable, None);
         }
     }

@@ -20,7 +20,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::{Codec, ErrorCode, ServerMessage};
 use rand::Rng;
 use store::ConnectionRecord;
-use tracing::{debug, info_span, Instrument};
+use tracing::{Instrument, debug, info_span};
 
 use crate::frames::{control, encode_frame};
 use crate::nodes::{self, NodeLink};
@@ -50,13 +50,47 @@ impl EndReason {
     }
 }
 
+/// Sends `frame` (if any) and a close frame, then reads and discards until the peer's close
+/// or [`FAREWELL_TIMEOUT`]. Dropping a socket with unread input makes the kernel answer with
+/// a reset, which destroys the close frame in the peer's buffer; draining avoids that.
+pub(crate) async fn close_gracefully<S: Socket>(
+    socket: &mut S,
+    frame: Option<Message>,
+    close_code: u16,
+    reason: &'static str,
+) {
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        if let Some(frame) = frame
+            && socket.feed(frame).await.is_err()
+        {
+            return;
+        }
+        let close = CloseFrame {
+            code: close_code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        if socket.send(Message::Close(Some(close))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Anything a WebSocket session can run on: axum's socket, or channels in unit tests.
 pub(crate) trait Socket:
     Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
 {
 }
 impl<T> Socket for T where
-    T: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send
 {
 }
 
@@ -83,9 +117,12 @@ enum Event {
 
 /// Runs an accepted, authenticated connection to its end.
 pub(crate) async fn run<S: Socket>(shared: Arc<Shared>, socket: S, claims: Claims, codec: Codec) {
-    let key = shared.next_key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let key = shared
+        .next_key
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let connection_id = uuid::Uuid::new_v4().to_string();
-    let span = info_span!("session", conn_id = %connection_id, user_id = %claims.sub, role = ?claims.role);
+    let span =
+        info_span!("session", conn_id = %connection_id, user_id = %claims.sub, role = ?claims.role);
     let conn = Arc::new(Conn::new(key, connection_id, codec, shared.queue_limits));
     let config = &shared.config;
     let session = Session {
@@ -117,7 +154,9 @@ impl<S: Socket> Session<S> {
         shared.connections.insert(self.conn.clone());
         shared.metrics.connections_active.inc();
         shared.metrics.connections_opened.inc();
-        shared.presence.submit(PresenceOp::AddConnection(record.clone()), &shared.metrics);
+        shared
+            .presence
+            .submit(PresenceOp::AddConnection(record.clone()), &shared.metrics);
         debug!("connection accepted");
 
         let reason = self.serve().await;
@@ -127,12 +166,21 @@ impl<S: Socket> Session<S> {
         }
         if let Some(link) = self.node.take() {
             link.stop();
-            shared.presence.submit(PresenceOp::RemoveNodeRoute(link.node_id.clone()), &shared.metrics);
+            shared.presence.submit(
+                PresenceOp::RemoveNodeRoute(link.node_id.clone()),
+                &shared.metrics,
+            );
         }
         shared.connections.remove(self.conn.key);
-        shared.presence.submit(PresenceOp::RemoveConnection(record), &shared.metrics);
+        shared
+            .presence
+            .submit(PresenceOp::RemoveConnection(record), &shared.metrics);
         shared.metrics.connections_active.dec();
-        shared.metrics.connections_closed.with_label_values(&[reason.label()]).inc();
+        shared
+            .metrics
+            .connections_closed
+            .with_label_values(&[reason.label()])
+            .inc();
         debug!(reason = reason.label(), "connection closed");
     }
 
@@ -140,7 +188,8 @@ impl<S: Socket> Session<S> {
         let greeting = ServerMessage::ConnectionEstablished {
             connection_id: self.conn.connection_id.clone(),
             server_id: self.shared.server_id.clone(),
-            heartbeat_interval_ms: u64::try_from(self.shared.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+            heartbeat_interval_ms: u64::try_from(self.shared.config.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX),
             timestamp: protocol::time::now_rfc3339(),
         };
         self.send_control(&greeting);
@@ -187,16 +236,23 @@ impl<S: Socket> Session<S> {
 
     fn time_until_expiry(&self) -> Duration {
         let expires_at = UNIX_EPOCH + Duration::from_secs(self.claims.exp);
-        expires_at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO)
+        expires_at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
     }
 
     async fn start_node(&mut self, node_id: &str) {
         match nodes::serve_commands(&self.shared, &self.conn, node_id).await {
             Ok(link) => {
-                self.shared.presence.submit(PresenceOp::SetNodeRoute(node_id.to_owned()), &self.shared.metrics);
+                self.shared.presence.submit(
+                    PresenceOp::SetNodeRoute(node_id.to_owned()),
+                    &self.shared.metrics,
+                );
                 self.node = Some(link);
             }
-            Err(error) => tracing::warn!(node_id, error = %error, "node commands unavailable for this connection"),
+            Err(error) => {
+                tracing::warn!(node_id, error = %error, "node commands unavailable for this connection")
+            }
         }
     }
 
@@ -204,7 +260,11 @@ impl<S: Socket> Session<S> {
     fn send_control<T: serde::Serialize>(&self, message: &T) {
         if let Some(outgoing) = control(self.conn.codec, message) {
             self.conn.push(outgoing);
-            self.shared.metrics.messages_out.with_label_values(&["control"]).inc();
+            self.shared
+                .metrics
+                .messages_out
+                .with_label_values(&["control"])
+                .inc();
         }
     }
 
@@ -237,9 +297,16 @@ impl<S: Socket> Session<S> {
             Ok(Ok(())) => {}
         }
         let now_ms = protocol::time::now_unix_ms();
-        for outgoing in self.batch.iter().filter(|outgoing| outgoing.published_at_ms > 0) {
+        for outgoing in self
+            .batch
+            .iter()
+            .filter(|outgoing| outgoing.published_at_ms > 0)
+        {
             let latency_ms = now_ms.saturating_sub(outgoing.published_at_ms);
-            self.shared.metrics.publish_to_write_seconds.observe(latency_ms as f64 / 1000.0);
+            self.shared
+                .metrics
+                .publish_to_write_seconds
+                .observe(latency_ms as f64 / 1000.0);
         }
         self.batch.clear();
         // A burst may have grown the buffer; give the memory back once it is idle again.
@@ -251,14 +318,19 @@ impl<S: Socket> Session<S> {
 
     /// Sends `error` and a close frame with the code's close code, then ends.
     async fn farewell(&mut self, code: ErrorCode) -> EndReason {
-        let error = encode_frame(self.conn.codec, &ServerMessage::error(code, None)).map(|(frame, _)| frame);
-        self.send_farewell(error, code.close_code(), code.as_str()).await;
+        let error = encode_frame(self.conn.codec, &ServerMessage::error(code, None))
+            .map(|(frame, _)| frame);
+        self.send_farewell(error, code.close_code(), code.as_str())
+            .await;
         EndReason::Error(code)
     }
 
     /// Drain: tells the client to reconnect elsewhere after a jittered delay, then closes with 1001.
     async fn farewell_reconnect(&mut self) -> EndReason {
-        let (min, max) = (self.shared.config.reconnect_delay_min, self.shared.config.reconnect_delay_max);
+        let (min, max) = (
+            self.shared.config.reconnect_delay_min,
+            self.shared.config.reconnect_delay_max,
+        );
         let retry_after = rand::rng().random_range(min.as_secs_f64()..=max.as_secs_f64());
         let reconnect = ServerMessage::Reconnect {
             reason: "server shutting down".to_owned(),
@@ -266,36 +338,44 @@ impl<S: Socket> Session<S> {
         };
         let frame = encode_frame(self.conn.codec, &reconnect).map(|(frame, _)| frame);
         let code = ErrorCode::ShuttingDown;
-        self.send_farewell(frame, code.close_code(), code.as_str()).await;
+        self.send_farewell(frame, code.close_code(), code.as_str())
+            .await;
         EndReason::Error(code)
     }
 
-    async fn send_farewell(&mut self, frame: Option<Message>, close_code: u16, reason: &'static str) {
-        let socket = &mut self.socket;
-        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
-            if let Some(frame) = frame {
-                socket.feed(frame).await?;
-            }
-            let close = CloseFrame { code: close_code, reason: Utf8Bytes::from_static(reason) };
-            socket.send(Message::Close(Some(close))).await
-        })
-        .await;
+    async fn send_farewell(
+        &mut self,
+        frame: Option<Message>,
+        close_code: u16,
+        reason: &'static str,
+    ) {
+        close_gracefully(&mut self.socket, frame, close_code, reason).await;
     }
 
     async fn on_socket_error(&mut self, error: axum::Error) -> EndReason {
         let too_big = error
             .into_inner()
             .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-            .is_some_and(|inner| matches!(inner, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+            .is_some_and(|inner| {
+                matches!(inner, tokio_tungstenite::tungstenite::Error::Capacity(_))
+            });
         if too_big {
-            self.shared.metrics.bad_input.with_label_values(&[ErrorCode::MessageTooLarge.as_str()]).inc();
+            self.shared
+                .metrics
+                .bad_input
+                .with_label_values(&[ErrorCode::MessageTooLarge.as_str()])
+                .inc();
             return self.farewell(ErrorCode::MessageTooLarge).await;
         }
         EndReason::SocketError
     }
 
     fn rate_limit_exceeded(&mut self) -> Option<EndReason> {
-        self.shared.metrics.rate_limited.with_label_values(&["messages"]).inc();
+        self.shared
+            .metrics
+            .rate_limited
+            .with_label_values(&["messages"])
+            .inc();
         self.rate_strikes += 1;
         // A client that keeps sending at twice its allowance is flooding, not bursting.
         if self.rate_strikes > self.shared.config.message_burst {

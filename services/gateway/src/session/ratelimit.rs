@@ -26,7 +26,9 @@ impl TokenBucket {
     }
 
     fn try_take_at(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last_refill).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.last_refill)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.refill_per_second).min(self.capacity);
         self.last_refill = now;
         if self.tokens >= 1.0 {

@@ -11,21 +11,31 @@ use serde_json::json;
 fn gateway_env(stack: &Stack, server_id: &str, liveness_ttl: &str) -> Vec<(&'static str, String)> {
     vec![
         ("SWITCHBOARD__GATEWAY__SERVER_ID", server_id.to_owned()),
-        ("SWITCHBOARD__GATEWAY__LIVENESS_TTL", liveness_ttl.to_owned()),
+        (
+            "SWITCHBOARD__GATEWAY__LIVENESS_TTL",
+            liveness_ttl.to_owned(),
+        ),
         ("SWITCHBOARD__BUS__NATS_URL", stack.nats.url()),
         ("SWITCHBOARD__STORE__REDIS_URL", stack.redis.url()),
         ("SWITCHBOARD__STORE__KEY_PREFIX", stack.key_prefix.clone()),
-        ("SWITCHBOARD__AUTH__HMAC_SECRET", String::from_utf8_lossy(auth::test_keys::TEST_HMAC_SECRET).into_owned()),
+        (
+            "SWITCHBOARD__AUTH__HMAC_SECRET",
+            String::from_utf8_lossy(auth::test_keys::TEST_HMAC_SECRET).into_owned(),
+        ),
         ("SWITCHBOARD__AUTH__API_KEY", TEST_API_KEY.to_owned()),
     ]
 }
 
 fn stat(stats: &serde_json::Value, path: &[&str]) -> u64 {
-    path.iter().fold(stats, |value, key| &value[*key]).as_u64().unwrap_or(0)
+    path.iter()
+        .fold(stats, |value, key| &value[*key])
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_gateway_processes_configured_by_environment_deliver_http_and_nats_publishes_once_to_both_clients() {
+async fn two_gateway_processes_configured_by_environment_deliver_http_and_nats_publishes_once_to_both_clients()
+ {
     let stack = Stack::start().await;
     let gateway_1 = GatewayProcess::spawn(&gateway_env(&stack, "gw-1", "15s")).await;
     let gateway_2 = GatewayProcess::spawn(&gateway_env(&stack, "gw-2", "15s")).await;
@@ -34,19 +44,48 @@ async fn two_gateway_processes_configured_by_environment_deliver_http_and_nats_p
     assert_eq!(alice.subscribe(&["nodes"]).await, vec!["nodes"]);
     assert_eq!(bob.subscribe(&["nodes"]).await, vec!["nodes"]);
 
-    assert_eq!(publish_http(gateway_1.addr, "nodes", "node_status_update", json!({"n": 1})).await, 202);
+    assert_eq!(
+        publish_http(
+            gateway_1.addr,
+            "nodes",
+            "node_status_update",
+            json!({"n": 1})
+        )
+        .await,
+        202
+    );
     let bus = stack.bus().await;
-    let envelope = RoomEnvelope { event: "node_status_update".into(), data: json!({"n": 2}), timestamp: None, seq: None, priority: None };
-    bus.publish("sb.room.nodes", Bytes::from(encode_bus(&envelope).unwrap())).await.unwrap();
+    let envelope = RoomEnvelope {
+        event: "node_status_update".into(),
+        data: json!({"n": 2}),
+        timestamp: None,
+        seq: None,
+        priority: None,
+    };
+    bus.publish("sb.room.nodes", Bytes::from(encode_bus(&envelope).unwrap()))
+        .await
+        .unwrap();
     bus.flush().await.unwrap();
 
     for client in [&mut alice, &mut bob] {
-        let mut seen = vec![client.next_room_message().await, client.next_room_message().await];
+        let mut seen = vec![
+            client.next_room_message().await,
+            client.next_room_message().await,
+        ];
         seen.sort_by_key(|message| message.data["n"].as_u64());
         assert_eq!(seen[0].data, json!({"n": 1}));
         assert_eq!(seen[1].data, json!({"n": 2}));
-        assert!(seen.iter().all(|message| message.room == "nodes" && message.event == "node_status_update"));
-        assert!(client.room_message_within(Duration::from_millis(500)).await.is_none(), "delivered more than once");
+        assert!(
+            seen.iter()
+                .all(|message| message.room == "nodes" && message.event == "node_status_update")
+        );
+        assert!(
+            client
+                .room_message_within(Duration::from_millis(500))
+                .await
+                .is_none(),
+            "delivered more than once"
+        );
     }
 
     for gateway in [&gateway_1, &gateway_2] {
@@ -84,8 +123,11 @@ async fn a_killed_gateway_drops_out_of_the_stats_within_its_ttl() {
             && stat(&stats, &["rooms", "nodes"]) == 1
     })
     .await;
-    assert_eq!(publish_http(survivor.addr, "nodes", "ping", json!({})).await, 202);
-    assert_eq!(kept.next_room_message().await.event, "ping");
+    assert_eq!(
+        publish_http(survivor.addr, "nodes", "still_here", json!({})).await,
+        202
+    );
+    assert_eq!(kept.next_room_message().await.event, "still_here");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,12 +137,20 @@ async fn sigterm_drains_clients_with_a_jittered_reconnect_and_deregisters_at_onc
     let leaving = GatewayProcess::spawn(&gateway_env(&stack, "gw-leaving", "15s")).await;
     let mut client = connect(&leaving.ws_url(&token(&viewer("carol")))).await;
     client.subscribe(&["tasks"]).await;
-    eventually(Duration::from_secs(5), || async { stat(&staying.stats().await, &["live_gateways"]) == 2 }).await;
+    eventually(Duration::from_secs(5), || async {
+        stat(&staying.stats().await, &["live_gateways"]) == 2
+    })
+    .await;
 
     let status = leaving.terminate();
     assert!(status.success(), "clean drain exits 0, got {status:?}");
-    match client.next_control(|m| matches!(m, ServerMessage::Reconnect { .. })).await {
-        ServerMessage::Reconnect { retry_after, .. } => assert!((1.0..=5.0).contains(&retry_after), "{retry_after}"),
+    match client
+        .next_control(|m| matches!(m, ServerMessage::Reconnect { .. }))
+        .await
+    {
+        ServerMessage::Reconnect { retry_after, .. } => {
+            assert!((1.0..=5.0).contains(&retry_after), "{retry_after}")
+        }
         _ => unreachable!(),
     }
     assert_eq!(client.expect_close().await, Some(close_code::GOING_AWAY));
