@@ -25,7 +25,8 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
+        let mut terminate =
+            signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
         tokio::select! {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
