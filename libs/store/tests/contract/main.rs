@@ -1,0 +1,64 @@
+//! The store contract: one suite of scenarios, run against the in-memory backend
+//! (`on_memory::…`) and against a real `redis-server` (`on_redis::…`), plus Redis-only
+//! tests for outages and key hygiene.
+
+// The rest of the workspace imports this crate as `store`; so do the tests.
+extern crate switchboard_store as store;
+
+mod connections;
+mod counters;
+mod gateways;
+mod harness;
+mod outage;
+mod redis_keys;
+mod routes;
+
+/// Generates one test per scenario and backend. Each scenario is
+/// `async fn(&Store) -> Result<(), StoreError>`; each Redis test gets its own server and a
+/// key prefix named after the scenario.
+macro_rules! contract_suite {
+    ($($module:ident :: $scenario:ident),+ $(,)?) => {
+        mod on_memory {
+            $(
+                #[tokio::test]
+                async fn $scenario() -> Result<(), store::StoreError> {
+                    let backend = crate::harness::Backend::memory();
+                    crate::$module::$scenario(&backend.store).await
+                }
+            )+
+        }
+
+        mod on_redis {
+            $(
+                #[tokio::test]
+                async fn $scenario() -> Result<(), store::StoreError> {
+                    let backend = crate::harness::Backend::redis(stringify!($scenario)).await;
+                    crate::$module::$scenario(&backend.store).await
+                }
+            )+
+        }
+    };
+}
+
+contract_suite! {
+    gateways::registered_gateways_are_live_until_removed,
+    gateways::liveness_expires_after_its_ttl,
+    gateways::refreshing_keeps_a_gateway_live_past_its_first_ttl,
+    gateways::dead_gateway_drops_out_of_stats_users_and_routes_within_its_ttl,
+    gateways::expired_gateway_that_refreshes_before_a_sweep_keeps_its_entries,
+    gateways::clean_removal_deletes_every_entry_of_the_gateway,
+    gateways::sweep_deletes_dead_gateways_and_keeps_live_ones,
+    connections::stats_count_connections_and_rooms_of_live_gateways,
+    connections::joining_twice_counts_once_and_leaving_twice_is_harmless,
+    connections::room_without_subscribers_is_omitted_from_stats,
+    connections::removing_a_connection_removes_its_room_memberships,
+    connections::adding_the_same_connection_twice_counts_it_once,
+    connections::user_connections_span_live_gateways,
+    connections::stats_stay_exact_with_thousands_of_connections,
+    routes::node_route_follows_the_latest_gateway,
+    routes::stale_gateway_cannot_remove_a_newer_route,
+    routes::node_route_is_none_for_unknown_nodes_and_unregistered_gateways,
+    counters::rate_counter_counts_hits_within_a_window_per_key,
+    counters::rate_counter_starts_again_in_the_next_window,
+    counters::total_counters_are_cumulative,
+}
