@@ -92,15 +92,16 @@ pub(crate) async fn run_writer(
     }
 }
 
+/// Returns how this gateway describes itself in the store.
+pub(crate) fn gateway_info(shared: &Shared) -> GatewayInfo {
+    GatewayInfo { id: shared.server_id.clone(), address: shared.advertise_url.clone(), started_at_ms: shared.started_at_ms }
+}
+
 /// Keeps the liveness key fresh, flushes the delivered-message counter and sweeps dead
 /// gateways, every third of the liveness TTL, until `cancel`.
 pub(crate) async fn run_liveness(shared: Arc<Shared>, cancel: CancellationToken) {
     let ttl = shared.config.liveness_ttl;
-    let info = GatewayInfo {
-        id: shared.server_id.clone(),
-        address: shared.advertise_url.clone(),
-        started_at_ms: shared.started_at_ms,
-    };
+    let info = gateway_info(&shared);
     let mut ticker = tokio::time::interval(ttl / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store_was_down = false;

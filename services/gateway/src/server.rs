@@ -117,6 +117,11 @@ impl Gateway {
             shared,
             presence_rx,
         } = self;
+        // Entries of a gateway without liveness are swept, so register before any connection.
+        let info = presence::gateway_info(&shared);
+        if let Err(error) = shared.store.register_gateway(&info, shared.config.liveness_ttl).await {
+            warn!(error = %error, "store unreachable at start; presence and stats degraded until it returns");
+        }
         let background = CancellationToken::new();
         let presence_writer = tokio::spawn(presence::run_writer(
             shared.clone(),
