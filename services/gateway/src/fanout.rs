@@ -106,6 +106,24 @@ impl Rooms {
         }
     }
 
+    /// Returns every room with the connection ids of its local members.
+    pub fn memberships(&self) -> Vec<(String, Vec<String>)> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .map(|(name, room)| {
+                let members = room.members.read().unwrap_or_else(|p| p.into_inner());
+                (
+                    name.clone(),
+                    members
+                        .values()
+                        .map(|conn| conn.connection_id.clone())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
     /// Returns local subscriber counts per room.
     pub fn local_counts(&self) -> Vec<(String, usize)> {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());

@@ -94,7 +94,11 @@ pub(crate) async fn run_writer(
 
 /// Returns how this gateway describes itself in the store.
 pub(crate) fn gateway_info(shared: &Shared) -> GatewayInfo {
-    GatewayInfo { id: shared.server_id.clone(), address: shared.advertise_url.clone(), started_at_ms: shared.started_at_ms }
+    GatewayInfo {
+        id: shared.server_id.clone(),
+        address: shared.advertise_url.clone(),
+        started_at_ms: shared.started_at_ms,
+    }
 }
 
 /// Keeps the liveness key fresh, flushes the delivered-message counter and sweeps dead
@@ -119,7 +123,14 @@ pub(crate) async fn run_liveness(shared: Arc<Shared>, cancel: CancellationToken)
                 store_was_down = true;
             }
             (Ok(()), true) => {
-                info!("store reachable again");
+                // The store may have lost this gateway's entries (restart, or swept while
+                // unreachable): write them again from what is live here.
+                match resync(&shared).await {
+                    Ok(()) => info!("store reachable again; presence re-registered"),
+                    Err(error) => {
+                        warn!(error = %error, "store reachable again but re-registration failed")
+                    }
+                }
                 store_was_down = false;
             }
             _ => {}
@@ -133,6 +144,26 @@ pub(crate) async fn run_liveness(shared: Arc<Shared>, cancel: CancellationToken)
             }
         }
     }
+}
+
+/// Writes every live connection, room membership and node route of this gateway to the store.
+async fn resync(shared: &Shared) -> Result<(), store::StoreError> {
+    let store = &shared.store;
+    let gateway_id = &shared.server_id;
+    for shard in 0..crate::connections::SHARDS {
+        for conn in shared.connections.shard(shard) {
+            store.add_connection(&conn.record(gateway_id)).await?;
+            if let (Some(node_id), "node") = (&conn.owner.node_id, conn.owner.role) {
+                store.set_node_route(node_id, gateway_id).await?;
+            }
+        }
+    }
+    for (room, connection_ids) in shared.rooms.memberships() {
+        for connection_id in connection_ids {
+            store.join_room(gateway_id, &connection_id, &room).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn refresh_once(

@@ -41,7 +41,6 @@ impl Gateway {
     /// for unusable keys, [`StartError::Bind`] when the address cannot be bound.
     pub async fn bind(config: Config, bus: Bus, store: Store) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let verifier = Verifier::new(verifier_keys(&config)?).map_err(StartError::Keys)?;
         let addr = config.gateway.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -49,43 +48,7 @@ impl Gateway {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let gateway = config.gateway;
-        let server_id = gateway
-            .server_id
-            .clone()
-            .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-        let advertise_url = gateway
-            .advertise_url
-            .clone()
-            .unwrap_or_else(|| format!("ws://{local_addr}/api/ws/connect"));
-        let (presence, presence_rx) = Presence::new();
-        let shared = Arc::new(Shared {
-            queue_limits: QueueLimits {
-                max_messages: gateway.outbound_queue_messages,
-                max_bytes: gateway.outbound_queue_bytes,
-                slow_consumer_grace: gateway.slow_consumer_grace,
-            },
-            connection_slots: Arc::new(Semaphore::new(gateway.max_connections)),
-            server_id,
-            advertise_url,
-            started_at_ms: protocol::time::now_unix_ms(),
-            subjects: Subjects::new(&config.bus.subject_prefix),
-            bus,
-            store,
-            verifier,
-            api_key: config.auth.api_key.clone(),
-            metrics: Metrics::new(),
-            connections: Connections::new(),
-            rooms: Rooms::default(),
-            presence,
-            draining: AtomicBool::new(false),
-            sessions_shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            next_key: AtomicU64::new(1),
-            delivered_since_flush: AtomicU64::new(0),
-            queued_per_shard: std::array::from_fn(|_| Default::default()),
-            config: gateway,
-        });
+        let (shared, presence_rx) = build_shared(config, bus, store, local_addr)?;
         Ok(Self {
             listener,
             shared,
@@ -119,7 +82,11 @@ impl Gateway {
         } = self;
         // Entries of a gateway without liveness are swept, so register before any connection.
         let info = presence::gateway_info(&shared);
-        if let Err(error) = shared.store.register_gateway(&info, shared.config.liveness_ttl).await {
+        if let Err(error) = shared
+            .store
+            .register_gateway(&info, shared.config.liveness_ttl)
+            .await
+        {
             warn!(error = %error, "store unreachable at start; presence and stats degraded until it returns");
         }
         let background = CancellationToken::new();
@@ -179,6 +146,54 @@ impl Gateway {
         }
         served.map_err(RunError::Serve)
     }
+}
+
+/// Builds the state of one gateway instance: everything but the listener.
+pub(crate) fn build_shared(
+    config: Config,
+    bus: Bus,
+    store: Store,
+    local_addr: SocketAddr,
+) -> Result<(Arc<Shared>, tokio::sync::mpsc::Receiver<PresenceOp>), StartError> {
+    let verifier = Verifier::new(verifier_keys(&config)?).map_err(StartError::Keys)?;
+    let gateway = config.gateway;
+    let server_id = gateway
+        .server_id
+        .clone()
+        .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let advertise_url = gateway
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{local_addr}/api/ws/connect"));
+    let (presence, presence_rx) = Presence::new();
+    let shared = Arc::new(Shared {
+        queue_limits: QueueLimits {
+            max_messages: gateway.outbound_queue_messages,
+            max_bytes: gateway.outbound_queue_bytes,
+            slow_consumer_grace: gateway.slow_consumer_grace,
+        },
+        connection_slots: Arc::new(Semaphore::new(gateway.max_connections)),
+        server_id,
+        advertise_url,
+        started_at_ms: protocol::time::now_unix_ms(),
+        subjects: Subjects::new(&config.bus.subject_prefix),
+        bus,
+        store,
+        verifier,
+        api_key: config.auth.api_key.clone(),
+        metrics: Metrics::new(),
+        connections: Connections::new(),
+        rooms: Rooms::default(),
+        presence,
+        draining: AtomicBool::new(false),
+        sessions_shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        next_key: AtomicU64::new(1),
+        delivered_since_flush: AtomicU64::new(0),
+        queued_per_shard: std::array::from_fn(|_| Default::default()),
+        config: gateway,
+    });
+    Ok((shared, presence_rx))
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -52,6 +52,15 @@ struct QueueState {
     full_since: Option<Instant>,
 }
 
+/// Who holds a connection, as the store records it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Owner {
+    pub user_id: String,
+    pub role: &'static str,
+    pub node_id: Option<String>,
+    pub connected_at_ms: u64,
+}
+
 /// The shared handle of one connection.
 pub(crate) struct Conn {
     /// Registry key, unique within this gateway.
@@ -60,6 +69,8 @@ pub(crate) struct Conn {
     pub connection_id: String,
     /// The codec negotiated by subprotocol.
     pub codec: Codec,
+    /// Who holds it (for the store, and to re-register after a store outage).
+    pub owner: Owner,
     limits: QueueLimits,
     queue: Mutex<QueueState>,
     wake: Notify,
@@ -71,17 +82,36 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(key: u64, connection_id: String, codec: Codec, limits: QueueLimits) -> Self {
+    pub fn new(
+        key: u64,
+        connection_id: String,
+        codec: Codec,
+        owner: Owner,
+        limits: QueueLimits,
+    ) -> Self {
         Self {
             key,
             connection_id,
             codec,
+            owner,
             limits,
             queue: Mutex::new(QueueState::default()),
             wake: Notify::new(),
             close_reason: OnceLock::new(),
             last_inbound_ms: AtomicU64::new(protocol::time::now_unix_ms()),
             room_count: AtomicU32::new(0),
+        }
+    }
+
+    /// Returns the store's record of this connection on gateway `gateway_id`.
+    pub fn record(&self, gateway_id: &str) -> store::ConnectionRecord {
+        store::ConnectionRecord {
+            connection_id: self.connection_id.clone(),
+            gateway_id: gateway_id.to_owned(),
+            user_id: self.owner.user_id.clone(),
+            role: self.owner.role.to_owned(),
+            node_id: self.owner.node_id.clone(),
+            connected_at_ms: self.owner.connected_at_ms,
         }
     }
 
@@ -176,7 +206,7 @@ mod tests {
             max_bytes: 1 << 20,
             slow_consumer_grace: grace,
         };
-        Conn::new(1, "c".into(), Codec::Json, limits)
+        Conn::new(1, "c".into(), Codec::Json, Owner::default(), limits)
     }
 
     fn frame() -> Outgoing {
@@ -216,7 +246,7 @@ mod tests {
             max_bytes: 10,
             slow_consumer_grace: Duration::from_secs(60),
         };
-        let conn = Conn::new(1, "c".into(), Codec::Json, limits);
+        let conn = Conn::new(1, "c".into(), Codec::Json, Owner::default(), limits);
         let big = Outgoing {
             message: Message::Text("x".into()),
             bytes: 8,

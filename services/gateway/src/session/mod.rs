@@ -19,14 +19,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::{Codec, ErrorCode, ServerMessage};
 use rand::Rng;
-use store::ConnectionRecord;
 use tracing::{Instrument, debug, info_span};
 
 use crate::frames::{control, encode_frame};
 use crate::nodes::{self, NodeLink};
 use crate::presence::PresenceOp;
 use crate::state::Shared;
-use conn::{Conn, Outgoing};
+use conn::{Conn, Outgoing, Owner};
 use ratelimit::TokenBucket;
 
 /// How long the farewell frames (error, reconnect, close) may take before the socket is dropped.
@@ -81,6 +80,16 @@ pub(crate) async fn close_gracefully<S: Socket>(
     .await;
 }
 
+/// Returns the role's name as the store records it.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Node => "node",
+        Role::Device => "device",
+        Role::Admin => "admin",
+    }
+}
+
 /// Anything a WebSocket session can run on: axum's socket, or channels in unit tests.
 pub(crate) trait Socket:
     Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
@@ -116,14 +125,34 @@ enum Event {
 }
 
 /// Runs an accepted, authenticated connection to its end.
-pub(crate) async fn run<S: Socket>(shared: Arc<Shared>, socket: S, claims: Claims, codec: Codec) {
+///
+/// A plain function returning the future (not an `async fn`): the session is built before
+/// the first poll, so the task does not keep the arguments and the session side by side.
+pub(crate) fn run<S: Socket>(
+    shared: Arc<Shared>,
+    socket: S,
+    claims: Claims,
+    codec: Codec,
+) -> impl Future<Output = ()> + Send {
     let key = shared
         .next_key
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let connection_id = uuid::Uuid::new_v4().to_string();
     let span =
         info_span!("session", conn_id = %connection_id, user_id = %claims.sub, role = ?claims.role);
-    let conn = Arc::new(Conn::new(key, connection_id, codec, shared.queue_limits));
+    let owner = Owner {
+        user_id: claims.sub.clone(),
+        role: role_name(claims.role),
+        node_id: claims.node_id.clone(),
+        connected_at_ms: protocol::time::now_unix_ms(),
+    };
+    let conn = Arc::new(Conn::new(
+        key,
+        connection_id,
+        codec,
+        owner,
+        shared.queue_limits,
+    ));
     let config = &shared.config;
     let session = Session {
         bucket: TokenBucket::new(config.messages_per_second, config.message_burst),
@@ -137,26 +166,19 @@ pub(crate) async fn run<S: Socket>(shared: Arc<Shared>, socket: S, claims: Claim
         node: None,
         batch: VecDeque::new(),
     };
-    session.run().instrument(span).await;
+    session.run().instrument(span)
 }
 
 impl<S: Socket> Session<S> {
     async fn run(mut self) {
         let shared = self.shared.clone();
-        let record = ConnectionRecord {
-            connection_id: self.conn.connection_id.clone(),
-            gateway_id: shared.server_id.clone(),
-            user_id: self.claims.sub.clone(),
-            role: format!("{:?}", self.claims.role).to_lowercase(),
-            node_id: self.claims.node_id.clone(),
-            connected_at_ms: protocol::time::now_unix_ms(),
-        };
         shared.connections.insert(self.conn.clone());
         shared.metrics.connections_active.inc();
         shared.metrics.connections_opened.inc();
-        shared
-            .presence
-            .submit(PresenceOp::AddConnection(record.clone()), &shared.metrics);
+        shared.presence.submit(
+            PresenceOp::AddConnection(self.conn.record(&shared.server_id)),
+            &shared.metrics,
+        );
         debug!("connection accepted");
 
         let reason = self.serve().await;
@@ -172,9 +194,10 @@ impl<S: Socket> Session<S> {
             );
         }
         shared.connections.remove(self.conn.key);
-        shared
-            .presence
-            .submit(PresenceOp::RemoveConnection(record), &shared.metrics);
+        shared.presence.submit(
+            PresenceOp::RemoveConnection(self.conn.record(&shared.server_id)),
+            &shared.metrics,
+        );
         shared.metrics.connections_active.dec();
         shared
             .metrics
@@ -185,18 +208,22 @@ impl<S: Socket> Session<S> {
     }
 
     async fn serve(&mut self) -> EndReason {
-        let greeting = ServerMessage::ConnectionEstablished {
-            connection_id: self.conn.connection_id.clone(),
-            server_id: self.shared.server_id.clone(),
-            heartbeat_interval_ms: u64::try_from(self.shared.config.heartbeat_interval.as_millis())
+        {
+            let greeting = ServerMessage::ConnectionEstablished {
+                connection_id: self.conn.connection_id.clone(),
+                server_id: self.shared.server_id.clone(),
+                heartbeat_interval_ms: u64::try_from(
+                    self.shared.config.heartbeat_interval.as_millis(),
+                )
                 .unwrap_or(u64::MAX),
-            timestamp: protocol::time::now_rfc3339(),
-        };
-        self.send_control(&greeting);
+                timestamp: protocol::time::now_rfc3339(),
+            };
+            self.send_control(&greeting);
+        }
         if self.claims.role == Role::Node
             && let Some(node_id) = self.claims.node_id.clone()
         {
-            self.start_node(&node_id).await;
+            Box::pin(self.start_node(&node_id)).await;
         }
         let expiry = tokio::time::sleep(self.time_until_expiry());
         tokio::pin!(expiry);
@@ -210,23 +237,29 @@ impl<S: Socket> Session<S> {
                 inbound = self.socket.next() => Event::Inbound(inbound),
             };
             match event {
-                Event::Shutdown => return self.farewell_reconnect().await,
+                Event::Shutdown => return Box::pin(self.farewell_reconnect()).await,
                 Event::Expired => {
                     expired = true;
                     self.conn.close(ErrorCode::TokenExpired);
                 }
                 Event::Work => {
                     if let Some(reason) = self.conn.close_reason() {
-                        return self.farewell(reason).await;
+                        return Box::pin(self.farewell(reason)).await;
                     }
-                    if let Err(reason) = self.write_queued().await {
+                    // Boxed: the write carries a timeout timer; one allocation per batch is
+                    // noise next to the syscall, and idle tasks stay small.
+                    if let Err(reason) = Box::pin(self.write_queued()).await {
                         return reason;
                     }
                 }
                 Event::Inbound(None) => return EndReason::ClientClosed,
-                Event::Inbound(Some(Err(error))) => return self.on_socket_error(error).await,
+                Event::Inbound(Some(Err(error))) => {
+                    return Box::pin(self.on_socket_error(error)).await;
+                }
                 Event::Inbound(Some(Ok(message))) => {
-                    if let Some(reason) = self.on_frame(message).await {
+                    // Boxed: inbound handling (subscribe, publish) has deep futures that would
+                    // otherwise sit inline in every idle connection's task for its whole life.
+                    if let Some(reason) = Box::pin(self.on_frame(message)).await {
                         return reason;
                     }
                 }
@@ -390,3 +423,6 @@ impl<S: Socket> Session<S> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;
