@@ -136,7 +136,7 @@ pub(crate) async fn run_liveness(shared: Arc<Shared>, cancel: CancellationToken)
             _ => {}
         }
         // Sweeping is idempotent across gateways; doing it once per TTL is plenty.
-        if ticks % 3 == 0 && !store_was_down {
+        if ticks.is_multiple_of(3) && !store_was_down {
             match shared.store.sweep_dead_gateways().await {
                 Ok(0) => {}
                 Ok(swept) => info!(swept, "removed entries of dead gateways"),

@@ -21,16 +21,14 @@ impl<S: Socket> Session<S> {
             // Text frames are JSON and binary frames MessagePack, whatever was negotiated.
             Message::Text(text) => self.on_data(Codec::Json, text.as_bytes()).await,
             Message::Binary(bytes) => self.on_data(Codec::MsgPack, &bytes).await,
-            // tungstenite queues the pong itself; flushing sends it now rather than with
-            // the next outbound frame.
-            Message::Ping(_) => {
-                if self.socket.flush().await.is_err() {
-                    return Some(EndReason::SocketError);
-                }
-                None
+            // tungstenite queues the pong and sends it on the next read without blocking;
+            // awaiting a flush here would stall the session on a peer that does not read.
+            Message::Ping(_) | Message::Pong(_) => None,
+            // Send the close reply tungstenite queued (bounded: the peer may not read).
+            Message::Close(_) => {
+                let _ = tokio::time::timeout(super::FAREWELL_TIMEOUT, self.socket.flush()).await;
+                Some(EndReason::ClientClosed)
             }
-            Message::Pong(_) => None,
-            Message::Close(_) => Some(EndReason::ClientClosed),
         }
     }
 

@@ -1,0 +1,16 @@
+//! In-process integration tests of the gateway on the embedded engine (in-memory bus and
+//! store): real sockets on port 0, no external services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod codecs;
+mod connect;
+mod control;
+mod drain;
+mod fanout;
+mod heartbeat;
+mod helpers;
+mod http_api;
+mod limits;
+mod nodes;
+mod publish_api;
+mod publishing;

@@ -1,0 +1,155 @@
+//! Commands to a node agent over the in-memory bus shared with the gateway.
+
+use std::time::Duration;
+
+use bus::{Bus, Headers, RequestError};
+use bytes::Bytes;
+use gateway::test_util::{TestGateway, eventually, test_config};
+use protocol::envelope::{decode_bus, encode_bus};
+use protocol::{CommandReply, CommandRequest, ServerMessage};
+use serde_json::json;
+use store::Store;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{node, token};
+
+fn command(id: Option<&str>, name: &str, params: serde_json::Value) -> Bytes {
+    let request = CommandRequest {
+        id: id.map(str::to_owned),
+        name: name.to_owned(),
+        params,
+    };
+    Bytes::from(encode_bus(&request).expect("request encodes"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_on_the_memory_bus_reaches_the_node_and_returns_its_ack() {
+    let bus = Bus::memory();
+    let mut config = test_config();
+    config.gateway.command_timeout = Duration::from_millis(500);
+    let gateway = TestGateway::start(config, bus.clone(), Store::memory()).await;
+    let mut agent = gateway.connect(&token(&node("agent-3", "edge-3"))).await;
+
+    let asking_bus = bus.clone();
+    let asking = tokio::spawn(async move {
+        asking_bus
+            .request(
+                "sb.node.edge-3.cmd",
+                Headers::new(),
+                command(Some("cmd-1"), "set_interval", json!({"seconds": 5})),
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    match agent
+        .next_control(|m| matches!(m, ServerMessage::Command { .. }))
+        .await
+    {
+        ServerMessage::Command { id, name, params } => {
+            assert_eq!(
+                (id.as_str(), name.as_str(), params),
+                ("cmd-1", "set_interval", json!({"seconds": 5}))
+            );
+        }
+        _ => unreachable!("filtered to command"),
+    }
+    agent
+        .send_json(json!({"type": "ack", "id": "cmd-1", "ok": true, "result": {"interval": 5}}))
+        .await;
+    let reply: CommandReply = decode_bus(
+        &asking
+            .await
+            .expect("request task")
+            .expect("a reply")
+            .payload,
+    )
+    .expect("reply decodes");
+    assert_eq!(
+        reply,
+        CommandReply {
+            id: "cmd-1".into(),
+            ok: true,
+            result: Some(json!({"interval": 5})),
+            error: None,
+        }
+    );
+
+    // A command without an id gets one; an unanswered one times out with a documented code.
+    let reply = bus
+        .request(
+            "sb.node.edge-3.cmd",
+            Headers::new(),
+            command(None, "reboot", json!(null)),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("a reply");
+    let reply: CommandReply = decode_bus(&reply.payload).unwrap();
+    assert!(!reply.id.is_empty());
+    assert!(!reply.ok);
+    assert_eq!(reply.error.as_deref(), Some("command_timeout"));
+    match agent
+        .next_control(|m| matches!(m, ServerMessage::Command { .. }))
+        .await
+    {
+        ServerMessage::Command { id, name, .. } => {
+            assert_eq!((id, name.as_str()), (reply.id, "reboot"))
+        }
+        _ => unreachable!("filtered to command"),
+    }
+
+    // Once the node disconnects, nobody serves its subject any more.
+    agent.send_raw(Message::Close(None)).await;
+    eventually(Duration::from_secs(5), || async {
+        matches!(
+            bus.request(
+                "sb.node.edge-3.cmd",
+                Headers::new(),
+                command(None, "ping", json!(null)),
+                Duration::from_secs(1),
+            )
+            .await,
+            Err(RequestError::NoResponders)
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ack_is_passed_back_to_the_requester() {
+    let bus = Bus::memory();
+    let gateway = TestGateway::start(test_config(), bus.clone(), Store::memory()).await;
+    let mut agent = gateway.connect(&token(&node("agent-4", "edge-4"))).await;
+
+    let asking_bus = bus.clone();
+    let asking = tokio::spawn(async move {
+        asking_bus
+            .request(
+                "sb.node.edge-4.cmd",
+                Headers::new(),
+                command(Some("c9"), "flush_cache", json!({})),
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    agent
+        .next_control(|m| matches!(m, ServerMessage::Command { .. }))
+        .await;
+    // An ack for an unknown id is ignored; the real one answers.
+    agent
+        .send_json(json!({"type": "ack", "id": "someone-else", "ok": true}))
+        .await;
+    agent
+        .send_json(json!({"type": "ack", "id": "c9", "ok": false, "error": "disk full"}))
+        .await;
+    let reply: CommandReply = decode_bus(&asking.await.unwrap().expect("a reply").payload).unwrap();
+    assert_eq!(
+        reply,
+        CommandReply {
+            id: "c9".into(),
+            ok: false,
+            result: None,
+            error: Some("disk full".into()),
+        }
+    );
+}
