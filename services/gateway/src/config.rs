@@ -71,6 +71,10 @@ pub struct GatewayConfig {
     /// Allowed `Origin` header values (exact match, or `*`). Empty allows any origin;
     /// requests without an `Origin` header (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// After SIGTERM, how long readiness reports false (and new connections are refused)
+    /// before clients are told to reconnect; give a load balancer time to stop routing here.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
     /// Upper bound on the graceful drain after SIGTERM.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -114,6 +118,7 @@ impl Default for GatewayConfig {
             connections_per_user_per_minute: 10,
             max_rooms_per_connection: 256,
             allowed_origins: Vec::new(),
+            shutdown_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
             reconnect_delay_min: Duration::from_secs(1),
             reconnect_delay_max: Duration::from_secs(5),

@@ -110,6 +110,9 @@ impl Gateway {
             .with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
                 drain_shared.draining.store(true, Ordering::Relaxed);
+                // Readiness is false and upgrades are refused from here; a load balancer gets
+                // `shutdown_delay` to notice before the listener closes and clients are moved.
+                tokio::time::sleep(drain_shared.config.shutdown_delay).await;
                 drain_shared.sessions_shutdown.cancel();
             })
             .await;
