@@ -1,0 +1,7 @@
+//! The client SDK and node agent against a real in-process gateway (and fake servers).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod agent;
+mod basics;
+mod faults;
+mod helpers;

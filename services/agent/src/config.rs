@@ -1,0 +1,156 @@
+//! The agent's configuration: the `[agent]` section plus the shared `[telemetry]` section.
+
+use std::time::Duration;
+
+use client::agent::{MAX_UPDATE_INTERVAL, MIN_UPDATE_INTERVAL};
+use serde::{Deserialize, Serialize};
+use settings::{Secret, TelemetryConfig};
+
+/// Everything `switchboard-agent` reads from defaults, `--config FILE` and `SWITCHBOARD__*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The node agent itself.
+    pub agent: AgentConfig,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[agent]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The gateway's WebSocket endpoint. Point it at the load balancer in a cluster.
+    pub gateway_url: String,
+    /// A node token (role `node`) whose `node_id` claim equals `node_id`. Required.
+    pub token: Option<Secret>,
+    /// This node's id (`A-Z a-z 0-9 _ -`, at most 64 bytes). Unset: the host name, with
+    /// other characters replaced by `-`.
+    pub node_id: Option<String>,
+    /// The node's layer as shown on the dashboard.
+    pub layer: String,
+    /// How often host figures are reported; operators change it at run time with the
+    /// `set_interval` command. Lower it for a livelier dashboard, raise it for many hosts.
+    #[serde(with = "humantime_serde")]
+    pub update_interval: Duration,
+    /// A connection without any frame for this long is dead and is replaced. Keep it above
+    /// twice the gateway's `heartbeat_interval`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Upper bound of the reconnect backoff (full jitter, doubling from 1 s). Raise it when
+    /// very many agents share one gateway.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
+    /// How long SIGTERM may take to send the final state and close the connection.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            gateway_url: "ws://127.0.0.1:8000/api/ws/connect".to_owned(),
+            token: None,
+            node_id: None,
+            layer: "host".to_owned(),
+            update_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(60),
+            reconnect_max_delay: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration and lists every problem found.
+    ///
+    /// # Errors
+    /// Returns all problems at once, one sentence each.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let agent = &self.agent;
+        let mut problems = Vec::new();
+        self.telemetry.validate(&mut problems);
+        let url = agent.gateway_url.to_ascii_lowercase();
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            problems.push("agent.gateway_url must start with ws:// or wss://".to_owned());
+        }
+        if agent
+            .token
+            .as_ref()
+            .is_none_or(|token| token.expose().trim().is_empty())
+        {
+            problems.push("agent.token is required (a node token for this node_id)".to_owned());
+        }
+        if let Some(node_id) = &agent.node_id
+            && protocol::room::validate_node_id(node_id).is_err()
+        {
+            problems.push(
+                "agent.node_id must be one segment of A-Z a-z 0-9 _ - of at most 64 bytes"
+                    .to_owned(),
+            );
+        }
+        if !(MIN_UPDATE_INTERVAL..=MAX_UPDATE_INTERVAL).contains(&agent.update_interval) {
+            problems.push("agent.update_interval must be between 100ms and 1day".to_owned());
+        }
+        if agent.heartbeat_timeout < Duration::from_secs(1) {
+            problems.push("agent.heartbeat_timeout must be at least 1s".to_owned());
+        }
+        if agent.reconnect_max_delay < Duration::from_secs(1) {
+            problems.push("agent.reconnect_max_delay must be at least 1s".to_owned());
+        }
+        if agent.shutdown_grace.is_zero() {
+            problems.push("agent.shutdown_grace must be positive".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Config {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        settings::load(None, &env).unwrap()
+    }
+
+    #[test]
+    fn the_documented_environment_keys_set_the_agent_section() {
+        let config = load(&[
+            (
+                "SWITCHBOARD__AGENT__GATEWAY_URL",
+                "ws://gw:8000/api/ws/connect",
+            ),
+            ("SWITCHBOARD__AGENT__TOKEN", "tok"),
+            ("SWITCHBOARD__AGENT__NODE_ID", "host-1"),
+            ("SWITCHBOARD__AGENT__LAYER", "edge"),
+            ("SWITCHBOARD__AGENT__UPDATE_INTERVAL", "2s"),
+        ]);
+        assert_eq!(config.agent.gateway_url, "ws://gw:8000/api/ws/connect");
+        assert_eq!(config.agent.token.as_ref().map(Secret::expose), Some("tok"));
+        assert_eq!(config.agent.node_id.as_deref(), Some("host-1"));
+        assert_eq!(config.agent.layer, "edge");
+        assert_eq!(config.agent.update_interval, Duration::from_secs(2));
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let mut config = Config::default();
+        config.agent.gateway_url = "http://gw".into();
+        config.agent.node_id = Some("a.b".into());
+        config.agent.update_interval = Duration::ZERO;
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(format!("{config:?}").contains("token: None"));
+    }
+}

@@ -1,0 +1,157 @@
+//! `switchboard-agent`: the node agent for hosts that just report. It runs
+//! [`client::agent::Agent`] with the host's real figures as `current_data` — CPU share from
+//! `/proc/stat` deltas, memory from `/proc/meminfo`, load from `/proc/loadavg`, uptime from
+//! `/proc/uptime` — so the dashboard shows something true.
+//!
+//! Contract: [`run`] validates the configuration, starts sampling (one blocking read of
+//! `/proc` per [`SAMPLE_PERIOD`], off the async threads) and the agent, then serves until
+//! `shutdown` is cancelled or the gateway refuses the agent for good.
+//!
+//! Shutdown order: sampling stops; the agent sends its final state (operation `stop`) and
+//! closes the connection with 1000; both bounded by `agent.shutdown_grace`.
+#![warn(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod host;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use client::agent::Agent;
+use client::{ConnectionState, DisconnectReason, ReconnectPolicy};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::Config;
+pub use error::{RunError, StartError};
+use host::Sampler;
+
+/// How often `/proc` is read. CPU share is measured over this period, like `top`'s default
+/// refresh; reports pick up the newest sample whatever their interval.
+pub const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Where the host figures come from.
+const PROC_ROOT: &str = "/proc";
+
+/// First delay window of the reconnect backoff (seed 003: 1 s doubling).
+const RECONNECT_INITIAL_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs the agent until `shutdown` is cancelled (then stops cleanly) or the gateway refuses it.
+///
+/// # Errors
+/// [`RunError::Start`] for invalid configuration or no usable node id,
+/// [`RunError::Disconnected`] when the client stopped for good (token refused, …).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    config.validate().map_err(StartError::Config)?;
+    let settings = config.agent;
+    let configured_node_id = settings.node_id.clone();
+    let (node_id, first_sample, sampler) = tokio::task::spawn_blocking(move || {
+        let mut sampler = Sampler::new(PROC_ROOT);
+        let node_id = configured_node_id.or_else(|| host::hostname_node_id(Path::new(PROC_ROOT)));
+        let first_sample = sampler.sample();
+        (node_id, first_sample, sampler)
+    })
+    .await
+    .map_err(|_| StartError::Sampling)?;
+    let node_id = node_id.ok_or(StartError::NodeId)?;
+    let latest = Arc::new(Mutex::new(first_sample));
+    let provided = latest.clone();
+    let token = settings
+        .token
+        .as_ref()
+        .map(|token| token.expose().to_owned())
+        .unwrap_or_default();
+    let agent = Agent::builder(settings.gateway_url.clone(), token)
+        .node_id(node_id.clone())
+        .layer(settings.layer.clone())
+        .update_interval(settings.update_interval)
+        .heartbeat_timeout(settings.heartbeat_timeout)
+        .reconnect(ReconnectPolicy::exponential(
+            RECONNECT_INITIAL_DELAY,
+            settings.reconnect_max_delay,
+        ))
+        .state_provider(move || {
+            provided
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+        })
+        .start()
+        .map_err(StartError::Agent)?;
+    info!(%node_id, url = %settings.gateway_url, "agent started");
+
+    let sampling_shutdown = shutdown.child_token();
+    let sampling = tokio::spawn(sample_periodically(
+        sampler,
+        latest,
+        sampling_shutdown.clone(),
+    ));
+    let mut state_rx = agent.client().watch_state();
+    let outcome = tokio::select! {
+        () = shutdown.cancelled() => Ok(()),
+        reason = wait_until_disconnected(&mut state_rx) => Err(RunError::Disconnected(reason)),
+    };
+    sampling_shutdown.cancel();
+    let _ = sampling.await;
+    if tokio::time::timeout(settings.shutdown_grace, agent.stop())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?settings.shutdown_grace, "final state and close cut off by the grace period");
+    }
+    outcome
+}
+
+async fn wait_until_disconnected(
+    state_rx: &mut watch::Receiver<ConnectionState>,
+) -> DisconnectReason {
+    match state_rx.wait_for(ConnectionState::is_disconnected).await {
+        Ok(state) => match &*state {
+            ConnectionState::Disconnected { reason } => reason.clone(),
+            _ => DisconnectReason::Closed,
+        },
+        Err(_) => DisconnectReason::Closed,
+    }
+}
+
+/// Reads `/proc` every [`SAMPLE_PERIOD`] on the blocking pool and publishes the newest sample.
+async fn sample_periodically(
+    sampler: Sampler,
+    latest: Arc<Mutex<Value>>,
+    shutdown: CancellationToken,
+) {
+    let mut sampler = Some(sampler);
+    let mut ticker = tokio::time::interval(SAMPLE_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Some(mut owned) = sampler.take() else {
+            return;
+        };
+        let sampled = tokio::task::spawn_blocking(move || {
+            let sample = owned.sample();
+            (owned, sample)
+        })
+        .await;
+        match sampled {
+            Ok((owned, sample)) => {
+                sampler = Some(owned);
+                *latest
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = sample;
+            }
+            Err(error) => {
+                warn!(error = %error, "host sampling failed; reports keep the last sample");
+                return;
+            }
+        }
+    }
+}
