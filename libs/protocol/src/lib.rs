@@ -16,8 +16,10 @@ pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod message;
+pub mod metrics;
 pub mod pattern;
 pub mod room;
+pub mod streams;
 pub mod subject;
 pub mod time;
 

@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod lease;
 mod memory;
 mod rate;
 mod redis_backend;
@@ -65,6 +66,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{BoxError, ConnectError, StoreError};
+pub use lease::{Lease, TickClaim};
 pub use types::{ClusterStats, ConnectionRecord, GatewayInfo, RedisOptions};
 
 use memory::MemoryStore;

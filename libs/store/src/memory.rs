@@ -22,6 +22,7 @@ const MIN_RATE_PRUNE_LEN: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct MemoryStore {
     state: Mutex<State>,
+    pub(crate) leases: crate::lease::MemoryLeases,
 }
 
 #[derive(Debug)]
@@ -89,6 +90,7 @@ impl MemoryStore {
                 total_connections: 0,
                 total_messages: 0,
             }),
+            leases: crate::lease::MemoryLeases::default(),
         }
     }
 

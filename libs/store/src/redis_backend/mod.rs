@@ -51,7 +51,7 @@ impl RedisStore {
         })
     }
 
-    async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
+    pub(crate) async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
         let mut handle = self.connection.handle();
         self.connection.call(command.query_async(&mut handle)).await
     }
@@ -61,7 +61,7 @@ impl RedisStore {
         self.connection.call(pipe.query_async(&mut handle)).await
     }
 
-    async fn invoke<T: FromRedisValue>(
+    pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
@@ -69,6 +69,11 @@ impl RedisStore {
         self.connection
             .call(invocation.invoke_async(&mut handle))
             .await
+    }
+
+    /// The prefix every key starts with (`"sb:"`), for modules that name their own keys.
+    pub(crate) fn key_prefix(&self) -> &str {
+        self.keys.prefix()
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {

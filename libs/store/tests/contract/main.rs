@@ -62,3 +62,6 @@ contract_suite! {
     counters::rate_counter_starts_again_in_the_next_window,
     counters::total_counters_are_cumulative,
 }
+
+// Declared after `contract_suite!` so the module can use the macro.
+mod lease;

@@ -5,3 +5,4 @@ mod agent;
 mod bad_input;
 mod cluster;
 mod nodes;
+mod publisher;

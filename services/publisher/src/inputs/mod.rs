@@ -1,0 +1,55 @@
+//! What the publisher consumes. Each input is subscribed in `bind` (so a failure stops the
+//! start-up, and nothing published after `bind` is missed) and consumed by its own task in
+//! `serve`. Every replica consumes everything, leader or not, so a standby's registry is
+//! warm when it takes over.
+//!
+//! Inputs today: node state reports on `sb.ingest.node.*` ([`node_state`]). Later issues add
+//! batch events (`sb.ingest.batch.*`) and device events: each becomes one more module here,
+//! one more field of [`Inputs`], and one more task in [`Inputs::spawn`], feeding the
+//! registry (or a sibling of it) that the streams read.
+
+mod node_state;
+
+use std::sync::Arc;
+
+use bus::{Bus, Subscription};
+use protocol::Subjects;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{RunError, StartError};
+use crate::state::Shared;
+
+/// Reasons a node state report is rejected, as used in the `reason` label.
+pub(crate) const REJECT_REASONS: [&str; 3] = ["undecodable", "node_id_mismatch", "registry_full"];
+
+/// The subscriptions of every input, made but not yet consumed.
+pub(crate) struct Inputs {
+    node_states: Subscription,
+}
+
+impl Inputs {
+    /// Subscribes to every input subject.
+    pub(crate) async fn subscribe(bus: &Bus, subjects: &Subjects) -> Result<Self, StartError> {
+        let subject = subjects.ingest_all_nodes();
+        let node_states = bus
+            .subscribe(&subject)
+            .await
+            .map_err(|source| StartError::Subscribe { subject, source })?;
+        Ok(Self { node_states })
+    }
+
+    /// Starts one consuming task per input on `tasks`.
+    pub(crate) fn spawn(
+        self,
+        shared: &Arc<Shared>,
+        tasks: &mut JoinSet<Result<(), RunError>>,
+        shutdown: &CancellationToken,
+    ) {
+        tasks.spawn(node_state::consume(
+            shared.clone(),
+            self.node_states,
+            shutdown.clone(),
+        ));
+    }
+}

@@ -1,0 +1,250 @@
+//! Bind, serve, drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bus::Bus;
+use protocol::Subjects;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::error::{RunError, StartError};
+use crate::inputs::Inputs;
+use crate::state::Shared;
+use crate::streams::Periodic;
+use crate::{admin, events, leader, streams};
+
+/// A publisher with its inputs subscribed, ready to serve.
+pub struct Publisher {
+    shared: Arc<Shared>,
+    inputs: Inputs,
+    admin: Option<TcpListener>,
+}
+
+impl Publisher {
+    /// Validates the configuration, subscribes to the inputs and binds the admin listener
+    /// (if configured). Reports published on the bus from now on reach the registry.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for invalid settings, [`StartError::Subscribe`] when an input
+    /// cannot be subscribed to, [`StartError::AdminBind`] when the admin address is taken.
+    pub async fn bind(config: Config, bus: Bus, store: Store) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let subjects = Subjects::new(&config.bus.subject_prefix);
+        let inputs = Inputs::subscribe(&bus, &subjects).await?;
+        let admin = match config.telemetry.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::AdminBind { addr, source })?,
+            ),
+            None => None,
+        };
+        let instance_id =
+            config.publisher.instance_id.clone().unwrap_or_else(|| {
+                format!("pub-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+            });
+        let shared = Shared::new(config.publisher, instance_id, subjects, bus, store);
+        Ok(Self {
+            shared: Arc::new(shared),
+            inputs,
+            admin,
+        })
+    }
+
+    /// Returns this replica's name as a lease holder.
+    pub fn instance_id(&self) -> &str {
+        &self.shared.instance_id
+    }
+
+    /// Returns the admin server's address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Consumes the inputs, takes part in the leader election and, while leading, publishes
+    /// the six streams; until `shutdown` is cancelled. Then it drains: the streams, inputs
+    /// and admin server stop (waiting up to `shutdown_grace`), the lease is released so a
+    /// standby takes over at once, and the bus is flushed.
+    ///
+    /// Dropping the future instead (a crash, as far as the cluster can tell) aborts every
+    /// task and keeps the lease until its TTL runs out.
+    ///
+    /// # Errors
+    /// [`RunError::InputEnded`] when the bus closes an input for good,
+    /// [`RunError::Admin`] when the admin server fails, [`RunError::TaskPanicked`] when a
+    /// task panics; the publisher drains before returning either.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let Publisher {
+            shared,
+            inputs,
+            admin,
+        } = self;
+        let config = &shared.config;
+        info!(
+            instance_id = %shared.instance_id,
+            bus = shared.bus.backend_name(),
+            store = shared.store.backend_name(),
+            lease = %config.lease_name,
+            "publisher started"
+        );
+        let (state_tx, leader) = leader::channel();
+        let election_stop = CancellationToken::new();
+        let mut election = JoinSet::new();
+        election.spawn(leader::run(shared.clone(), state_tx, election_stop.clone()));
+
+        let work = shutdown.child_token();
+        let mut tasks: JoinSet<Result<(), RunError>> = JoinSet::new();
+        inputs.spawn(&shared, &mut tasks, &work);
+        let (sweeper_shared, sweeper_stop) = (shared.clone(), work.clone());
+        tasks.spawn(async move {
+            events::run_sweeper(sweeper_shared, sweeper_stop).await;
+            Ok(())
+        });
+        let (events_shared, events_leader, events_stop) =
+            (shared.clone(), leader.clone(), work.clone());
+        tasks.spawn(async move {
+            events::run(events_shared, events_leader, events_stop).await;
+            Ok(())
+        });
+        for stream in Periodic::ALL {
+            let (stream_shared, stream_leader, stream_stop) =
+                (shared.clone(), leader.clone(), work.clone());
+            tasks.spawn(async move {
+                streams::run(stream_shared, stream, stream_leader, stream_stop).await;
+                Ok(())
+            });
+        }
+        if let Some(listener) = admin {
+            tasks.spawn(admin::serve(listener, shared.clone(), work.clone()));
+        }
+
+        let failure = tokio::select! {
+            () = work.cancelled() => None,
+            failure = first_failure(&mut tasks) => failure,
+        };
+        if let Some(failure) = &failure {
+            error!(error = %failure, "publisher task failed; draining");
+        }
+        work.cancel();
+        let grace = config.shutdown_grace;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            warn!(
+                remaining = tasks.len(),
+                "shutdown grace reached; cutting off remaining tasks"
+            );
+            tasks.abort_all();
+        }
+        election_stop.cancel();
+        if tokio::time::timeout(grace, election.join_next())
+            .await
+            .is_err()
+        {
+            warn!("leader election did not stop in time; the lease expires with its ttl");
+        }
+        if let Err(error) = shared.bus.flush().await {
+            warn!(error = %error, "bus flush at shutdown failed");
+        }
+        info!(instance_id = %shared.instance_id, "publisher drained");
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Waits for the first task that fails; `None` if all end cleanly.
+async fn first_failure(tasks: &mut JoinSet<Result<(), RunError>>) -> Option<RunError> {
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(failure)) => return Some(failure),
+            Err(join_error) => return Some(RunError::TaskPanicked(join_error)),
+        }
+    }
+    None
+}
+
+/// Connects the bus and store named in `config`, binds, and serves until `shutdown`.
+///
+/// The `switchboard-publisher` binary requires `bus.nats_url` and `store.redis_url`: with
+/// the in-memory engine nothing outside the process could reach it. The standalone binary
+/// calls [`Publisher::bind`] with its shared in-memory bus and store instead.
+///
+/// # Errors
+/// Any [`StartError`] (as [`RunError::Start`]) or a [`Publisher::serve`] error.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let mut problems = Vec::new();
+    if config.bus.nats_url.is_none() {
+        problems.push(
+            "bus.nats_url is required for switchboard-publisher (set SWITCHBOARD__BUS__NATS_URL)"
+                .to_owned(),
+        );
+    }
+    if config.store.redis_url.is_none() {
+        problems.push(
+            "store.redis_url is required for switchboard-publisher (set SWITCHBOARD__STORE__REDIS_URL)"
+                .to_owned(),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems).into());
+    }
+    let bus = connect_bus(&config).await?;
+    let store = connect_store(&config).await?;
+    let publisher = Publisher::bind(config, bus, store).await?;
+    publisher.serve(shutdown).await
+}
+
+/// Connects the bus from `config.bus`, or creates an in-memory bus when `nats_url` is unset.
+///
+/// # Errors
+/// [`StartError::Bus`] when NATS cannot be reached.
+pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
+    match &config.bus.nats_url {
+        None => Ok(Bus::memory()),
+        Some(url) => {
+            let options = bus::NatsOptions {
+                name: Some(
+                    config
+                        .publisher
+                        .instance_id
+                        .clone()
+                        .unwrap_or_else(|| "switchboard-publisher".to_owned()),
+                ),
+                connect_timeout: config.bus.connect_timeout,
+                request_timeout: config.bus.request_timeout,
+                ..bus::NatsOptions::default()
+            };
+            Bus::connect_nats(url, options)
+                .await
+                .map_err(StartError::Bus)
+        }
+    }
+}
+
+/// Connects the store from `config.store`, or creates an in-memory store when `redis_url`
+/// is unset.
+///
+/// # Errors
+/// [`StartError::Store`] when Redis cannot be reached.
+pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
+    match &config.store.redis_url {
+        None => Ok(Store::memory()),
+        Some(url) => {
+            let options = store::RedisOptions {
+                key_prefix: config.store.key_prefix.clone(),
+                response_timeout: config.store.response_timeout,
+                ..store::RedisOptions::default()
+            };
+            Store::connect_redis(url, options)
+                .await
+                .map_err(StartError::Store)
+        }
+    }
+}
