@@ -68,7 +68,7 @@ async fn two_gateway_processes_configured_by_environment_deliver_http_and_nats_p
     bus.flush().await.unwrap();
 
     for client in [&mut alice, &mut bob] {
-        let mut seen = vec![
+        let mut seen = [
             client.next_room_message().await,
             client.next_room_message().await,
         ];
