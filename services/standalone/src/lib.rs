@@ -1,24 +1,76 @@
 //! `switchboard`: every Switchboard service in one process on the embedded engine (the
 //! in-memory bus and store), so a newcomer sees it working with one command and nothing
-//! else installed. Auth stays on: when no key is configured, a secret is generated for the
-//! run and a ready-to-use development token is printed.
+//! else installed: the gateway with its dashboard, the publisher, and simulated node agents
+//! that report through the gateway like real ones. Auth stays on: when no key is configured,
+//! a secret is generated for the run and a ready-to-use development token is printed.
 //!
-//! Contract: [`Standalone::bind`] prepares everything (bus, store, keys, the gateway's
-//! listener); [`Standalone::serve`] runs until the token is cancelled and drains like the
-//! cluster gateway does.
+//! Contract: [`Standalone::bind`] prepares everything (bus, store, keys, every service's
+//! set-up, the gateway's listener); [`Standalone::serve`] runs until the token is cancelled,
+//! then stops the simulated agents and drains every service.
 #![warn(missing_docs)]
+
+pub mod simulation;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth::{Claims, Issuer, Role};
-use gateway::{Config, Gateway, RunError, StartError};
+use gateway::{Gateway, GatewayConfig};
+use publisher::{Publisher, PublisherConfig};
 use rand::Rng;
-use settings::Secret;
+use serde::{Deserialize, Serialize};
+use settings::{AuthConfig, BusConfig, Secret, StoreConfig, TelemetryConfig};
+use simulation::{SimulatedNodes, SimulationConfig};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 /// How long the printed development token stays valid.
 const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything `switchboard` reads: each service's own section plus the shared ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The WebSocket gateway.
+    pub gateway: GatewayConfig,
+    /// The six periodic room publishers.
+    pub publisher: PublisherConfig,
+    /// Simulated node agents.
+    pub simulation: SimulationConfig,
+    /// The bus; unset `nats_url` keeps it in memory.
+    pub bus: BusConfig,
+    /// The store; unset `redis_url` keeps it in memory.
+    pub store: StoreConfig,
+    /// Token keys and the API key; generated for the run when unset.
+    pub auth: AuthConfig,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Keys whose environment values are comma-separated lists.
+pub const LIST_KEYS: [&str; 1] = ["gateway.allowed_origins"];
+
+/// Why `switchboard` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The gateway could not start.
+    #[error("gateway: {0}")]
+    Gateway(#[from] gateway::StartError),
+    /// The publisher could not start.
+    #[error("publisher: {0}")]
+    Publisher(#[from] publisher::StartError),
+}
+
+/// Why `switchboard` stopped other than by a clean drain.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The gateway failed.
+    #[error("gateway: {0}")]
+    Gateway(#[from] gateway::RunError),
+    /// The publisher failed.
+    #[error("publisher: {0}")]
+    Publisher(#[from] publisher::RunError),
+}
 
 /// What a user needs to talk to the running process.
 #[derive(Debug, Clone)]
@@ -34,6 +86,9 @@ pub struct Access {
 /// The whole system in one process, bound and ready to serve.
 pub struct Standalone {
     gateway: Gateway,
+    publisher: Publisher,
+    simulation: SimulationConfig,
+    hmac_secret: Option<String>,
     access: Access,
 }
 
@@ -44,16 +99,13 @@ fn random_secret() -> String {
 }
 
 impl Standalone {
-    /// Fills in generated secrets where none are configured, connects the bus and store
-    /// (in-memory unless URLs are configured) and binds the gateway.
+    /// Fills in generated secrets where none are configured, creates the bus and store
+    /// (in-memory unless URLs are configured) and binds every service.
     ///
     /// # Errors
-    /// Any [`StartError`] of the gateway.
+    /// The first service that cannot start.
     pub async fn bind(mut config: Config) -> Result<Self, StartError> {
-        let generated_secret = config.auth.hmac_secret.is_none()
-            && config.auth.public_key_pem.is_none()
-            && config.auth.public_key_file.is_none();
-        if generated_secret {
+        if !config.auth.has_verification_key() {
             config.auth.hmac_secret = Some(Secret::new(random_secret()));
         }
         let api_key = match &config.auth.api_key {
@@ -64,21 +116,51 @@ impl Standalone {
                 key
             }
         };
-        let dev_token = match &config.auth.hmac_secret {
-            Some(secret) => issue_dev_token(secret.expose().as_bytes()),
+        let hmac_secret = config
+            .auth
+            .hmac_secret
+            .as_ref()
+            .map(|secret| secret.expose().to_owned());
+        let dev_token = match &hmac_secret {
+            Some(secret) => issue_dev_token(secret.as_bytes()),
             None => String::from(
                 "(tokens come from your own issuer: auth.public_key_pem is configured)",
             ),
         };
-        let bus = gateway::connect_bus(&config).await?;
-        let store = gateway::connect_store(&config).await?;
-        let gateway = Gateway::bind(config, bus, store).await?;
+        let gateway_config = gateway::Config {
+            gateway: config.gateway,
+            bus: config.bus.clone(),
+            store: config.store.clone(),
+            auth: config.auth,
+            telemetry: config.telemetry.clone(),
+        };
+        let bus = gateway::connect_bus(&gateway_config).await?;
+        let store = gateway::connect_store(&gateway_config).await?;
+        // One process, one admin surface: the gateway's port serves /metrics and health.
+        let quiet_telemetry = TelemetryConfig {
+            admin_listen: None,
+            ..config.telemetry
+        };
+        let publisher_config = publisher::Config {
+            publisher: config.publisher,
+            bus: config.bus,
+            store: config.store,
+            telemetry: quiet_telemetry,
+        };
+        let publisher = Publisher::bind(publisher_config, bus.clone(), store.clone()).await?;
+        let gateway = Gateway::bind(gateway_config, bus, store).await?;
         let access = Access {
             addr: gateway.local_addr(),
             dev_token,
             api_key,
         };
-        Ok(Self { gateway, access })
+        Ok(Self {
+            gateway,
+            publisher,
+            simulation: config.simulation,
+            hmac_secret,
+            access,
+        })
     }
 
     /// Returns the address, development token and API key of this process.
@@ -86,12 +168,45 @@ impl Standalone {
         &self.access
     }
 
-    /// Serves until `shutdown` is cancelled, then drains.
+    /// Serves until `shutdown` is cancelled, then stops the simulated agents and drains.
     ///
     /// # Errors
-    /// [`RunError`] when the gateway fails.
+    /// [`RunError`] when a service fails.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
-        self.gateway.serve(shutdown).await
+        let Standalone {
+            gateway,
+            publisher,
+            simulation,
+            hmac_secret,
+            access,
+        } = self;
+        let services = shutdown.child_token();
+        let gateway_task = tokio::spawn(gateway.serve(services.clone()));
+        let publisher_task = tokio::spawn(publisher.serve(services.clone()));
+        let gateway_url = format!("ws://{}/api/ws/connect", access.addr);
+        let nodes = match &hmac_secret {
+            Some(secret) => {
+                match SimulatedNodes::start(&simulation, &gateway_url, secret.as_bytes()) {
+                    Ok(nodes) => Some(nodes),
+                    Err(error) => {
+                        warn!(error = %error, "simulated nodes not started");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        shutdown.cancelled().await;
+        // Agents leave first, so their final states reach the publisher before it stops.
+        if let Some(nodes) = nodes {
+            nodes.stop().await;
+        }
+        services.cancel();
+        let gateway_result = gateway_task.await.unwrap_or(Ok(()));
+        let publisher_result = publisher_task.await.unwrap_or(Ok(()));
+        gateway_result?;
+        publisher_result?;
+        Ok(())
     }
 }
 

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use gateway::Config;
-use standalone::Standalone;
+use standalone::{Config, Standalone};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: switchboard [--config FILE] [--check-config]
@@ -27,7 +26,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let config: Config =
-        match settings::load_with_lists(cli.config.as_deref(), &env, &gateway::config::LIST_KEYS) {
+        match settings::load_with_lists(cli.config.as_deref(), &env, &standalone::LIST_KEYS) {
             Ok(config) => config,
             Err(error) => {
                 eprintln!("configuration error: {error}");

@@ -1,0 +1,147 @@
+//! Simulated node agents for the embedded engine, so the dashboard shows live data on first
+//! start. They are real agents (`client::agent`) speaking the real protocol to the in-process
+//! gateway; only their figures are invented — a bounded random walk, marked `simulated`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auth::{Claims, Issuer, Role};
+use client::agent::{Agent, AgentError};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+/// The `[simulation]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationConfig {
+    /// Simulated node agents started with the process; 0 disables them.
+    pub nodes: usize,
+    /// How often each simulated node reports.
+    #[serde(with = "humantime_serde")]
+    pub node_interval: Duration,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            node_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Layers the simulated nodes are spread over.
+const LAYERS: [&str; 3] = ["edge", "core", "ml"];
+
+/// Figures of one simulated node, walked a little at every report.
+#[derive(Debug, Clone)]
+struct Figures {
+    cpu_percent: f64,
+    memory_used_percent: f64,
+    load_1m: f64,
+    queue_depth: u64,
+    processed: u64,
+}
+
+impl Figures {
+    fn step(&mut self) -> Value {
+        let mut rng = rand::rng();
+        self.cpu_percent = (self.cpu_percent + rng.random_range(-8.0..8.0)).clamp(2.0, 98.0);
+        self.memory_used_percent =
+            (self.memory_used_percent + rng.random_range(-2.0..2.0)).clamp(10.0, 95.0);
+        self.load_1m = (self.cpu_percent / 25.0 + rng.random_range(-0.2..0.2)).max(0.0);
+        self.queue_depth = self
+            .queue_depth
+            .saturating_add_signed(rng.random_range(-3..4));
+        self.processed += rng.random_range(0..20);
+        json!({
+            "simulated": true,
+            "cpu_percent": (self.cpu_percent * 10.0).round() / 10.0,
+            "memory_used_percent": (self.memory_used_percent * 10.0).round() / 10.0,
+            "load_1m": (self.load_1m * 100.0).round() / 100.0,
+            "queue_depth": self.queue_depth,
+            "processed_total": self.processed,
+        })
+    }
+}
+
+/// The running simulated agents.
+pub struct SimulatedNodes {
+    agents: Vec<Agent>,
+}
+
+impl SimulatedNodes {
+    /// Starts `config.nodes` agents against `gateway_url`, each with a node token signed by
+    /// `hmac_secret` (the gateway's own).
+    ///
+    /// # Errors
+    /// The first agent that cannot start.
+    pub fn start(
+        config: &SimulationConfig,
+        gateway_url: &str,
+        hmac_secret: &[u8],
+    ) -> Result<Self, AgentError> {
+        let issuer = Issuer::hs256(hmac_secret);
+        let mut agents = Vec::with_capacity(config.nodes);
+        for index in 0..config.nodes {
+            let node_id = format!("sim-node-{}", index + 1);
+            let Some(token) = node_token(&issuer, &node_id) else {
+                warn!(node_id, "simulated node skipped: token could not be issued");
+                continue;
+            };
+            let mut rng = rand::rng();
+            let figures = Arc::new(Mutex::new(Figures {
+                cpu_percent: rng.random_range(10.0..60.0),
+                memory_used_percent: rng.random_range(30.0..70.0),
+                load_1m: 0.5,
+                queue_depth: rng.random_range(0..10),
+                processed: 0,
+            }));
+            let agent = Agent::builder(gateway_url, token)
+                .node_id(node_id.clone())
+                .layer(LAYERS[index % LAYERS.len()])
+                .update_interval(config.node_interval)
+                .state_provider(move || {
+                    figures
+                        .lock()
+                        .map(|mut figures| figures.step())
+                        .unwrap_or(Value::Null)
+                })
+                .start()?;
+            agent
+                .handle()
+                .log_operation("start", json!({"simulated": true}));
+            agents.push(agent);
+        }
+        if !agents.is_empty() {
+            info!(count = agents.len(), "simulated node agents started");
+        }
+        Ok(Self { agents })
+    }
+
+    /// Stops every agent (final state, close frame).
+    pub async fn stop(self) {
+        for agent in self.agents {
+            agent.stop().await;
+        }
+    }
+}
+
+fn node_token(issuer: &Issuer, node_id: &str) -> Option<String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let claims = Claims {
+        sub: node_id.to_owned(),
+        // Simulated nodes live as long as the process; a year outlives any demo.
+        exp: (now + Duration::from_secs(365 * 24 * 3600)).as_secs(),
+        iat: Some(now.as_secs()),
+        rooms: Vec::new(),
+        publish: Vec::new(),
+        role: Role::Node,
+        node_id: Some(node_id.to_owned()),
+    };
+    issuer.issue(&claims).ok()
+}
