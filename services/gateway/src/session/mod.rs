@@ -28,6 +28,9 @@ use crate::state::Shared;
 use conn::{Conn, Outgoing, Owner};
 use ratelimit::TokenBucket;
 
+/// Batches up to this many frames release their buffer after the write.
+const SMALL_BATCH: usize = 4;
+
 /// How long the farewell frames (error, reconnect, close) may take before the socket is dropped.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -170,41 +173,46 @@ pub(crate) fn run<S: Socket>(
 }
 
 impl<S: Socket> Session<S> {
-    async fn run(mut self) {
-        let shared = self.shared.clone();
-        shared.connections.insert(self.conn.clone());
-        shared.metrics.connections_active.inc();
-        shared.metrics.connections_opened.inc();
-        shared.presence.submit(
-            PresenceOp::AddConnection(self.conn.record(&shared.server_id)),
-            &shared.metrics,
-        );
-        debug!("connection accepted");
-
-        let reason = self.serve().await;
-
-        for room in std::mem::take(&mut self.rooms) {
-            shared.rooms.leave(&shared, &room, self.conn.key);
-        }
-        if let Some(link) = self.node.take() {
-            link.stop();
+    /// A plain function returning an `async move` block rather than an `async fn`: the
+    /// block borrows the captured session in place, where an `async fn` would move its
+    /// argument into a second slot of the task (one more socket-sized copy per connection).
+    fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let shared = self.shared.clone();
+            shared.connections.insert(self.conn.clone());
+            shared.metrics.connections_active.inc();
+            shared.metrics.connections_opened.inc();
             shared.presence.submit(
-                PresenceOp::RemoveNodeRoute(link.node_id.clone()),
+                PresenceOp::AddConnection(self.conn.record(&shared.server_id)),
                 &shared.metrics,
             );
+            debug!("connection accepted");
+
+            let reason = self.serve().await;
+
+            for room in std::mem::take(&mut self.rooms) {
+                shared.rooms.leave(&shared, &room, self.conn.key);
+            }
+            if let Some(link) = self.node.take() {
+                link.stop();
+                shared.presence.submit(
+                    PresenceOp::RemoveNodeRoute(link.node_id.clone()),
+                    &shared.metrics,
+                );
+            }
+            shared.connections.remove(self.conn.key);
+            shared.presence.submit(
+                PresenceOp::RemoveConnection(self.conn.record(&shared.server_id)),
+                &shared.metrics,
+            );
+            shared.metrics.connections_active.dec();
+            shared
+                .metrics
+                .connections_closed
+                .with_label_values(&[reason.label()])
+                .inc();
+            debug!(reason = reason.label(), "connection closed");
         }
-        shared.connections.remove(self.conn.key);
-        shared.presence.submit(
-            PresenceOp::RemoveConnection(self.conn.record(&shared.server_id)),
-            &shared.metrics,
-        );
-        shared.metrics.connections_active.dec();
-        shared
-            .metrics
-            .connections_closed
-            .with_label_values(&[reason.label()])
-            .inc();
-        debug!(reason = reason.label(), "connection closed");
     }
 
     async fn serve(&mut self) -> EndReason {
@@ -341,10 +349,16 @@ impl<S: Socket> Session<S> {
                 .publish_to_write_seconds
                 .observe(latency_ms as f64 / 1000.0);
         }
-        self.batch.clear();
-        // A burst may have grown the buffer; give the memory back once it is idle again.
-        if self.batch.capacity() > 256 {
-            self.batch.shrink_to(16);
+        // Small batches (the idle and trickle case) give their buffer back, so an idle
+        // connection holds one queue buffer instead of two; bursts keep it to avoid
+        // allocating on every write.
+        if self.batch.len() <= SMALL_BATCH {
+            self.batch = VecDeque::new();
+        } else {
+            self.batch.clear();
+            if self.batch.capacity() > 256 {
+                self.batch.shrink_to(16);
+            }
         }
         Ok(())
     }
