@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod history;
 mod lease;
 mod memory;
 mod rate;

@@ -22,6 +22,7 @@ const MIN_RATE_PRUNE_LEN: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct MemoryStore {
     state: Mutex<State>,
+    pub(crate) history: crate::history::MemoryHistory,
     pub(crate) leases: crate::lease::MemoryLeases,
 }
 
@@ -90,6 +91,7 @@ impl MemoryStore {
                 total_connections: 0,
                 total_messages: 0,
             }),
+            history: crate::history::MemoryHistory::default(),
             leases: crate::lease::MemoryLeases::default(),
         }
     }

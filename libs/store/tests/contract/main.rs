@@ -9,6 +9,7 @@ mod connections;
 mod counters;
 mod gateways;
 mod harness;
+mod history;
 mod outage;
 mod redis_keys;
 mod routes;
@@ -61,6 +62,12 @@ contract_suite! {
     counters::rate_counter_counts_hits_within_a_window_per_key,
     counters::rate_counter_starts_again_in_the_next_window,
     counters::total_counters_are_cumulative,
+    history::raw_samples_come_back_in_time_order_without_duplicates,
+    history::replacing_a_raw_minute_keeps_exactly_the_given_samples,
+    history::history_returns_rollups_before_the_raw_hour_and_samples_after,
+    history::summaries_are_listed_by_metric_and_can_be_removed,
+    history::members_are_live_until_removed_or_expired,
+    history::a_claim_is_granted_once_until_it_expires,
 }
 
 // Declared after `contract_suite!` so the module can use the macro.

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod aggregator;
 mod bad_input;
 mod cluster;
 mod nodes;

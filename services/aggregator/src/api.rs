@@ -1,0 +1,255 @@
+//! The query API: `sb.api.aggregator.{history,statistics,summary}`, MessagePack request and
+//! [`ApiReply`].
+//!
+//! Every replica queue-subscribes (`sb-aggregator-api`), so each query is answered by one of
+//! them, and every answer comes from the store, never from the answering replica's memory:
+//! history from the stored roll-ups and raw samples, statistics recomputed exactly from the
+//! stored raw last hour, the summary from the entries the owners write. So any replica
+//! answers for any metric, also while a metric changes owner, without the gateway knowing
+//! who owns what; the price is that answers trail ingestion by up to one `flush_interval`.
+
+use std::sync::Arc;
+
+use bus::{Bus, Headers, Message, Subscription};
+use protocol::envelope::{decode_bus, encode_bus};
+use protocol::metrics::{
+    ApiReply, HistoryReply, HistoryRequest, HistorySample, MAX_HISTORY_HOURS, MetricSummary,
+    Rollup, StatisticsReply, StatisticsRequest, SummaryReply, Window, api, is_valid_metric_name,
+};
+use protocol::{ErrorCode, Subjects};
+use serde::Serialize;
+use store::Store;
+use store::history::{HOUR_MS, RAW_RETENTION_MS};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+use crate::stats::statistics;
+
+/// What query handlers share.
+pub(crate) struct QueryContext {
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Samples stamped up to this far in the future are accepted, so queries include them.
+    pub(crate) max_skew_ms: u64,
+}
+
+/// The subject pattern of every method: `sb.api.aggregator.*`.
+pub(crate) fn subject_pattern(subjects: &Subjects) -> String {
+    subjects.api(api::SERVICE, "*")
+}
+
+/// Answers queries until `shutdown`, at most `max_concurrent` at once; the rest wait in the
+/// subscription (bounded by the bus; excess is dropped there and the caller times out).
+pub(crate) async fn serve(
+    context: Arc<QueryContext>,
+    mut queries: Subscription,
+    max_concurrent: usize,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(max_concurrent));
+    let tasks = TaskTracker::new();
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = queries.next() => match next {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+        };
+        let context = context.clone();
+        tasks.spawn(async move {
+            answer(&context, request).await;
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+async fn answer(context: &QueryContext, request: Message) {
+    let method = request.subject.rsplit('.').next().unwrap_or_default();
+    let now_ms = protocol::time::now_unix_ms();
+    let (payload, outcome) = match method {
+        api::HISTORY => encode(history(context, &request.payload, now_ms).await),
+        api::STATISTICS => encode(statistics_of(context, &request.payload, now_ms).await),
+        api::SUMMARY => encode(summary(context, now_ms).await),
+        _ => encode::<()>(ApiReply::error(ErrorCode::InvalidMessage, "unknown method")),
+    };
+    context
+        .metrics
+        .queries
+        .with_label_values(&[method_label(method), outcome])
+        .inc();
+    let Some(payload) = payload else {
+        return;
+    };
+    if let Err(error) = context
+        .bus
+        .respond(&request, Headers::new(), payload.into())
+        .await
+    {
+        debug!(method, error = %error, "query reply not delivered");
+    }
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        api::HISTORY => api::HISTORY,
+        api::STATISTICS => api::STATISTICS,
+        api::SUMMARY => api::SUMMARY,
+        _ => "unknown",
+    }
+}
+
+fn encode<T: Serialize>(reply: ApiReply<T>) -> (Option<Vec<u8>>, &'static str) {
+    let outcome = if reply.error.is_some() { "error" } else { "ok" };
+    match encode_bus(&reply) {
+        Ok(bytes) => (Some(bytes), outcome),
+        Err(error) => {
+            warn!(error = %error, "query reply cannot be encoded");
+            (None, "error")
+        }
+    }
+}
+
+fn invalid<T>(reason: &str) -> ApiReply<T> {
+    ApiReply::error(ErrorCode::InvalidMessage, reason)
+}
+
+fn unavailable<T>(error: &store::StoreError) -> ApiReply<T> {
+    warn!(error = %error, "store unavailable for a query");
+    ApiReply::error(ErrorCode::Unavailable, "metric store unavailable")
+}
+
+async fn history(context: &QueryContext, payload: &[u8], now_ms: u64) -> ApiReply<HistoryReply> {
+    let Ok(request) = decode_bus::<HistoryRequest>(payload) else {
+        return invalid("malformed history request");
+    };
+    if !is_valid_metric_name(&request.metric) {
+        return invalid("invalid metric name");
+    }
+    if !(1..=MAX_HISTORY_HOURS).contains(&request.hours) {
+        return invalid("hours must be between 1 and 168");
+    }
+    let from_ms = now_ms.saturating_sub(u64::from(request.hours) * HOUR_MS);
+    let raw_from_ms = now_ms.saturating_sub(RAW_RETENTION_MS);
+    let stored = match context
+        .store
+        .metric_history(
+            &request.metric,
+            from_ms,
+            raw_from_ms,
+            now_ms + context.max_skew_ms,
+        )
+        .await
+    {
+        Ok(stored) => stored,
+        Err(error) => return unavailable(&error),
+    };
+    ApiReply::ok(HistoryReply {
+        metric: request.metric,
+        from_ms,
+        to_ms: now_ms,
+        raw_from_ms,
+        samples: stored
+            .samples
+            .into_iter()
+            .map(|sample| HistorySample {
+                ts_ms: sample.ts_ms,
+                value: sample.value,
+            })
+            .collect(),
+        rollups: stored
+            .rollups
+            .into_iter()
+            .map(|rollup| Rollup {
+                ts_ms: rollup.minute_start_ms,
+                count: u64::from(rollup.count),
+                min: rollup.min,
+                max: rollup.max,
+                avg: rollup.avg,
+                stddev: rollup.stddev,
+            })
+            .collect(),
+    })
+}
+
+async fn statistics_of(
+    context: &QueryContext,
+    payload: &[u8],
+    now_ms: u64,
+) -> ApiReply<StatisticsReply> {
+    let Ok(request) = decode_bus::<StatisticsRequest>(payload) else {
+        return invalid("malformed statistics request");
+    };
+    if !is_valid_metric_name(&request.metric) {
+        return invalid("invalid metric name");
+    }
+    let stored = match context
+        .store
+        .raw_samples(
+            std::slice::from_ref(&request.metric),
+            now_ms.saturating_sub(RAW_RETENTION_MS),
+            now_ms + context.max_skew_ms,
+        )
+        .await
+    {
+        Ok(mut stored) => stored.pop().unwrap_or_default(),
+        Err(error) => return unavailable(&error),
+    };
+    let windows: Vec<Window> = match request.window {
+        Some(window) => vec![window],
+        None => Window::ALL.to_vec(),
+    };
+    let windows = windows
+        .into_iter()
+        .map(|window| {
+            let cutoff = now_ms.saturating_sub(window.duration_ms());
+            let mut values: Vec<f64> = stored
+                .iter()
+                .filter(|sample| sample.ts_ms > cutoff)
+                .map(|sample| sample.value)
+                .collect();
+            (window, statistics(&mut values))
+        })
+        .collect();
+    ApiReply::ok(StatisticsReply {
+        metric: request.metric,
+        as_of_ms: now_ms,
+        windows,
+    })
+}
+
+async fn summary(context: &QueryContext, now_ms: u64) -> ApiReply<SummaryReply> {
+    let entries = match context.store.metric_summaries().await {
+        Ok(entries) => entries,
+        Err(error) => return unavailable(&error),
+    };
+    let metrics = entries
+        .into_iter()
+        .filter_map(
+            |(metric, bytes)| match decode_bus::<MetricSummary>(&bytes) {
+                Ok(summary) => Some(summary),
+                Err(error) => {
+                    warn!(metric, error = %error, "corrupt metric summary skipped");
+                    None
+                }
+            },
+        )
+        .collect();
+    ApiReply::ok(SummaryReply {
+        generated_at_ms: now_ms,
+        metrics,
+    })
+}
