@@ -1,6 +1,6 @@
 //! `switchboard`: every Switchboard service in one process on the embedded engine (the
 //! in-memory bus and store), so a newcomer sees it working with one command and nothing
-//! else installed: the gateway with its dashboard, the publisher, and simulated node agents
+//! else installed: the gateway with its dashboard, the publisher, the aggregator, and simulated node agents
 //! that report through the gateway like real ones. Auth stays on: when no key is configured,
 //! a secret is generated for the run and a ready-to-use development token is printed.
 //!
@@ -14,6 +14,7 @@ pub mod simulation;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aggregator::{Aggregator, AggregatorConfig};
 use auth::{Claims, Issuer, Role};
 use gateway::{Gateway, GatewayConfig};
 use publisher::{Publisher, PublisherConfig};
@@ -35,6 +36,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// The six periodic room publishers.
     pub publisher: PublisherConfig,
+    /// Metric windows, anomaly and threshold alerts, history.
+    pub aggregator: AggregatorConfig,
     /// Simulated node agents.
     pub simulation: SimulationConfig,
     /// The bus; unset `nats_url` keeps it in memory.
@@ -59,6 +62,9 @@ pub enum StartError {
     /// The publisher could not start.
     #[error("publisher: {0}")]
     Publisher(#[from] publisher::StartError),
+    /// The aggregator could not start.
+    #[error("aggregator: {0}")]
+    Aggregator(#[from] aggregator::StartError),
 }
 
 /// Why `switchboard` stopped other than by a clean drain.
@@ -70,6 +76,9 @@ pub enum RunError {
     /// The publisher failed.
     #[error("publisher: {0}")]
     Publisher(#[from] publisher::RunError),
+    /// The aggregator failed.
+    #[error("aggregator: {0}")]
+    Aggregator(#[from] aggregator::RunError),
 }
 
 /// What a user needs to talk to the running process.
@@ -87,6 +96,7 @@ pub struct Access {
 pub struct Standalone {
     gateway: Gateway,
     publisher: Publisher,
+    aggregator: Aggregator,
     simulation: SimulationConfig,
     hmac_secret: Option<String>,
     access: Access,
@@ -143,10 +153,17 @@ impl Standalone {
         };
         let publisher_config = publisher::Config {
             publisher: config.publisher,
+            bus: config.bus.clone(),
+            store: config.store.clone(),
+            telemetry: quiet_telemetry.clone(),
+        };
+        let aggregator_config = aggregator::Config {
+            aggregator: config.aggregator,
             bus: config.bus,
             store: config.store,
             telemetry: quiet_telemetry,
         };
+        let aggregator = Aggregator::bind(aggregator_config, bus.clone(), store.clone()).await?;
         let publisher = Publisher::bind(publisher_config, bus.clone(), store.clone()).await?;
         let gateway = Gateway::bind(gateway_config, bus, store).await?;
         let access = Access {
@@ -157,6 +174,7 @@ impl Standalone {
         Ok(Self {
             gateway,
             publisher,
+            aggregator,
             simulation: config.simulation,
             hmac_secret,
             access,
@@ -176,6 +194,7 @@ impl Standalone {
         let Standalone {
             gateway,
             publisher,
+            aggregator,
             simulation,
             hmac_secret,
             access,
@@ -183,6 +202,7 @@ impl Standalone {
         let services = shutdown.child_token();
         let gateway_task = tokio::spawn(gateway.serve(services.clone()));
         let publisher_task = tokio::spawn(publisher.serve(services.clone()));
+        let aggregator_task = tokio::spawn(aggregator.serve(services.clone()));
         let gateway_url = format!("ws://{}/api/ws/connect", access.addr);
         let nodes = match &hmac_secret {
             Some(secret) => {
@@ -204,8 +224,10 @@ impl Standalone {
         services.cancel();
         let gateway_result = gateway_task.await.unwrap_or(Ok(()));
         let publisher_result = publisher_task.await.unwrap_or(Ok(()));
+        let aggregator_result = aggregator_task.await.unwrap_or(Ok(()));
         gateway_result?;
         publisher_result?;
+        aggregator_result?;
         Ok(())
     }
 }

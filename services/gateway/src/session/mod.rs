@@ -176,6 +176,10 @@ impl<S: Socket> Session<S> {
     /// A plain function returning an `async move` block rather than an `async fn`: the
     /// block borrows the captured session in place, where an `async fn` would move its
     /// argument into a second slot of the task (one more socket-sized copy per connection).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would copy the session into a second slot"
+    )]
     fn run(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let shared = self.shared.clone();
