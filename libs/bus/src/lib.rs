@@ -9,11 +9,17 @@
 //! buffer, and a message that does not fit is dropped for that subscriber and counted in
 //! [`Bus::dropped_messages`], so a publisher is never held up by a slow reader.
 //!
+//! Durable streams (JetStream on NATS, an append-only log per stream in memory) sit next to
+//! the core operations: [`Bus::ensure_stream`], [`Bus::publish_durable`] (waits for the
+//! store's ack; deduplicates by message id within the stream's window),
+//! [`Bus::stream_state`] and [`Bus::stream_consumer`].
+//!
 //! With the `test-util` feature, `test_util::NatsServer` starts a real `nats-server -js` on a
 //! free loopback port for tests.
 #![warn(missing_docs)]
 
 mod error;
+mod jetstream;
 mod memory;
 mod message;
 mod nats;
@@ -28,6 +34,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use error::{ConnectError, PublishError, RequestError, SubscribeError};
+pub use jetstream::{
+    ConsumeError, DurablePublishError, PublishAck, StorageKind, StreamConsumer, StreamError,
+    StreamMessage, StreamSpec, StreamState,
+};
 pub use message::{Headers, Message};
 use message::{Unpublishable, check_publishable, check_subscribable};
 pub use nats::NatsOptions;
@@ -46,6 +56,8 @@ pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
 #[derive(Clone)]
 pub struct Bus {
     backend: Backend,
+    /// Durable streams (JetStream, or the in-memory log), next to the core backend.
+    streams: jetstream::Streams,
 }
 
 #[derive(Clone)]
@@ -66,6 +78,7 @@ impl Bus {
     pub fn memory_with_capacity(capacity: usize) -> Bus {
         Bus {
             backend: Backend::Memory(Arc::new(memory::Engine::new(capacity))),
+            streams: jetstream::Streams::memory(),
         }
     }
 
@@ -79,8 +92,10 @@ impl Bus {
     /// [`ConnectError`] if the URL is malformed, the server is unreachable, refuses the
     /// credentials, or does not finish the handshake within `options.connect_timeout`.
     pub async fn connect_nats(url: &str, options: NatsOptions) -> Result<Bus, ConnectError> {
+        let request_timeout = options.request_timeout;
         let connection = nats::Connection::connect(url, options).await?;
         Ok(Bus {
+            streams: jetstream::Streams::nats(connection.client(), request_timeout),
             backend: Backend::Nats(connection),
         })
     }
@@ -224,6 +239,69 @@ impl Bus {
             Backend::Memory(_) => Ok(()),
             Backend::Nats(connection) => connection.flush().await,
         }
+    }
+
+    /// Creates the durable stream `spec` describes, or updates an existing one of that name to
+    /// its subjects, duplicate window and maximum age, and returns its state. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::InvalidSpec`] for a bad name, no or malformed subjects, or a duplicate
+    /// window longer than the maximum age; [`StreamError::Rejected`] when JetStream refuses
+    /// (a storage change, subjects held by another stream); [`StreamError::Connection`] when
+    /// it is unreachable.
+    pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<StreamState, StreamError> {
+        self.streams.ensure_stream(spec).await
+    }
+
+    /// Returns the message count and sequence range of the stream `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::NotFound`] when there is no such stream; [`StreamError::Connection`]
+    /// when JetStream is unreachable.
+    pub async fn stream_state(&self, name: &str) -> Result<StreamState, StreamError> {
+        self.streams.stream_state(name).await
+    }
+
+    /// Publishes `payload` to the stream holding `subject` with `Nats-Msg-Id: msg_id` and
+    /// waits until the stream has stored it. A message with the same `msg_id` within the
+    /// stream's duplicate window is not stored again; the ack then says `duplicate`.
+    ///
+    /// # Errors
+    ///
+    /// [`DurablePublishError::InvalidSubject`]/[`DurablePublishError::InvalidHeader`] for a
+    /// malformed subject, header or empty `msg_id`; [`DurablePublishError::NoStream`] when no
+    /// stream stores `subject`; [`DurablePublishError::Unconfirmed`] when no ack came in time
+    /// (NATS: [`NatsOptions::request_timeout`]) — the message may still have been stored, so
+    /// publish it again with the same `msg_id`.
+    pub async fn publish_durable(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<PublishAck, DurablePublishError> {
+        self.streams
+            .publish_durable(subject, msg_id, headers, payload)
+            .await
+    }
+
+    /// Opens the durable consumer `durable_name` on `stream` (creating it the first time):
+    /// it delivers the stream from its first message, skipping what this durable name has
+    /// acknowledged before. Every consumer needs its own name.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::NotFound`] when there is no such stream; [`StreamError::InvalidSpec`]
+    /// for a malformed durable name; [`StreamError::Connection`]/[`StreamError::Rejected`]
+    /// from JetStream.
+    pub async fn stream_consumer(
+        &self,
+        stream: &str,
+        durable_name: &str,
+    ) -> Result<StreamConsumer, StreamError> {
+        self.streams.consumer(stream, durable_name).await
     }
 
     /// Reports whether the bus can deliver right now: always for memory; for NATS, whether

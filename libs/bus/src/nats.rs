@@ -195,6 +195,11 @@ impl Connection {
         }
     }
 
+    /// Returns the client, for the JetStream context (`jetstream.rs`).
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     pub(crate) fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected
     }
@@ -223,7 +228,7 @@ pub(crate) fn message_from_nats(message: async_nats::Message) -> Message {
 /// Builds a NATS header map, or returns the name of the first header NATS would refuse.
 ///
 /// Validated up front because the client's infallible `insert` panics on a bad name.
-fn header_map(headers: &Headers) -> Result<HeaderMap, String> {
+pub(crate) fn header_map(headers: &Headers) -> Result<HeaderMap, String> {
     if let Some(name) = headers.first_invalid_name() {
         return Err(name.to_owned());
     }

@@ -12,6 +12,7 @@
 //! the two in step.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod codec;
 pub mod envelope;
 pub mod error;

@@ -4,6 +4,7 @@
 mod agent;
 mod aggregator;
 mod bad_input;
+mod batches;
 mod cluster;
 mod nodes;
 mod publisher;

@@ -1,0 +1,271 @@
+//! Bind, serve, drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bus::{Bus, StorageKind, StreamSpec, Subscription};
+use protocol::Subjects;
+use protocol::batch::{STREAM_NAME, stream_subjects};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{BatchIngestConfig, Config, StreamStorage};
+use crate::error::{RunError, StartError};
+use crate::metrics::Metrics;
+use crate::nodes::{Nodes, WorkerSettings};
+use crate::pipeline::{Pipeline, PipelineSettings};
+use crate::progress::{self, Progress};
+use crate::records::HashRecords;
+use crate::{api, http};
+
+/// State shared by the HTTP handlers, the workers and the background tasks.
+pub(crate) struct App {
+    pub config: BatchIngestConfig,
+    pub bus: Bus,
+    pub records: HashRecords,
+    pub pipeline: Pipeline,
+    pub nodes: Arc<Nodes>,
+    pub progress: Arc<Progress>,
+    pub metrics: Arc<Metrics>,
+    pub subjects: Subjects,
+    /// Caps concurrent HTTP callbacks being stored (`max_http_in_flight`).
+    pub http_slots: Semaphore,
+    /// Set when shutdown begins: readiness turns false.
+    pub draining: AtomicBool,
+}
+
+/// A bound batch-ingest, ready to serve.
+pub struct BatchIngest {
+    listener: TcpListener,
+    app: Arc<App>,
+    api_requests: Subscription,
+}
+
+/// Returns the `SB_BATCHES` stream as configured.
+pub fn stream_spec(config: &Config) -> StreamSpec {
+    let section = &config.batch_ingest;
+    StreamSpec {
+        name: STREAM_NAME.to_owned(),
+        subjects: stream_subjects(&Subjects::new(&config.bus.subject_prefix)),
+        duplicate_window: section.duplicate_window,
+        max_age: section.stream_max_age,
+        storage: match section.stream_storage {
+            StreamStorage::File => StorageKind::File,
+            StreamStorage::Memory => StorageKind::Memory,
+        },
+    }
+}
+
+impl BatchIngest {
+    /// Validates the configuration, creates or updates the `SB_BATCHES` stream, subscribes
+    /// the management API, binds the callback listener and registers the configured nodes
+    /// (their workers start in [`BatchIngest::serve`]).
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for invalid settings, [`StartError::Stream`] when JetStream
+    /// refuses the stream, [`StartError::Subscribe`] when the bus refuses the API
+    /// subscription, [`StartError::Bind`] when the address cannot be bound.
+    pub async fn bind(config: Config, bus: Bus, records: HashRecords) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let stream = stream_spec(&config);
+        let state = bus
+            .ensure_stream(&stream)
+            .await
+            .map_err(StartError::Stream)?;
+        info!(stream = %stream.name, messages = state.messages, last_sequence = state.last_sequence, "batch stream ready");
+        let subjects = Subjects::new(&config.bus.subject_prefix);
+        let api_requests = api::subscribe(&bus, &subjects)
+            .await
+            .map_err(StartError::Subscribe)?;
+        let section = config.batch_ingest;
+        let addr = section.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+
+        let metrics = Arc::new(Metrics::new());
+        let progress = Arc::new(Progress::default());
+        let pipeline = Pipeline::new(
+            bus.clone(),
+            records.clone(),
+            PipelineSettings {
+                store_timeout: section.store_timeout,
+                hash_ttl: section.hash_ttl,
+                stream,
+                subjects: subjects.clone(),
+            },
+            Arc::clone(&metrics),
+            Arc::clone(&progress),
+        );
+        let nodes = Arc::new(Nodes::new(
+            pipeline.clone(),
+            WorkerSettings {
+                reconnect_min: section.reconnect_min,
+                reconnect_max: section.reconnect_max,
+                connect_timeout: section.connect_timeout,
+                max_batch_bytes: section.max_batch_bytes,
+                max_in_flight: section.max_in_flight_per_node,
+                drain_timeout: section.store_timeout,
+            },
+        ));
+        let app = Arc::new(App {
+            http_slots: Semaphore::new(section.max_http_in_flight),
+            config: section,
+            bus,
+            records,
+            pipeline,
+            nodes,
+            progress,
+            metrics,
+            subjects,
+            draining: AtomicBool::new(false),
+        });
+        Ok(Self {
+            listener,
+            app,
+            api_requests,
+        })
+    }
+
+    /// Returns the callback listener's address (useful with port 0 in tests). ML nodes get
+    /// `http://<this>/v1/poc-batches` as their callback URL.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.app.config.listen)
+    }
+
+    /// Returns the batch handler, to process batches directly (tests, embedding).
+    pub fn pipeline(&self) -> Pipeline {
+        self.app.pipeline.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains: readiness goes false and the
+    /// listener stops accepting; callbacks in progress finish; every node worker stops
+    /// reading, acknowledges the batches it is storing and closes with 1001; after at most
+    /// `shutdown_grace` what remains is cut off; the last progress events go out and the bus
+    /// is flushed.
+    ///
+    /// # Errors
+    /// [`RunError::Serve`] when the HTTP server fails.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let BatchIngest {
+            listener,
+            app,
+            api_requests,
+        } = self;
+        let background = CancellationToken::new();
+        let progress_task = tokio::spawn(progress::publish_progress(
+            Arc::clone(&app.progress),
+            app.bus.clone(),
+            app.subjects.clone(),
+            Arc::clone(&app.metrics),
+            app.config.progress_interval,
+            background.clone(),
+        ));
+        let api_task = tokio::spawn(api::serve(
+            api_requests,
+            app.bus.clone(),
+            Arc::clone(&app.nodes),
+            background.clone(),
+        ));
+        for node in &app.config.nodes {
+            if let Err(error) = app.nodes.register(&node.id, &node.url, node.active) {
+                // Validated at bind; only reachable if validation and registration drift.
+                warn!(node = %node.id, error = %error, "configured node not registered");
+            }
+        }
+        info!(
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            bus = app.bus.backend_name(),
+            records = app.records.backend_name(),
+            nodes = app.config.nodes.len(),
+            "batch-ingest listening"
+        );
+
+        let drain_app = Arc::clone(&app);
+        let served = axum::serve(listener, http::router(Arc::clone(&app)))
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                drain_app.draining.store(true, Ordering::Relaxed);
+            })
+            .await;
+
+        app.draining.store(true, Ordering::Relaxed);
+        let cut_off = app.nodes.stop_all(app.config.shutdown_grace).await;
+        if cut_off > 0 {
+            warn!(cut_off, "shutdown grace reached; node workers cut off");
+        }
+        background.cancel();
+        let _ = tokio::join!(progress_task, api_task);
+        if let Err(error) = app.bus.flush().await {
+            warn!(error = %error, "bus flush at shutdown failed");
+        }
+        info!("batch-ingest drained");
+        served.map_err(RunError::Serve)
+    }
+}
+
+/// Connects the bus and hash records named in `config`, binds and serves until `shutdown`.
+///
+/// The `switchboard-batch-ingest` binary requires `bus.nats_url` and `store.redis_url`: the
+/// in-memory engine only makes sense inside the single-process `switchboard`.
+///
+/// # Errors
+/// Any [`StartError`] (as [`RunError::Start`]) or [`RunError::Serve`].
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let mut problems = Vec::new();
+    if config.bus.nats_url.is_none() {
+        problems.push("bus.nats_url is required for switchboard-batch-ingest (set SWITCHBOARD__BUS__NATS_URL)".to_owned());
+    }
+    if config.store.redis_url.is_none() {
+        problems.push("store.redis_url is required for switchboard-batch-ingest (set SWITCHBOARD__STORE__REDIS_URL)".to_owned());
+    }
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems).into());
+    }
+    let bus = connect_bus(&config).await?;
+    let records = connect_records(&config).await?;
+    BatchIngest::bind(config, bus, records)
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+/// Connects the bus from `config.bus`, or creates an in-memory bus when `nats_url` is unset.
+///
+/// # Errors
+/// [`StartError::Bus`] when NATS cannot be reached.
+pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
+    match &config.bus.nats_url {
+        None => Ok(Bus::memory()),
+        Some(url) => {
+            let options = bus::NatsOptions {
+                name: Some("switchboard-batch-ingest".to_owned()),
+                connect_timeout: config.bus.connect_timeout,
+                request_timeout: config.bus.request_timeout,
+                ..bus::NatsOptions::default()
+            };
+            Bus::connect_nats(url, options)
+                .await
+                .map_err(StartError::Bus)
+        }
+    }
+}
+
+/// Connects the hash records from `config.store`, or creates in-memory ones when
+/// `redis_url` is unset.
+///
+/// # Errors
+/// [`StartError::Records`] when Redis cannot be reached.
+pub async fn connect_records(config: &Config) -> Result<HashRecords, StartError> {
+    match &config.store.redis_url {
+        None => Ok(HashRecords::memory()),
+        Some(url) => {
+            HashRecords::connect_redis(url, &config.store.key_prefix, config.store.response_timeout)
+                .await
+                .map_err(StartError::Records)
+        }
+    }
+}
