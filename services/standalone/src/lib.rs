@@ -1,6 +1,7 @@
 //! `switchboard`: every Switchboard service in one process on the embedded engine (the
 //! in-memory bus and store), so a newcomer sees it working with one command and nothing
-//! else installed: the gateway with its dashboard, the publisher, the aggregator, and simulated node agents
+//! else installed: the gateway with its dashboard, the publisher, the aggregator,
+//! batch-ingest with one simulated ML node, and simulated node agents
 //! that report through the gateway like real ones. Auth stays on: when no key is configured,
 //! a secret is generated for the run and a ready-to-use development token is printed.
 //!
@@ -16,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aggregator::{Aggregator, AggregatorConfig};
 use auth::{Claims, Issuer, Role};
+use batch_ingest::{BatchIngest, BatchIngestConfig, HashRecords, NodeConfig};
 use gateway::{Gateway, GatewayConfig};
+use mlnode_sim::{MlNodeSim, SimConfig};
 use publisher::{Publisher, PublisherConfig};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -29,7 +32,7 @@ use tracing::warn;
 const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything `switchboard` reads: each service's own section plus the shared ones.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The WebSocket gateway.
@@ -38,6 +41,8 @@ pub struct Config {
     pub publisher: PublisherConfig,
     /// Metric windows, anomaly and threshold alerts, history.
     pub aggregator: AggregatorConfig,
+    /// ML-node batches into the batch stream.
+    pub batch_ingest: BatchIngestConfig,
     /// Simulated node agents.
     pub simulation: SimulationConfig,
     /// The bus; unset `nats_url` keeps it in memory.
@@ -48,6 +53,27 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut batch_ingest = BatchIngestConfig::default();
+        // One process may run next to others: let the callback listener pick a free port
+        // (printed at start), and keep the in-memory batch log to an hour.
+        batch_ingest.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        batch_ingest.stream_max_age = Duration::from_secs(3600);
+        Self {
+            gateway: GatewayConfig::default(),
+            publisher: PublisherConfig::default(),
+            aggregator: AggregatorConfig::default(),
+            batch_ingest,
+            simulation: SimulationConfig::default(),
+            bus: BusConfig::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
 }
 
 /// Keys whose environment values are comma-separated lists.
@@ -65,6 +91,12 @@ pub enum StartError {
     /// The aggregator could not start.
     #[error("aggregator: {0}")]
     Aggregator(#[from] aggregator::StartError),
+    /// Batch-ingest could not start.
+    #[error("batch-ingest: {0}")]
+    BatchIngest(#[from] batch_ingest::StartError),
+    /// The simulated ML node could not bind.
+    #[error("simulated ML node: {0}")]
+    MlNode(#[source] std::io::Error),
 }
 
 /// Why `switchboard` stopped other than by a clean drain.
@@ -79,6 +111,9 @@ pub enum RunError {
     /// The aggregator failed.
     #[error("aggregator: {0}")]
     Aggregator(#[from] aggregator::RunError),
+    /// Batch-ingest failed.
+    #[error("batch-ingest: {0}")]
+    BatchIngest(#[from] batch_ingest::RunError),
 }
 
 /// What a user needs to talk to the running process.
@@ -90,6 +125,8 @@ pub struct Access {
     pub dev_token: String,
     /// The API key for `POST /api/ws/publish`.
     pub api_key: String,
+    /// Batch-ingest's HTTP listener (callbacks, node management, metrics).
+    pub batch_ingest_addr: SocketAddr,
 }
 
 /// The whole system in one process, bound and ready to serve.
@@ -97,6 +134,8 @@ pub struct Standalone {
     gateway: Gateway,
     publisher: Publisher,
     aggregator: Aggregator,
+    batch_ingest: BatchIngest,
+    ml_node: Option<MlNodeSim>,
     simulation: SimulationConfig,
     hmac_secret: Option<String>,
     access: Access,
@@ -159,10 +198,17 @@ impl Standalone {
         };
         let aggregator_config = aggregator::Config {
             aggregator: config.aggregator,
+            bus: config.bus.clone(),
+            store: config.store.clone(),
+            telemetry: quiet_telemetry.clone(),
+        };
+        let batch_config = batch_ingest::Config {
+            batch_ingest: config.batch_ingest,
             bus: config.bus,
             store: config.store,
             telemetry: quiet_telemetry,
         };
+        let (batch_ingest, ml_node) = bind_batches(batch_config, &config.simulation, &bus).await?;
         let aggregator = Aggregator::bind(aggregator_config, bus.clone(), store.clone()).await?;
         let publisher = Publisher::bind(publisher_config, bus.clone(), store.clone()).await?;
         let gateway = Gateway::bind(gateway_config, bus, store).await?;
@@ -170,11 +216,14 @@ impl Standalone {
             addr: gateway.local_addr(),
             dev_token,
             api_key,
+            batch_ingest_addr: batch_ingest.local_addr(),
         };
         Ok(Self {
             gateway,
             publisher,
             aggregator,
+            batch_ingest,
+            ml_node,
             simulation: config.simulation,
             hmac_secret,
             access,
@@ -195,6 +244,8 @@ impl Standalone {
             gateway,
             publisher,
             aggregator,
+            batch_ingest,
+            ml_node,
             simulation,
             hmac_secret,
             access,
@@ -203,6 +254,9 @@ impl Standalone {
         let gateway_task = tokio::spawn(gateway.serve(services.clone()));
         let publisher_task = tokio::spawn(publisher.serve(services.clone()));
         let aggregator_task = tokio::spawn(aggregator.serve(services.clone()));
+        let batch_task = tokio::spawn(batch_ingest.serve(services.clone()));
+        // The ML node stops last-but-one: after batch-ingest has drained it has nobody to send to.
+        let ml_node_task = ml_node.map(|node| tokio::spawn(node.serve(services.clone())));
         let gateway_url = format!("ws://{}/api/ws/connect", access.addr);
         let nodes = match &hmac_secret {
             Some(secret) => {
@@ -225,11 +279,54 @@ impl Standalone {
         let gateway_result = gateway_task.await.unwrap_or(Ok(()));
         let publisher_result = publisher_task.await.unwrap_or(Ok(()));
         let aggregator_result = aggregator_task.await.unwrap_or(Ok(()));
+        let batch_result = batch_task.await.unwrap_or(Ok(()));
+        if let Some(task) = ml_node_task
+            && let Ok(Err(error)) = task.await
+        {
+            warn!(error = %error, "simulated ML node stopped with an error");
+        }
         gateway_result?;
         publisher_result?;
         aggregator_result?;
+        batch_result?;
         Ok(())
     }
+}
+
+/// Binds batch-ingest on the shared bus and, if enabled, one simulated ML node that it
+/// collects from over WebSocket, with batch-ingest's callback as the node's fallback.
+async fn bind_batches(
+    mut config: batch_ingest::Config,
+    simulation: &SimulationConfig,
+    bus: &bus::Bus,
+) -> Result<(BatchIngest, Option<MlNodeSim>), StartError> {
+    let ml_node = if simulation.ml_node {
+        let sim_config = SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            batches: None,
+            interval: simulation.ml_batch_interval,
+            ..SimConfig::default()
+        };
+        let node = MlNodeSim::bind(sim_config)
+            .await
+            .map_err(StartError::MlNode)?;
+        config.batch_ingest.nodes.push(NodeConfig {
+            id: "ml-node-1".to_owned(),
+            url: node.ws_url(),
+            active: true,
+        });
+        Some(node)
+    } else {
+        None
+    };
+    let ingest = BatchIngest::bind(config, bus.clone(), HashRecords::memory()).await?;
+    if let Some(node) = &ml_node {
+        node.handle().set_callback_url(Some(format!(
+            "http://{}/v1/poc-batches",
+            ingest.local_addr()
+        )));
+    }
+    Ok((ingest, ml_node))
 }
 
 fn issue_dev_token(secret: &[u8]) -> String {

@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         println!("  dev token:  {}", access.dev_token);
         println!("  publish:    curl -X POST http://{addr}/api/ws/publish -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"room\":\"alerts\",\"type\":\"alert\",\"data\":{{\"message\":\"hello\"}}}}'", access.api_key);
         println!("  stats:      curl http://{addr}/api/ws/stats");
+        println!("  batches:    curl http://{}/v1/progress", access.batch_ingest_addr);
         println!("Press Ctrl-C to stop.\n");
         let shutdown = CancellationToken::new();
         signals::spawn_listener(shutdown.clone());

@@ -21,6 +21,11 @@ pub struct SimulationConfig {
     /// How often each simulated node reports.
     #[serde(with = "humantime_serde")]
     pub node_interval: Duration,
+    /// Run one simulated ML node (seed 002) that batch-ingest collects from.
+    pub ml_node: bool,
+    /// Time between two batches of the simulated ML node.
+    #[serde(with = "humantime_serde")]
+    pub ml_batch_interval: Duration,
 }
 
 impl Default for SimulationConfig {
@@ -28,6 +33,8 @@ impl Default for SimulationConfig {
         Self {
             nodes: 3,
             node_interval: Duration::from_secs(2),
+            ml_node: true,
+            ml_batch_interval: Duration::from_secs(1),
         }
     }
 }
