@@ -57,11 +57,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let mut batch_ingest = BatchIngestConfig::default();
-        // One process may run next to others: let the callback listener pick a free port
-        // (printed at start), and keep the in-memory batch log to an hour.
-        batch_ingest.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        batch_ingest.stream_max_age = Duration::from_secs(3600);
+        // One process may run next to others: the callback listener picks a free port
+        // (printed at start), and the in-memory batch log is kept to an hour.
+        let batch_ingest = BatchIngestConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stream_max_age: Duration::from_secs(3600),
+            ..BatchIngestConfig::default()
+        };
         Self {
             gateway: GatewayConfig::default(),
             publisher: PublisherConfig::default(),
