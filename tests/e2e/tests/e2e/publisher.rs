@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use client::agent::Agent;
 use e2e::{Stack, TestClient, token, viewer};
 use gateway::test_util::TestGateway;
 use protocol::RoomMessage;
@@ -81,30 +82,21 @@ impl Replica {
     }
 }
 
-/// A node agent: connects with a node token and reports every `AGENT_INTERVAL` with real
-/// counters; aborting the task drops the connection, as a stopped agent would.
-async fn spawn_agent(gateway: &TestGateway, node_id: &str, layer: &str) -> JoinHandle<()> {
+/// A real node agent (`client::agent`) with a node token, reporting every `AGENT_INTERVAL`.
+async fn spawn_agent(gateway: &TestGateway, node_id: &str, layer: &str) -> Agent {
     let mut claims = viewer(&format!("agent-{node_id}"));
     claims.role = auth::Role::Node;
     claims.node_id = Some(node_id.to_owned());
-    let mut client = gateway.connect(&token(&claims)).await;
-    let (node_id, layer) = (node_id.to_owned(), layer.to_owned());
-    tokio::spawn(async move {
-        for update_count in 1u64.. {
-            client
-                .send_json(json!({
-                    "type": "node_state",
-                    "node_id": node_id,
-                    "layer": layer,
-                    "update_count": update_count,
-                    "last_sync_count": 0,
-                    "current_data": {"cpu_percent": 10.0, "memory_used_percent": 30.0, "load_1m": 0.2},
-                    "operation_log": [],
-                }))
-                .await;
-            tokio::time::sleep(AGENT_INTERVAL).await;
-        }
-    })
+    Agent::builder(
+        format!("ws://{}/api/ws/connect", gateway.addr),
+        token(&claims),
+    )
+    .node_id(node_id)
+    .layer(layer)
+    .update_interval(AGENT_INTERVAL)
+    .state_provider(|| json!({"cpu_percent": 10.0, "memory_used_percent": 30.0, "load_1m": 0.2}))
+    .start()
+    .expect("agent starts")
 }
 
 async fn subscribed_viewer(gateway: &TestGateway, rooms: &[&str]) -> TestClient {
@@ -162,7 +154,7 @@ async fn three_node_agents_are_three_active_nodes_and_a_stopped_one_goes_offline
     assert_eq!(nodes[2]["layer"], "core");
 
     let [first, second, third] = agents;
-    third.abort();
+    third.stop().await;
     let stopped_at = Instant::now();
     // The alert goes out as soon as the timeout passes; the status shows it at the next tick.
     let (mut offline, mut alert) = (None, None);
@@ -195,8 +187,8 @@ async fn three_node_agents_are_three_active_nodes_and_a_stopped_one_goes_offline
     assert_eq!(alert.data["node_id"], "node-3");
     assert_eq!(alert.priority.as_deref(), Some("warning"));
 
-    first.abort();
-    second.abort();
+    first.stop().await;
+    second.stop().await;
     publisher.shutdown().await;
 }
 
@@ -269,7 +261,7 @@ async fn killing_the_lease_holder_hands_over_within_two_intervals_and_no_tick_is
         seen.windows(2).all(|pair| pair[0].1 <= pair[1].1),
         "an old leader published after the new one: {seen:?}"
     );
-    agent.abort();
+    agent.stop().await;
     for replica in replicas {
         replica.shutdown().await;
     }
