@@ -416,10 +416,23 @@ async fn two_replicas_split_the_metrics_and_the_survivor_of_a_crash_keeps_every_
         a.probe.processed_samples() + b.probe.processed_samples() == 600
     })
     .await;
+    // Ownership settles `handover_settle` after the second replica joined, which can be
+    // later than the samples' arrival on a loaded machine; wait for it, then check the split.
+    let every_metric: BTreeSet<String> = metrics.iter().cloned().collect();
+    eventually(Duration::from_secs(10), || async {
+        let all: BTreeSet<String> = a
+            .probe
+            .owned_metrics()
+            .union(&b.probe.owned_metrics())
+            .cloned()
+            .collect();
+        all == every_metric
+    })
+    .await;
     let (owned_a, owned_b) = (a.probe.owned_metrics(), b.probe.owned_metrics());
     assert!(owned_a.is_disjoint(&owned_b), "{owned_a:?} / {owned_b:?}");
     let all: BTreeSet<String> = owned_a.union(&owned_b).cloned().collect();
-    assert_eq!(all, metrics.iter().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(all, every_metric);
     assert!(!owned_a.is_empty() && !owned_b.is_empty());
 
     let counts = |expected: u64| {
