@@ -82,6 +82,29 @@ impl Bus {
         }
     }
 
+    /// Connects the bus a `[bus]` section describes: NATS at `nats_url`, or the embedded
+    /// in-memory bus when it is unset. `client_name` names this connection in NATS.
+    ///
+    /// # Errors
+    /// [`ConnectError`] as for [`Bus::connect_nats`].
+    pub async fn connect(
+        config: &settings::BusConfig,
+        client_name: &str,
+    ) -> Result<Bus, ConnectError> {
+        match &config.nats_url {
+            None => Ok(Bus::memory()),
+            Some(url) => {
+                let options = NatsOptions {
+                    name: Some(client_name.to_owned()),
+                    connect_timeout: config.connect_timeout,
+                    request_timeout: config.request_timeout,
+                    ..NatsOptions::default()
+                };
+                Bus::connect_nats(url, options).await
+            }
+        }
+    }
+
     /// Connects to the NATS server at `url` (`nats://host:port`, or a comma-separated list).
     ///
     /// After the first connection, the client reconnects on its own for as long as the bus

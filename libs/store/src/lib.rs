@@ -104,6 +104,25 @@ impl Store {
         }
     }
 
+    /// Connects the store a `[store]` section describes: Redis at `redis_url`, or the
+    /// in-memory store when it is unset.
+    ///
+    /// # Errors
+    /// [`ConnectError`] as for [`Store::connect_redis`].
+    pub async fn connect(config: &settings::StoreConfig) -> Result<Store, ConnectError> {
+        match &config.redis_url {
+            None => Ok(Store::memory()),
+            Some(url) => {
+                let options = RedisOptions {
+                    key_prefix: config.key_prefix.clone(),
+                    response_timeout: config.response_timeout,
+                    ..RedisOptions::default()
+                };
+                Store::connect_redis(url, options).await
+            }
+        }
+    }
+
     /// Connects to Redis at `url` (`redis://[user:password@]host:port[/db]`) and checks
     /// that it answers.
     ///

@@ -238,20 +238,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// # Errors
 /// [`StartError::Bus`] when NATS cannot be reached.
 pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
-    match &config.bus.nats_url {
-        None => Ok(Bus::memory()),
-        Some(url) => {
-            let options = bus::NatsOptions {
-                name: Some("switchboard-batch-ingest".to_owned()),
-                connect_timeout: config.bus.connect_timeout,
-                request_timeout: config.bus.request_timeout,
-                ..bus::NatsOptions::default()
-            };
-            Bus::connect_nats(url, options)
-                .await
-                .map_err(StartError::Bus)
-        }
-    }
+    Bus::connect(&config.bus, "switchboard-batch-ingest")
+        .await
+        .map_err(StartError::Bus)
 }
 
 /// Connects the hash records from `config.store`, or creates in-memory ones when

@@ -282,24 +282,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// # Errors
 /// [`StartError::Bus`] when NATS cannot be reached.
 pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
-    match &config.bus.nats_url {
-        None => Ok(Bus::memory()),
-        Some(url) => {
-            let options = bus::NatsOptions {
-                name: config
-                    .gateway
-                    .server_id
-                    .clone()
-                    .or_else(|| Some("switchboard-gateway".to_owned())),
-                connect_timeout: config.bus.connect_timeout,
-                request_timeout: config.bus.request_timeout,
-                ..bus::NatsOptions::default()
-            };
-            Bus::connect_nats(url, options)
-                .await
-                .map_err(StartError::Bus)
-        }
-    }
+    let client_name = config
+        .gateway
+        .server_id
+        .as_deref()
+        .unwrap_or("switchboard-gateway");
+    Bus::connect(&config.bus, client_name)
+        .await
+        .map_err(StartError::Bus)
 }
 
 /// Connects the store from `config.store`, or creates the in-memory store when `redis_url` is unset.
@@ -307,17 +297,7 @@ pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
 /// # Errors
 /// [`StartError::Store`] when Redis cannot be reached.
 pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
-    match &config.store.redis_url {
-        None => Ok(Store::memory()),
-        Some(url) => {
-            let options = store::RedisOptions {
-                key_prefix: config.store.key_prefix.clone(),
-                response_timeout: config.store.response_timeout,
-                ..store::RedisOptions::default()
-            };
-            Store::connect_redis(url, options)
-                .await
-                .map_err(StartError::Store)
-        }
-    }
+    Store::connect(&config.store)
+        .await
+        .map_err(StartError::Store)
 }

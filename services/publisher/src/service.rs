@@ -206,26 +206,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 /// # Errors
 /// [`StartError::Bus`] when NATS cannot be reached.
 pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
-    match &config.bus.nats_url {
-        None => Ok(Bus::memory()),
-        Some(url) => {
-            let options = bus::NatsOptions {
-                name: Some(
-                    config
-                        .publisher
-                        .instance_id
-                        .clone()
-                        .unwrap_or_else(|| "switchboard-publisher".to_owned()),
-                ),
-                connect_timeout: config.bus.connect_timeout,
-                request_timeout: config.bus.request_timeout,
-                ..bus::NatsOptions::default()
-            };
-            Bus::connect_nats(url, options)
-                .await
-                .map_err(StartError::Bus)
-        }
-    }
+    let client_name = config
+        .publisher
+        .instance_id
+        .as_deref()
+        .unwrap_or("switchboard-publisher");
+    Bus::connect(&config.bus, client_name)
+        .await
+        .map_err(StartError::Bus)
 }
 
 /// Connects the store from `config.store`, or creates an in-memory store when `redis_url`
@@ -234,17 +222,7 @@ pub async fn connect_bus(config: &Config) -> Result<Bus, StartError> {
 /// # Errors
 /// [`StartError::Store`] when Redis cannot be reached.
 pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
-    match &config.store.redis_url {
-        None => Ok(Store::memory()),
-        Some(url) => {
-            let options = store::RedisOptions {
-                key_prefix: config.store.key_prefix.clone(),
-                response_timeout: config.store.response_timeout,
-                ..store::RedisOptions::default()
-            };
-            Store::connect_redis(url, options)
-                .await
-                .map_err(StartError::Store)
-        }
-    }
+    Store::connect(&config.store)
+        .await
+        .map_err(StartError::Store)
 }
