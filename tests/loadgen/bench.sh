@@ -6,6 +6,8 @@
 # $OUT. Bounded: every loadgen run has a timeout. Needs nats-server, redis-server, taskset.
 #
 # usage: tests/loadgen/bench.sh [quick]      (quick: smaller N, one run — a smoke of the script)
+#   env: RUNS (3), OUT (target/bench), FANOUT_SIZES ("5000 15000"), IDLE_N (15000),
+#        CONNECT_N (5000), ROOMS_N (20000), CASES ("fanout latency idle connect rooms")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -14,7 +16,10 @@ SECRET=bench-secret-0123456789abcdef0123456789
 FANOUT_SIZES=${FANOUT_SIZES:-"5000 15000"}
 IDLE_N=${IDLE_N:-15000}
 CONNECT_N=${CONNECT_N:-5000}
-if [ "${1:-}" = quick ]; then RUNS=1; FANOUT_SIZES="500"; IDLE_N=500; CONNECT_N=500; fi
+ROOMS_N=${ROOMS_N:-20000}
+CASES=${CASES:-"fanout latency idle connect rooms"}
+want() { [[ " $CASES " == *" $1 "* ]]; }
+if [ "${1:-}" = quick ]; then RUNS=1; FANOUT_SIZES="500"; IDLE_N=500; CONNECT_N=500; ROOMS_N=1000; fi
 mkdir -p "$OUT"
 cargo build --release -q -p switchboard-gateway -p switchboard-loadgen
 GATEWAY=target/release/switchboard-gateway
@@ -62,17 +67,29 @@ run_case() {
   done
 }
 
-for n in $FANOUT_SIZES; do
-  run_case "fanout-$n" switchboard fanout --clients "$n" --messages 200 --rate 0
-  run_case "fanout-$n" nats-ws fanout --clients "$n" --messages 200 --rate 0
-done
-run_case latency-5000 switchboard fanout --clients 5000 --messages 200 --rate 20
-run_case latency-5000 nats-ws fanout --clients 5000 --messages 200 --rate 20
-run_case "idle-$IDLE_N" switchboard idle --clients "$IDLE_N" --duration 30s
-run_case "idle-$IDLE_N" nats-ws idle --clients "$IDLE_N" --duration 30s
-run_case "connect-$CONNECT_N" switchboard connect-rate --clients "$CONNECT_N" --concurrency 200
-run_case "connect-$CONNECT_N" nats-ws connect-rate --clients "$CONNECT_N" --concurrency 200
-run_case rooms-4000 switchboard rooms --clients 4000 --rooms 400 --messages 4000 --rate 0
-run_case rooms-4000 nats-ws rooms --clients 4000 --rooms 400 --messages 4000 --rate 0
+if want fanout; then
+  for n in $FANOUT_SIZES; do
+    run_case "fanout-$n" switchboard fanout --clients "$n" --messages 200 --rate 0
+    run_case "fanout-$n" nats-ws fanout --clients "$n" --messages 200 --rate 0
+  done
+fi
+if want latency; then
+  run_case latency-5000 switchboard fanout --clients 5000 --messages 200 --rate 20
+  run_case latency-5000 nats-ws fanout --clients 5000 --messages 200 --rate 20
+fi
+if want idle; then
+  run_case "idle-$IDLE_N" switchboard idle --clients "$IDLE_N" --duration 30s
+  run_case "idle-$IDLE_N" nats-ws idle --clients "$IDLE_N" --duration 30s
+fi
+if want connect; then
+  run_case "connect-$CONNECT_N" switchboard connect-rate --clients "$CONNECT_N" --concurrency 200
+  run_case "connect-$CONNECT_N" nats-ws connect-rate --clients "$CONNECT_N" --concurrency 200
+fi
+if want rooms; then
+  # The per-node/per-user shape: ten subscribers per room, messages spread over the rooms.
+  rooms=$((ROOMS_N / 10))
+  run_case "rooms-$ROOMS_N" switchboard rooms --clients "$ROOMS_N" --rooms "$rooms" --messages "$((rooms * 20))" --rate 0
+  run_case "rooms-$ROOMS_N" nats-ws rooms --clients "$ROOMS_N" --rooms "$rooms" --messages "$((rooms * 20))" --rate 0
+fi
 
 python3 tests/loadgen/bench_table.py "$OUT"

@@ -28,14 +28,16 @@ def figures(report):
         "CPU µs/conn/s": idle.get("server_cpu_us_per_connection_per_s"),
         "lost": report.get("lost"),
         "loader CPU %": report.get("loader_measure_cpu_percent"),
+        "server CPU %": report.get("server_measure_cpu_percent"),
+        "server core busy %": (report.get("core_busy_percent") or [None])[0],
     }
 
 wanted = {
-    "fanout": ["deliveries/s", "p99 latency ms", "lost", "loader CPU %"],
-    "latency": ["p99 latency ms", "deliveries/s", "lost", "loader CPU %"],
+    "fanout": ["deliveries/s", "p99 latency ms", "lost", "server CPU %", "server core busy %", "loader CPU %"],
+    "latency": ["p99 latency ms", "deliveries/s", "lost", "server CPU %", "loader CPU %"],
     "idle": ["RSS KiB/conn", "CPU µs/conn/s", "loader CPU %"],
-    "connect": ["connections/s", "handshake p99 ms", "loader CPU %"],
-    "rooms": ["deliveries/s", "p99 latency ms", "lost", "loader CPU %"],
+    "connect": ["connections/s", "handshake p99 ms", "server CPU %", "server core busy %", "loader CPU %"],
+    "rooms": ["deliveries/s", "p99 latency ms", "lost", "server CPU %", "server core busy %", "loader CPU %"],
 }
 print(f"| case | figure | Switchboard (median, min-max) | nats-server WS (median, min-max) | ratio |")
 print("|---|---|---|---|---|")

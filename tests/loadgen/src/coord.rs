@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::fleet::{Ending, Fleet, FleetResult};
-use crate::procfs::CpuMark;
+use crate::procfs::{CpuMark, ServerMark};
 use crate::publisher::{self, PublishStats};
 use crate::report::{LoaderCpu, Report};
 use crate::scenario::loader_cpu;
@@ -94,6 +94,7 @@ pub(crate) async fn run_subscriber(options: &Options) -> Result<Report, Error> {
             .await
             .is_ok_and(|message| message.is_some());
     }
+    let server_start = ServerMark::now(options.server_pid);
     let measure_start = CpuMark::now();
     let publishing_done = Arc::new(AtomicBool::new(false));
     let stats = tokio::spawn({
@@ -117,6 +118,7 @@ pub(crate) async fn run_subscriber(options: &Options) -> Result<Report, Error> {
         Ending::TimedOut
     };
     let measure_end = CpuMark::now();
+    let server_end = ServerMark::now(options.server_pid);
     let result = fleet.finish().await;
     let loader = loader_cpu(&run_start, &measure_start, &measure_end);
     let outcome = ProcessResult {
@@ -137,6 +139,7 @@ pub(crate) async fn run_subscriber(options: &Options) -> Result<Report, Error> {
     };
     let mut report = Report::new(options, &result, &[loader]);
     report.add_delivery(&result, &published, ending);
+    report.add_server_window(&server_start, &server_end);
     Ok(report)
 }
 

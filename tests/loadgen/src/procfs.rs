@@ -109,6 +109,74 @@ impl CpuMark {
     }
 }
 
+/// Busy and total jiffies of every core, from the `cpuN` lines of `/proc/stat`.
+fn core_jiffies() -> Vec<(u64, u64)> {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Vec::new();
+    };
+    stat.lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .map(|line| {
+            let times: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            let total: u64 = times.iter().sum();
+            // idle and iowait (fields 4 and 5 of proc(5)) are the only non-busy times.
+            let idle = times.get(3).copied().unwrap_or(0) + times.get(4).copied().unwrap_or(0);
+            (total.saturating_sub(idle), total)
+        })
+        .collect()
+}
+
+/// The server process's CPU time and every core's busy time at one moment: the measured
+/// window's server figures (is the server, or its core, saturated?).
+#[derive(Debug, Clone)]
+pub(crate) struct ServerMark {
+    server_cpu_seconds: Option<f64>,
+    cores: Vec<(u64, u64)>,
+    at: std::time::Instant,
+}
+
+impl ServerMark {
+    /// Reads the server `pid` (if any) and the cores now.
+    pub(crate) fn now(pid: Option<u32>) -> Self {
+        ServerMark {
+            server_cpu_seconds: pid.and_then(|pid| cpu_seconds_precise(Some(pid))),
+            cores: core_jiffies(),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Returns the server's share of one core from `self` to `later`, in percent.
+    pub(crate) fn server_percent_until(&self, later: &ServerMark) -> Option<f64> {
+        let wall_s = later.at.duration_since(self.at).as_secs_f64();
+        let cpu_s = later.server_cpu_seconds? - self.server_cpu_seconds?;
+        (wall_s > 0.0).then(|| (cpu_s.max(0.0) / wall_s * 1000.0).round() / 10.0)
+    }
+
+    /// Returns each core's busy share from `self` to `later`, in percent.
+    pub(crate) fn core_busy_percent_until(&self, later: &ServerMark) -> Vec<f64> {
+        self.cores
+            .iter()
+            .zip(&later.cores)
+            .map(|((busy_a, total_a), (busy_b, total_b))| {
+                let total = total_b.saturating_sub(*total_a);
+                let busy = busy_b.saturating_sub(*busy_a);
+                if total == 0 {
+                    0.0
+                } else {
+                    (busy as f64 / total as f64 * 1000.0).round() / 10.0
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +189,13 @@ mod tests {
         assert!(peak_rss_kib(None).is_some_and(|kib| kib > 0));
         assert!(rss_kib(Some(u32::MAX)).is_none());
         assert!(load_average_1m().is_some());
+        let mark = ServerMark::now(Some(std::process::id()));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let later = ServerMark::now(Some(std::process::id()));
+        assert!(mark.server_percent_until(&later).is_some());
+        assert_eq!(
+            mark.core_busy_percent_until(&later).len(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::{Ending, FleetResult};
 use crate::histogram::HistogramData;
 use crate::options::Options;
+use crate::procfs::ServerMark;
 use crate::publisher::PublishStats;
 
 /// Percentiles of a latency histogram, in microseconds.
@@ -139,6 +140,10 @@ pub struct Report {
     /// The busiest loader process's share of one core in the measured window; near
     /// 100 × threads means the loader, not the server, set the pace.
     pub loader_busiest_process_cpu_percent: f64,
+    /// The server process's (`--server-pid`) share of one core in the measured window.
+    pub server_measure_cpu_percent: Option<f64>,
+    /// Every core's busy share in the measured window (server core, loader core, …).
+    pub core_busy_percent: Vec<f64>,
     /// Tokio worker threads per loader process.
     pub loader_threads: u64,
     /// Largest peak RSS of a loader process (`VmHWM`), to show its per-connection cost.
@@ -202,6 +207,12 @@ impl Report {
             .fold(0.0, f64::max);
         report.settle_ok();
         report
+    }
+
+    /// Adds the server and core figures of the measured window.
+    pub(crate) fn add_server_window(&mut self, start: &ServerMark, end: &ServerMark) {
+        self.server_measure_cpu_percent = start.server_percent_until(end);
+        self.core_busy_percent = start.core_busy_percent_until(end);
     }
 
     /// Adds the delivery figures of fanout and rooms.
@@ -313,6 +324,22 @@ impl Report {
             self.loader_busiest_process_cpu_percent,
             self.loader_threads
         ));
+        if !self.core_busy_percent.is_empty() || self.server_measure_cpu_percent.is_some() {
+            let cores: Vec<String> = self
+                .core_busy_percent
+                .iter()
+                .enumerate()
+                .map(|(core, busy)| format!("cpu{core} {busy:.0} %"))
+                .collect();
+            lines.push(format!(
+                "measured window: server process {} · cores busy: {}",
+                self.server_measure_cpu_percent.map_or_else(
+                    || "-".to_owned(),
+                    |percent| format!("{percent:.0} % of a core")
+                ),
+                cores.join(", ")
+            ));
+        }
         lines.push(format!(
             "loader peak RSS {} KiB · machine load average {:.2}",
             self.loader_peak_rss_kib, self.load_average_1m

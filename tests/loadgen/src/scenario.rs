@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::fleet::{Ending, Fleet};
-use crate::procfs::{self, CpuMark};
+use crate::procfs::{self, CpuMark, ServerMark};
 use crate::publisher::{self, PublishStats};
 use crate::report::{IdleFigures, LoaderCpu, Report, round_to};
 use crate::{Error, Options, Role, Scenario, coord};
@@ -77,6 +77,7 @@ async fn run_delivery(options: &Options) -> Result<Report, Error> {
         failed = fleet.failed(),
         "subscribers ready, publishing"
     );
+    let server_start = ServerMark::now(options.server_pid);
     let measure_start = CpuMark::now();
     let (published, ending, measure_end) = if all_set_up {
         let publishing_done = AtomicBool::new(false);
@@ -91,17 +92,20 @@ async fn run_delivery(options: &Options) -> Result<Report, Error> {
                     publishing_done.load(Ordering::Relaxed)
                 })
                 .await;
-            (ending, CpuMark::now())
+            (ending, CpuMark::now(), ServerMark::now(options.server_pid))
         };
-        let (published, (ending, measure_end)) = tokio::join!(publishing, receiving);
-        (published?, ending, measure_end)
+        let (published, (ending, measure_end, server_end)) = tokio::join!(publishing, receiving);
+        (published?, ending, (measure_end, server_end))
     } else {
-        (PublishStats::default(), Ending::TimedOut, CpuMark::now())
+        let marks = (CpuMark::now(), ServerMark::now(options.server_pid));
+        (PublishStats::default(), Ending::TimedOut, marks)
     };
+    let (measure_end, server_end) = measure_end;
     let result = fleet.finish().await;
     let loader = loader_cpu(&run_start, &measure_start, &measure_end);
     let mut report = Report::new(options, &result, &[loader]);
     report.add_delivery(&result, &published, ending);
+    report.add_server_window(&server_start, &server_end);
     Ok(report)
 }
 
@@ -123,12 +127,14 @@ async fn run_idle_scenario(options: &Options) -> Result<Report, Error> {
     let rss_connected_kib = pid.and_then(|pid| procfs::rss_kib(Some(pid)));
     let server_cpu_start = pid.and_then(|pid| procfs::cpu_seconds(Some(pid)));
     let server_precise_start = pid.and_then(|pid| procfs::cpu_seconds_precise(Some(pid)));
+    let server_start = ServerMark::now(pid);
     let measure_start = CpuMark::now();
     let hold_started = Instant::now();
     let hold = options.duration.min(remaining(deadline));
     tokio::time::sleep(hold).await;
     let hold_s = hold_started.elapsed().as_secs_f64();
     let measure_end = CpuMark::now();
+    let server_end = ServerMark::now(pid);
     let server_cpu_end = pid.and_then(|pid| procfs::cpu_seconds(Some(pid)));
     let server_precise_end = pid.and_then(|pid| procfs::cpu_seconds_precise(Some(pid)));
     let rss_end_kib = pid.and_then(|pid| procfs::rss_kib(Some(pid)));
@@ -160,6 +166,7 @@ async fn run_idle_scenario(options: &Options) -> Result<Report, Error> {
     let loader = loader_cpu(&run_start, &measure_start, &measure_end);
     let mut report = Report::new(options, &result, &[loader]);
     report.idle = Some(idle);
+    report.add_server_window(&server_start, &server_end);
     report.duration_s = round_to(hold_s, 3);
     report.timed_out = timed_out;
     report.ending = if timed_out { "timed_out" } else { "held" }.to_owned();
@@ -174,9 +181,11 @@ async fn run_connect_rate_scenario(options: &Options) -> Result<Report, Error> {
     let fleet = Fleet::start(options, false).await?;
     // The fleet signs every token before it starts connecting, so this mark is close to the
     // first attempt.
+    let server_start = ServerMark::now(options.server_pid);
     let measure_start = CpuMark::now();
     let all_set_up = fleet.wait_connected(deadline).await;
     let measure_end = CpuMark::now();
+    let server_end = ServerMark::now(options.server_pid);
     info!(
         connected = fleet.connected(),
         failed = fleet.failed(),
@@ -186,6 +195,7 @@ async fn run_connect_rate_scenario(options: &Options) -> Result<Report, Error> {
     let loader = loader_cpu(&run_start, &measure_start, &measure_end);
     let mut report = Report::new(options, &result, &[loader]);
     report.add_connect_rate(&result, !all_set_up);
+    report.add_server_window(&server_start, &server_end);
     Ok(report)
 }
 

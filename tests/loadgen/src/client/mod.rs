@@ -4,32 +4,16 @@
 
 mod nats_ws;
 mod switchboard;
+mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::{Error, Target};
 
 pub(crate) use nats_ws::NatsParser;
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// The read buffer tungstenite allocates per connection up front (its default is 128 KiB);
-/// 4 KiB holds about twenty 200-byte messages per read and keeps 19,000 connections small.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// The loader writes only a few small frames (setup, pongs): flush each at once.
-const WRITE_BUFFER_BYTES: usize = 0;
-/// Must exceed the flush threshold (tungstenite panics otherwise); holds any frame we send.
-const MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024;
-/// Bound on one received message; benchmark messages are a few hundred bytes.
-const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+use wire::{DataKind, WireError, WireSocket};
 
 /// Why a connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -37,24 +21,24 @@ pub(crate) enum ConnectError {
     /// The TCP connection failed (refused, out of ports or files …).
     #[error("tcp: {0}")]
     Tcp(#[source] std::io::Error),
-    /// The WebSocket upgrade failed.
-    #[error("websocket handshake: {0}")]
-    Handshake(#[source] tungstenite::Error),
+    /// The WebSocket upgrade or the setup exchange failed.
+    #[error("websocket: {0}")]
+    Handshake(#[source] WireError),
     /// The server answered the setup with an error.
     #[error("refused: {0}")]
     Refused(String),
     /// The server sent something the setup did not expect.
     #[error("unexpected: {0}")]
     Unexpected(String),
-    /// The connection ended during setup.
-    #[error("closed during setup")]
-    Closed,
 }
 
 /// A WebSocket endpoint with its resolved address.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
-    url: String,
+    /// `host:port` as the `Host` header names it.
+    authority: String,
+    /// Path and query of the URL (`/` when it has none).
+    path: String,
     addr: SocketAddr,
 }
 
@@ -65,13 +49,22 @@ impl Endpoint {
     /// [`Error::Options`] when the URL does not parse or resolve.
     pub(crate) async fn resolve(url: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::Options(format!("url {url:?}: {why}"));
-        let uri: Uri = url.parse().map_err(|_| bad("does not parse"))?;
-        if uri.scheme_str() != Some("ws") {
-            return Err(bad("only ws:// is supported"));
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| bad("only ws:// is supported"))?;
+        let (authority, path) = rest
+            .find(['/', '?'])
+            .map_or((rest, ""), |at| rest.split_at(at));
+        if authority.is_empty() {
+            return Err(bad("has no host"));
         }
-        let host = uri.host().ok_or_else(|| bad("has no host"))?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                (host, port.parse::<u16>().map_err(|_| bad("bad port"))?)
+            }
+            _ => (authority, 80),
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
             .map_err(|_| bad("does not resolve"))?
@@ -82,8 +75,15 @@ impl Endpoint {
             .or(addrs.first())
             .copied()
             .ok_or_else(|| bad("resolves to nothing"))?;
+        let path = path.trim_end_matches('/');
+        let path = match path {
+            "" => "/".to_owned(),
+            path if path.starts_with('?') => format!("/{path}"),
+            path => path.to_owned(),
+        };
         Ok(Endpoint {
-            url: url.trim_end_matches('/').to_owned(),
+            authority: authority.to_owned(),
+            path,
             addr,
         })
     }
@@ -105,7 +105,7 @@ pub(crate) struct Setup<'a> {
 
 /// An established, optionally subscribed, connection.
 pub(crate) struct Connection {
-    ws: Ws,
+    socket: WireSocket,
     /// The NATS protocol state; `None` for Switchboard, where one frame is one message.
     nats: Option<NatsParser>,
 }
@@ -129,49 +129,42 @@ impl Connection {
         }
     }
 
-    /// Reads the next frame and passes every application message in it to `deliver`
+    /// Reads what has arrived and passes every application message in it to `deliver`
     /// (Switchboard control messages are passed too; the caller tells them apart). Answers
-    /// NATS `PING`s; tungstenite answers WebSocket pings by itself while reading.
+    /// NATS `PING`s and WebSocket pings.
     pub(crate) async fn read_some(&mut self, mut deliver: impl FnMut(&[u8])) -> ReadOutcome {
-        let frame = match self.ws.next().await {
-            Some(Ok(frame)) => frame,
-            Some(Err(error)) => return ReadOutcome::Ended(error.to_string()),
-            None => return ReadOutcome::Ended("connection closed".to_owned()),
-        };
-        let bytes: &[u8] = match &frame {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(bytes) => bytes,
-            Message::Close(close) => {
-                let why = close.as_ref().map_or_else(
-                    || "close frame".to_owned(),
-                    |close| format!("close {} {}", u16::from(close.code), close.reason),
-                );
-                return ReadOutcome::Ended(why);
-            }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return ReadOutcome::Open,
-        };
         let Some(parser) = self.nats.as_mut() else {
-            deliver(bytes);
-            return ReadOutcome::Open;
+            return match self.socket.read(deliver).await {
+                Ok(()) => ReadOutcome::Open,
+                Err(error) => ReadOutcome::Ended(error.to_string()),
+            };
         };
         let mut pings = 0;
-        let mut server_error = None;
-        let fed = parser.feed(bytes, |op| match op {
-            nats_ws::Op::Msg(payload) => deliver(payload),
-            nats_ws::Op::Ping => pings += 1,
-            nats_ws::Op::Err(text) => {
-                server_error = Some(String::from_utf8_lossy(text).into_owned())
-            }
-            _ => {}
-        });
-        if let Err(error) = fed {
-            return ReadOutcome::Ended(error);
+        let mut failure = None;
+        let read = self
+            .socket
+            .read(|bytes| {
+                let fed = parser.feed(bytes, |op| match op {
+                    nats_ws::Op::Msg(payload) => deliver(payload),
+                    nats_ws::Op::Ping => pings += 1,
+                    nats_ws::Op::Err(text) => {
+                        failure = Some(format!("-ERR {}", String::from_utf8_lossy(text)));
+                    }
+                    _ => {}
+                });
+                if let Err(error) = fed {
+                    failure = Some(error);
+                }
+            })
+            .await;
+        if let Err(error) = read {
+            return ReadOutcome::Ended(error.to_string());
         }
-        if let Some(error) = server_error {
-            return ReadOutcome::Ended(format!("-ERR {error}"));
+        if let Some(failure) = failure {
+            return ReadOutcome::Ended(failure);
         }
         for _ in 0..pings {
-            if let Err(error) = self.ws.send(nats_ws::pong()).await {
+            if let Err(error) = self.socket.send(DataKind::Binary, nats_ws::PONG).await {
                 return ReadOutcome::Ended(error.to_string());
             }
         }
@@ -180,26 +173,18 @@ impl Connection {
 
     /// Sends a close frame, briefly; the caller drops the connection afterwards.
     pub(crate) async fn close(mut self) {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.ws.close(None)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.socket.close()).await;
     }
 }
 
-/// Opens the TCP connection (bound to `source_ip` when given) and upgrades it to WebSocket.
+/// Opens the TCP connection (bound to `source_ip` when given) and upgrades it to WebSocket
+/// at `path` (path and query).
 async fn open_websocket(
     endpoint: &Endpoint,
-    request_url: &str,
+    path: &str,
     source_ip: Option<IpAddr>,
     subprotocol: Option<&'static str>,
-) -> Result<Ws, ConnectError> {
-    let mut request = request_url
-        .into_client_request()
-        .map_err(ConnectError::Handshake)?;
-    if let Some(subprotocol) = subprotocol {
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(subprotocol),
-        );
-    }
+) -> Result<WireSocket, ConnectError> {
     let socket = if endpoint.addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -213,20 +198,12 @@ async fn open_websocket(
             .bind(SocketAddr::new(source_ip, 0))
             .map_err(ConnectError::Tcp)?;
     }
-    let stream = socket
+    let stream: TcpStream = socket
         .connect(endpoint.addr)
         .await
         .map_err(ConnectError::Tcp)?;
     stream.set_nodelay(true).map_err(ConnectError::Tcp)?;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(ConnectError::Handshake)?;
-    Ok(ws)
+    WireSocket::upgrade(stream, &endpoint.authority, path, subprotocol)
+        .await
+        .map_err(ConnectError::Handshake)
 }

@@ -2,10 +2,8 @@
 //! `PING` → `PONG`, then `MSG`s. A frame may hold several protocol messages or part of one,
 //! so [`NatsParser`] keeps what is left of an incomplete message for the next frame.
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
-
-use super::{ConnectError, Connection, Setup, Ws, open_websocket};
+use super::wire::{DataKind, WireError, WireSocket};
+use super::{ConnectError, Connection, Setup, open_websocket};
 use crate::payload::find;
 
 /// The subscription id of the one subscription a loader connection holds.
@@ -111,12 +109,11 @@ fn parse_ops(data: &[u8], on_op: &mut impl FnMut(Op<'_>)) -> Result<usize, Strin
 }
 
 /// The answer to a server `PING`.
-pub(super) fn pong() -> Message {
-    Message::Binary(bytes::Bytes::from_static(b"PONG\r\n"))
-}
+pub(super) const PONG: &[u8] = b"PONG\r\n";
 
 pub(super) async fn open(setup: Setup<'_>) -> Result<Connection, ConnectError> {
-    let mut ws = open_websocket(setup.endpoint, &setup.endpoint.url, setup.source_ip, None).await?;
+    let mut ws =
+        open_websocket(setup.endpoint, &setup.endpoint.path, setup.source_ip, None).await?;
     let mut parser = NatsParser::default();
     wait_for(&mut ws, &mut parser, |op| matches!(op, Op::Info(_))).await?;
     let mut connect = serde_json::json!({
@@ -137,12 +134,12 @@ pub(super) async fn open(setup: Setup<'_>) -> Result<Connection, ConnectError> {
     }
     // The PONG to this PING proves CONNECT was accepted and SUB registered.
     commands.push_str("PING\r\n");
-    ws.send(Message::Binary(commands.into_bytes().into()))
+    ws.send(DataKind::Binary, commands.as_bytes())
         .await
         .map_err(ConnectError::Handshake)?;
     wait_for(&mut ws, &mut parser, |op| matches!(op, Op::Pong)).await?;
     Ok(Connection {
-        ws,
+        socket: ws,
         nats: Some(parser),
     })
 }
@@ -150,25 +147,14 @@ pub(super) async fn open(setup: Setup<'_>) -> Result<Connection, ConnectError> {
 /// Reads until a protocol message `wanted` accepts; `-ERR` or a close fails the setup,
 /// server `PING`s are answered.
 async fn wait_for(
-    ws: &mut Ws,
+    ws: &mut WireSocket,
     parser: &mut NatsParser,
     wanted: impl Fn(&Op<'_>) -> bool,
 ) -> Result<(), ConnectError> {
     loop {
-        let frame = ws
-            .next()
-            .await
-            .ok_or(ConnectError::Closed)?
-            .map_err(ConnectError::Handshake)?;
-        let bytes: &[u8] = match &frame {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(bytes) => bytes,
-            Message::Close(_) => return Err(ConnectError::Closed),
-            _ => continue,
-        };
-        let (mut found, mut pings, mut refused) = (false, 0, None);
-        parser
-            .feed(bytes, |op| {
+        let (mut found, mut pings, mut refused, mut broken) = (false, 0, None, None);
+        ws.read(|bytes| {
+            let fed = parser.feed(bytes, |op| {
                 if wanted(&op) {
                     found = true;
                 }
@@ -177,13 +163,28 @@ async fn wait_for(
                     Op::Err(text) => refused = Some(String::from_utf8_lossy(text).into_owned()),
                     _ => {}
                 }
-            })
-            .map_err(ConnectError::Unexpected)?;
+            });
+            if let Err(error) = fed {
+                broken = Some(error);
+            }
+        })
+        .await
+        .map_err(|error| match error {
+            WireError::Closed { code, reason } => {
+                ConnectError::Refused(format!("close {code} {reason}"))
+            }
+            other => ConnectError::Handshake(other),
+        })?;
+        if let Some(error) = broken {
+            return Err(ConnectError::Unexpected(error));
+        }
         if let Some(text) = refused {
             return Err(ConnectError::Refused(text));
         }
         for _ in 0..pings {
-            ws.send(pong()).await.map_err(ConnectError::Handshake)?;
+            ws.send(DataKind::Binary, PONG)
+                .await
+                .map_err(ConnectError::Handshake)?;
         }
         if found {
             return Ok(());

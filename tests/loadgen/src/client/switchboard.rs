@@ -1,32 +1,31 @@
 //! Switchboard setup: connect with the JSON subprotocol and a token, wait for
 //! `connection_established`, then `subscribe` and wait for `subscribed`.
 
-use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, Codec, ServerFrame, ServerMessage};
-use tokio_tungstenite::tungstenite::Message;
 
-use super::{ConnectError, Connection, Setup, Ws, open_websocket};
+use super::wire::{DataKind, WireSocket};
+use super::{ConnectError, Connection, Setup, open_websocket};
 
 /// The gateway's WebSocket endpoint, added when the given URL names only host and port.
 const CONNECT_PATH: &str = "/api/ws/connect";
 
 pub(super) async fn open(setup: Setup<'_>) -> Result<Connection, ConnectError> {
     let token = setup.token.unwrap_or_default();
-    let base = &setup.endpoint.url;
-    let request_url = if base.contains(CONNECT_PATH) {
+    let base = &setup.endpoint.path;
+    let path = if base.contains(CONNECT_PATH) {
         let separator = if base.contains('?') { '&' } else { '?' };
         format!("{base}{separator}token={token}")
     } else {
-        format!("{base}{CONNECT_PATH}?token={token}")
+        format!("{CONNECT_PATH}?token={token}")
     };
-    let mut ws = open_websocket(
+    let mut socket = open_websocket(
         setup.endpoint,
-        &request_url,
+        &path,
         setup.source_ip,
         Some(Codec::Json.subprotocol()),
     )
     .await?;
-    next_control(&mut ws, |message| {
+    next_control(&mut socket, |message| {
         matches!(message, ServerMessage::ConnectionEstablished { .. })
     })
     .await?;
@@ -38,52 +37,52 @@ pub(super) async fn open(setup: Setup<'_>) -> Result<Connection, ConnectError> {
         let text = Codec::Json
             .encode(&subscribe)
             .map_err(|error| ConnectError::Unexpected(error.to_string()))?;
-        let text =
-            String::from_utf8(text).map_err(|error| ConnectError::Unexpected(error.to_string()))?;
-        ws.send(Message::Text(text.into()))
+        socket
+            .send(DataKind::Text, &text)
             .await
             .map_err(ConnectError::Handshake)?;
-        next_control(&mut ws, |message| {
+        next_control(&mut socket, |message| {
             matches!(message, ServerMessage::Subscribed { .. })
         })
         .await?;
     }
-    Ok(Connection { ws, nats: None })
+    Ok(Connection { socket, nats: None })
 }
 
 /// Reads until a control message `wanted` accepts; an `error` or a close fails the setup,
 /// anything else (heartbeats) is passed over.
 async fn next_control(
-    ws: &mut Ws,
+    socket: &mut WireSocket,
     wanted: impl Fn(&ServerMessage) -> bool,
 ) -> Result<(), ConnectError> {
     loop {
-        let frame = ws
-            .next()
+        let mut verdict: Option<Result<(), ConnectError>> = None;
+        socket
+            .read(|bytes| {
+                if verdict.is_some() {
+                    return;
+                }
+                verdict = match ServerFrame::decode(Codec::Json, bytes) {
+                    Ok(ServerFrame::Control(message)) if wanted(&message) => Some(Ok(())),
+                    Ok(ServerFrame::Control(ServerMessage::Error { code, message, .. })) => {
+                        Some(Err(ConnectError::Refused(format!(
+                            "{} {message}",
+                            code.as_str()
+                        ))))
+                    }
+                    Ok(_) => None,
+                    Err(error) => Some(Err(ConnectError::Unexpected(error.to_string()))),
+                };
+            })
             .await
-            .ok_or(ConnectError::Closed)?
-            .map_err(ConnectError::Handshake)?;
-        let bytes: &[u8] = match &frame {
-            Message::Text(text) => text.as_bytes(),
-            Message::Binary(bytes) => bytes,
-            Message::Close(close) => {
-                return Err(ConnectError::Refused(close.as_ref().map_or_else(
-                    || "closed".to_owned(),
-                    |close| format!("close {} {}", u16::from(close.code), close.reason),
-                )));
-            }
-            _ => continue,
-        };
-        match ServerFrame::decode(Codec::Json, bytes) {
-            Ok(ServerFrame::Control(message)) if wanted(&message) => return Ok(()),
-            Ok(ServerFrame::Control(ServerMessage::Error { code, message, .. })) => {
-                return Err(ConnectError::Refused(format!(
-                    "{} {message}",
-                    code.as_str()
-                )));
-            }
-            Ok(_) => continue,
-            Err(error) => return Err(ConnectError::Unexpected(error.to_string())),
+            .map_err(|error| match error {
+                super::wire::WireError::Closed { code, reason } => {
+                    ConnectError::Refused(format!("close {code} {reason}"))
+                }
+                other => ConnectError::Handshake(other),
+            })?;
+        if let Some(verdict) = verdict {
+            return verdict;
         }
     }
 }
