@@ -69,8 +69,8 @@ run_case() {
 
 if want fanout; then
   for n in $FANOUT_SIZES; do
-    run_case "fanout-$n" switchboard fanout --clients "$n" --messages 200 --rate 0
-    run_case "fanout-$n" nats-ws fanout --clients "$n" --messages 200 --rate 0
+    run_case "fanout-$n" switchboard fanout --clients "$n" --messages 500 --rate 0
+    run_case "fanout-$n" nats-ws fanout --clients "$n" --messages 500 --rate 0
   done
 fi
 if want latency; then

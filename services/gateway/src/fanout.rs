@@ -8,15 +8,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::ws::Message;
+use futures_util::FutureExt;
 use protocol::{Codec, RoomEnvelope, RoomMessage, RoomName};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::frames::encode_frame;
-use crate::session::conn::{Conn, Outgoing, PushOutcome};
+use crate::session::conn::{Conn, Outgoing};
 use crate::state::Shared;
+
+/// Most bus messages of one room handled as one batch: bounds the delay a burst adds before
+/// the first member's wake-up, and the batch's memory.
+const DISPATCH_BATCH_MESSAGES: usize = 64;
 
 /// One room with local subscribers.
 pub(crate) struct Room {
@@ -158,15 +162,32 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
     shared.tasks.spawn(async move {
         let mut subscription = subscription;
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 () = task_room.cancel.cancelled() => break,
-                next = subscription.next() => match next {
-                    Some(message) => dispatch(&task_shared, &task_room, &message.payload),
-                    None => {
-                        warn!(room = %task_room.name, "room subscription ended");
+                next = subscription.next() => next,
+            };
+            let Some(first) = first else {
+                warn!(room = %task_room.name, "room subscription ended");
+                break;
+            };
+            // Whatever else has already arrived goes out with it (a burst becomes one queue
+            // push and one wake-up per member).
+            let mut batch = vec![first];
+            let mut ended = false;
+            while batch.len() < DISPATCH_BATCH_MESSAGES {
+                match subscription.next().now_or_never() {
+                    Some(Some(message)) => batch.push(message),
+                    Some(None) => {
+                        ended = true;
                         break;
                     }
-                },
+                    None => break,
+                }
+            }
+            dispatch(&task_shared, &task_room, &batch);
+            if ended {
+                warn!(room = %task_room.name, "room subscription ended");
+                break;
             }
         }
         debug!(room = %task_room.name, "room subscription closed");
@@ -174,26 +195,39 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
     true
 }
 
-/// Frames of one room message, encoded lazily once per codec.
-struct EncodedFrames<'a> {
-    message: &'a RoomMessage,
-    json: Option<Option<(Message, usize)>>,
-    msgpack: Option<Option<(Message, usize)>>,
+/// Frames of a batch of room messages, encoded lazily once per codec.
+struct EncodedBatch<'a> {
+    messages: &'a [(RoomMessage, u64)],
+    json: Option<Vec<Outgoing>>,
+    msgpack: Option<Vec<Outgoing>>,
 }
 
-impl EncodedFrames<'_> {
-    fn frame(&mut self, codec: Codec) -> Option<(Message, usize)> {
-        let message = self.message;
+impl EncodedBatch<'_> {
+    /// Returns the batch's frames in `codec` (messages that cannot be encoded are left out).
+    fn frames(&mut self, codec: Codec) -> &[Outgoing] {
+        let messages = self.messages;
         let slot = match codec {
             Codec::Json => &mut self.json,
             Codec::MsgPack => &mut self.msgpack,
         };
-        slot.get_or_insert_with(|| encode_frame(codec, message))
-            .clone()
+        slot.get_or_insert_with(|| {
+            messages
+                .iter()
+                .filter_map(|(message, published_at_ms)| {
+                    let (message, bytes) = encode_frame(codec, message)?;
+                    Some(Outgoing {
+                        message,
+                        bytes,
+                        published_at_ms: *published_at_ms,
+                    })
+                })
+                .collect()
+        })
     }
 }
 
-fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
+/// Decodes one bus message into the room message members receive and its publish time.
+fn decode(shared: &Shared, room: &Room, payload: &[u8]) -> Option<(RoomMessage, u64)> {
     let envelope: RoomEnvelope = match protocol::envelope::decode_bus(payload) {
         Ok(envelope) => envelope,
         Err(error) => {
@@ -203,7 +237,7 @@ fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
                 .with_label_values(&["bus_envelope"])
                 .inc();
             debug!(room = %room.name, error = %error, "undecodable room envelope dropped");
-            return;
+            return None;
         }
     };
     let published_at_ms = envelope
@@ -223,29 +257,32 @@ fn dispatch(shared: &Shared, room: &Room, payload: &[u8]) {
         seq: envelope.seq,
         priority: envelope.priority,
     };
-    let mut frames = EncodedFrames {
-        message: &message,
+    Some((message, published_at_ms))
+}
+
+/// Delivers a batch of bus messages (in bus order) to every local member: each member's
+/// queue is locked, and its writer woken, once per batch instead of once per message.
+fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
+    let messages: Vec<(RoomMessage, u64)> = payloads
+        .iter()
+        .filter_map(|message| decode(shared, room, &message.payload))
+        .collect();
+    if messages.is_empty() {
+        return;
+    }
+    let mut batch = EncodedBatch {
+        messages: &messages,
         json: None,
         msgpack: None,
     };
     let (mut delivered, mut dropped, mut slow) = (0u64, 0u64, 0u64);
     let members = room.members.read().unwrap_or_else(|p| p.into_inner());
     for conn in members.values() {
-        let Some((frame, bytes)) = frames.frame(conn.codec) else {
-            continue;
-        };
-        match conn.push(Outgoing {
-            message: frame,
-            bytes,
-            published_at_ms,
-        }) {
-            PushOutcome::Queued => delivered += 1,
-            PushOutcome::Dropped => dropped += 1,
-            PushOutcome::SlowConsumer => {
-                dropped += 1;
-                slow += 1;
-            }
-            PushOutcome::Closing => {}
+        let pushed = conn.push_all(batch.frames(conn.codec));
+        delivered += pushed.queued;
+        dropped += pushed.dropped;
+        if pushed.slow_consumer {
+            slow += 1;
         }
     }
     drop(members);

@@ -74,7 +74,7 @@ impl Metrics {
         let publish_to_write_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "switchboard_gateway_publish_to_write_seconds",
-                "Time from a room message's publish timestamp to its socket write",
+                "Time from publish to socket write of the oldest room message in each write",
             )
             .buckets(latency_buckets),
         )

@@ -4,7 +4,10 @@
 //! Both targets deliver the same JSON object to the application; the pad makes the delivered
 //! message (Switchboard's room message, or the NATS `MSG` payload) about `payload_bytes` long.
 
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use memchr::memmem::Finder;
 
 use protocol::{EncodeError, RoomEnvelope, RoomMessage};
 use serde_json::json;
@@ -83,13 +86,16 @@ pub(crate) fn bus_payload(
 /// the keys are unique to the benchmark data, and in a Switchboard room message `data`
 /// precedes any top-level `seq`, so the first `"seq":` is the benchmark's.
 pub(crate) fn parse_bench(message: &[u8]) -> Option<(u64, u64)> {
-    let sent_ns = number_after(message, b"\"sent_ns\":")?;
-    let seq = number_after(message, b"\"seq\":")?;
+    // Built once: the SIMD searchers are the loader's main cost per message otherwise.
+    static SENT_NS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"sent_ns\":"));
+    static SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"seq\":"));
+    let sent_ns = number_after(message, &SENT_NS)?;
+    let seq = number_after(message, &SEQ)?;
     Some((seq, sent_ns))
 }
 
-fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
-    let start = find(haystack, key)? + key.len();
+fn number_after(haystack: &[u8], key: &Finder<'_>) -> Option<u64> {
+    let start = key.find(haystack)? + key.needle().len();
     let digits = haystack[start..]
         .iter()
         .skip_while(|byte| **byte == b' ')
@@ -107,9 +113,7 @@ fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
 
 /// Returns the position of `needle` in `haystack`.
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let last_start = haystack.len().checked_sub(needle.len())?;
-    (0..=last_start).find(|&at| haystack[at] == first && haystack[at..].starts_with(needle))
+    memchr::memmem::find(haystack, needle)
 }
 
 #[cfg(test)]

@@ -25,12 +25,22 @@ pub(crate) struct QueueLimits {
 }
 
 /// A frame waiting to be written.
+#[derive(Clone)]
 pub(crate) struct Outgoing {
     pub message: Message,
     pub bytes: usize,
     /// Publish time of a room message in Unix ms (0 for control frames); feeds the
     /// publish→write latency histogram.
     pub published_at_ms: u64,
+}
+
+/// What [`Conn::push_all`] did with a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PushedCounts {
+    pub queued: u64,
+    pub dropped: u64,
+    /// The queue stayed full past the grace period; the connection is now closing.
+    pub slow_consumer: bool,
 }
 
 /// What happened to a pushed frame.
@@ -148,6 +158,48 @@ impl Conn {
         PushOutcome::Queued
     }
 
+    /// Queues clones of `frames`, in order, under one lock and with at most one wake-up;
+    /// each frame that does not fit is handled as [`Conn::push`] handles it.
+    pub fn push_all(&self, frames: &[Outgoing]) -> PushedCounts {
+        let mut counts = PushedCounts::default();
+        if frames.is_empty() || self.close_reason.get().is_some() {
+            return counts;
+        }
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let was_empty = queue.items.is_empty();
+        let mut overflow_since = None;
+        for frame in frames {
+            let full = queue.items.len() >= self.limits.max_messages
+                || queue.bytes + frame.bytes > self.limits.max_bytes;
+            if full {
+                let now = Instant::now();
+                overflow_since = Some((*queue.full_since.get_or_insert(now), now));
+                counts.dropped += 1;
+                continue;
+            }
+            queue.full_since = None;
+            queue.bytes += frame.bytes;
+            queue.items.push_back(frame.clone());
+            counts.queued += 1;
+        }
+        let now_empty = queue.items.is_empty();
+        drop(queue);
+        if let Some((full_since, now)) = overflow_since
+            && now.duration_since(full_since) >= self.limits.slow_consumer_grace
+        {
+            self.close(ErrorCode::SlowConsumer);
+            counts.slow_consumer = true;
+            return counts;
+        }
+        if was_empty && !now_empty {
+            self.wake.notify_one();
+        }
+        counts
+    }
+
     /// Moves every queued frame into `batch` (which must be empty), keeping both buffers'
     /// capacity so steady-state delivery does not allocate.
     pub fn take_queued(&self, batch: &mut VecDeque<Outgoing>) {
@@ -259,6 +311,47 @@ mod tests {
             published_at_ms: 0,
         };
         assert_eq!(conn.push(big), PushOutcome::Dropped);
+    }
+
+    #[test]
+    fn push_all_queues_in_order_drops_overflow_and_closes_after_grace() {
+        let patient = conn(3, Duration::from_secs(60));
+        let frames: Vec<Outgoing> = (0..5)
+            .map(|i| Outgoing {
+                message: Message::Text(i.to_string().into()),
+                bytes: 1,
+                published_at_ms: 0,
+            })
+            .collect();
+        let counts = patient.push_all(&frames[..2]);
+        assert_eq!(
+            (counts.queued, counts.dropped, counts.slow_consumer),
+            (2, 0, false)
+        );
+        let counts = patient.push_all(&frames[2..]);
+        assert_eq!(
+            (counts.queued, counts.dropped, counts.slow_consumer),
+            (1, 2, false)
+        );
+        let mut batch = VecDeque::new();
+        patient.take_queued(&mut batch);
+        let texts: Vec<String> = batch
+            .iter()
+            .map(|outgoing| match &outgoing.message {
+                Message::Text(text) => text.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(texts, ["0", "1", "2"]);
+
+        let impatient = conn(1, Duration::ZERO);
+        let counts = impatient.push_all(&frames);
+        assert_eq!(
+            (counts.queued, counts.dropped, counts.slow_consumer),
+            (1, 4, true)
+        );
+        assert_eq!(impatient.close_reason(), Some(ErrorCode::SlowConsumer));
+        assert_eq!(impatient.push_all(&frames), PushedCounts::default());
     }
 
     #[test]

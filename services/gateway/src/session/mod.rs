@@ -311,13 +311,14 @@ impl<S: Socket> Session<S> {
             Ok(Err(_)) => return Err(EndReason::SocketError),
             Ok(Ok(())) => {}
         }
-        let now_ms = protocol::time::now_unix_ms();
-        for outgoing in self
+        // One observation per write, of its oldest room message: the worst wait in the write,
+        // at a cost that does not grow with the burst.
+        if let Some(oldest) = self
             .batch
             .iter()
-            .filter(|outgoing| outgoing.published_at_ms > 0)
+            .find(|outgoing| outgoing.published_at_ms > 0)
         {
-            let latency_ms = now_ms.saturating_sub(outgoing.published_at_ms);
+            let latency_ms = protocol::time::now_unix_ms().saturating_sub(oldest.published_at_ms);
             self.shared
                 .metrics
                 .publish_to_write_seconds

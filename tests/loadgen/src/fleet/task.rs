@@ -122,13 +122,15 @@ pub(super) async fn run_client(
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
+        let mut tally = ReadTally::default();
         let read = tokio::select! {
             biased;
             _ = &mut cancelled => None,
             read = connection.read_some(|message| {
-                receive(message, &mut tracker, &shared, &mut outcome.control_messages)
+                tally.receive(message, &mut tracker, &shared, &mut outcome.control_messages)
             }) => Some(read),
         };
+        tally.publish(&shared);
         match read {
             None => {
                 connection.close().await;
@@ -173,18 +175,45 @@ async fn open_with_permit(
     }
 }
 
-/// Checks one received message: benchmark messages are tracked and timed, the rest counted.
-fn receive(message: &[u8], tracker: &mut SeqTracker, shared: &Shared, control_messages: &mut u64) {
-    let Some((seq, sent_ns)) = parse_bench(message) else {
-        *control_messages += 1;
-        return;
-    };
-    let now = unix_now_ns();
-    shared.latency.record(now.saturating_sub(sent_ns));
-    tracker.record(seq);
-    shared.deliveries.fetch_add(1, Ordering::Relaxed);
-    shared
-        .bytes
-        .fetch_add(message.len() as u64, Ordering::Relaxed);
-    shared.last_receive_ns.fetch_max(now, Ordering::Relaxed);
+/// What one read delivered, added to the shared counters once per read rather than once
+/// per message.
+#[derive(Default)]
+struct ReadTally {
+    /// Receive time of everything in this read (one syscall's worth arrives together).
+    now_ns: Option<u64>,
+    deliveries: u64,
+    bytes: u64,
+}
+
+impl ReadTally {
+    /// Checks one received message: benchmark messages are tracked and timed, the rest
+    /// counted.
+    fn receive(
+        &mut self,
+        message: &[u8],
+        tracker: &mut SeqTracker,
+        shared: &Shared,
+        control_messages: &mut u64,
+    ) {
+        let Some((seq, sent_ns)) = parse_bench(message) else {
+            *control_messages += 1;
+            return;
+        };
+        let now = *self.now_ns.get_or_insert_with(unix_now_ns);
+        shared.latency.record(now.saturating_sub(sent_ns));
+        tracker.record(seq);
+        self.deliveries += 1;
+        self.bytes += message.len() as u64;
+    }
+
+    fn publish(&self, shared: &Shared) {
+        let Some(now) = self.now_ns else {
+            return;
+        };
+        shared
+            .deliveries
+            .fetch_add(self.deliveries, Ordering::Relaxed);
+        shared.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+        shared.last_receive_ns.fetch_max(now, Ordering::Relaxed);
+    }
 }
