@@ -221,12 +221,21 @@ impl Store {
     /// # Errors
     /// Returns a [`StoreError`] if Redis is unreachable or slow.
     pub async fn add_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        self.add_connections(std::slice::from_ref(record)).await
+    }
+
+    /// [`Store::add_connection`] for many records at once, in one round trip.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow; then none or only some of
+    /// the records were added (adding them again is harmless).
+    pub async fn add_connections(&self, records: &[ConnectionRecord]) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(memory) => {
-                memory.add_connection(record);
+                memory.add_connections(records);
                 Ok(())
             }
-            Backend::Redis(redis) => redis.add_connection(record).await,
+            Backend::Redis(redis) => redis.add_connections(records).await,
         }
     }
 

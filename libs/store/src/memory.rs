@@ -144,21 +144,23 @@ impl MemoryStore {
         dead.len()
     }
 
-    pub(crate) fn add_connection(&self, record: &ConnectionRecord) {
+    pub(crate) fn add_connections(&self, records: &[ConnectionRecord]) {
         let mut state = self.lock();
-        let entry = state.gateways.entry(record.gateway_id.clone()).or_default();
-        let is_new = entry
-            .connections
-            .insert(record.connection_id.clone(), record.clone())
-            .is_none();
-        if is_new {
-            state.total_connections = state.total_connections.saturating_add(1);
+        for record in records {
+            let entry = state.gateways.entry(record.gateway_id.clone()).or_default();
+            let is_new = entry
+                .connections
+                .insert(record.connection_id.clone(), record.clone())
+                .is_none();
+            if is_new {
+                state.total_connections = state.total_connections.saturating_add(1);
+            }
+            state
+                .users
+                .entry(record.user_id.clone())
+                .or_default()
+                .insert(record.connection_id.clone(), record.gateway_id.clone());
         }
-        state
-            .users
-            .entry(record.user_id.clone())
-            .or_default()
-            .insert(record.connection_id.clone(), record.gateway_id.clone());
     }
 
     pub(crate) fn remove_connection(&self, record: &ConnectionRecord) {

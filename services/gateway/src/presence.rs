@@ -52,43 +52,72 @@ impl Presence {
     }
 }
 
-/// Applies presence operations in order until the queue closes.
+/// Applies presence operations in order until the queue closes. What has queued up is taken
+/// together, and runs of connection adds go to the store as one batch: a reconnect storm
+/// costs the store a round trip per batch, not per connection.
 pub(crate) async fn run_writer(
     shared: Arc<Shared>,
     mut ops_rx: mpsc::Receiver<PresenceOp>,
     cancel: CancellationToken,
 ) {
     let gateway_id = shared.server_id.clone();
+    let mut ops = Vec::with_capacity(PRESENCE_BATCH_OPS);
+    let mut adds = Vec::new();
     loop {
         // At shutdown the gateway's entries are removed wholesale, so pending ops can go.
-        let op = tokio::select! {
+        let received = tokio::select! {
             () = cancel.cancelled() => break,
-            op = ops_rx.recv() => match op {
-                Some(op) => op,
-                None => break,
-            },
+            received = ops_rx.recv_many(&mut ops, PRESENCE_BATCH_OPS) => received,
         };
-        let store = &shared.store;
-        let result = match &op {
-            PresenceOp::AddConnection(record) => store.add_connection(record).await,
-            PresenceOp::RemoveConnection(record) => store.remove_connection(record).await,
-            PresenceOp::Join {
-                connection_id,
-                room,
-            } => store.join_room(&gateway_id, connection_id, room).await,
-            PresenceOp::Leave {
-                connection_id,
-                room,
-            } => store.leave_room(&gateway_id, connection_id, room).await,
-            PresenceOp::SetNodeRoute(node_id) => store.set_node_route(node_id, &gateway_id).await,
-            PresenceOp::RemoveNodeRoute(node_id) => {
-                store.remove_node_route(node_id, &gateway_id).await
-            }
-        };
-        if let Err(error) = result {
-            shared.metrics.store_errors.inc();
-            debug!(error = %error, ?op, "presence write failed");
+        if received == 0 {
+            break;
         }
+        for op in ops.drain(..) {
+            if let PresenceOp::AddConnection(record) = op {
+                adds.push(record);
+                continue;
+            }
+            // Order matters (an add, then the same connection's removal): flush adds first.
+            add_connections(&shared, &mut adds).await;
+            apply(&shared, &gateway_id, op).await;
+        }
+        add_connections(&shared, &mut adds).await;
+    }
+}
+
+/// Most queued operations taken at once.
+const PRESENCE_BATCH_OPS: usize = 256;
+
+async fn add_connections(shared: &Shared, adds: &mut Vec<ConnectionRecord>) {
+    if adds.is_empty() {
+        return;
+    }
+    if let Err(error) = shared.store.add_connections(adds).await {
+        shared.metrics.store_errors.inc_by(adds.len() as u64);
+        debug!(error = %error, connections = adds.len(), "presence write failed");
+    }
+    adds.clear();
+}
+
+async fn apply(shared: &Shared, gateway_id: &str, op: PresenceOp) {
+    let store = &shared.store;
+    let result = match &op {
+        PresenceOp::AddConnection(record) => store.add_connection(record).await,
+        PresenceOp::RemoveConnection(record) => store.remove_connection(record).await,
+        PresenceOp::Join {
+            connection_id,
+            room,
+        } => store.join_room(gateway_id, connection_id, room).await,
+        PresenceOp::Leave {
+            connection_id,
+            room,
+        } => store.leave_room(gateway_id, connection_id, room).await,
+        PresenceOp::SetNodeRoute(node_id) => store.set_node_route(node_id, gateway_id).await,
+        PresenceOp::RemoveNodeRoute(node_id) => store.remove_node_route(node_id, gateway_id).await,
+    };
+    if let Err(error) = result {
+        shared.metrics.store_errors.inc();
+        debug!(error = %error, ?op, "presence write failed");
     }
 }
 

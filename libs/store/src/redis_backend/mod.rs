@@ -161,18 +161,27 @@ impl RedisStore {
         Ok(swept)
     }
 
-    pub(crate) async fn add_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        let record_json =
-            serde_json::to_string(record).expect("ConnectionRecord always serialises");
-        let mut invocation = self.scripts.add_connection.prepare_invoke();
+    pub(crate) async fn add_connections(
+        &self,
+        records: &[ConnectionRecord],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.scripts.add_connections.prepare_invoke();
         invocation
             .key(self.keys.gateways())
-            .key(self.keys.conns(&record.gateway_id))
-            .key(self.keys.user(&record.user_id))
-            .key(self.keys.total_connections())
-            .arg(&record.gateway_id)
-            .arg(&record.connection_id)
-            .arg(record_json);
+            .key(self.keys.total_connections());
+        for record in records {
+            let record_json =
+                serde_json::to_string(record).expect("ConnectionRecord always serialises");
+            invocation
+                .key(self.keys.conns(&record.gateway_id))
+                .key(self.keys.user(&record.user_id))
+                .arg(&record.gateway_id)
+                .arg(&record.connection_id)
+                .arg(record_json);
+        }
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 
@@ -292,11 +301,19 @@ impl RedisStore {
     ) -> Result<u64, StoreError> {
         let rate = rate_window(window);
         let expire_after_ms = u64::try_from(rate.expire_after.as_millis()).unwrap_or(u64::MAX);
-        let mut invocation = self.scripts.hit_rate_counter.prepare_invoke();
-        invocation
-            .key(self.keys.rate(key, rate.index))
-            .arg(expire_after_ms);
-        self.invoke(&invocation).await
+        let key = self.keys.rate(key, rate.index);
+        // A pipeline of two plain commands costs Redis a fraction of a script call; this runs
+        // on every WebSocket handshake. `NX` sets the expiry only on the window's first hit.
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(expire_after_ms)
+            .arg("NX")
+            .ignore();
+        let (count,): (u64,) = self.query_pipeline(&pipe).await?;
+        Ok(count)
     }
 
     pub(crate) async fn add_messages(&self, count: u64) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ use redis::Script;
 /// Every script the Redis backend runs, hashed once at connect time.
 #[derive(Debug)]
 pub(crate) struct Scripts {
-    pub(crate) add_connection: Script,
+    pub(crate) add_connections: Script,
     pub(crate) remove_connection: Script,
     pub(crate) join_room: Script,
     pub(crate) leave_room: Script,
@@ -18,13 +18,12 @@ pub(crate) struct Scripts {
     pub(crate) remove_node_route: Script,
     pub(crate) live_gateways: Script,
     pub(crate) cluster_stats: Script,
-    pub(crate) hit_rate_counter: Script,
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            add_connection: Script::new(include_str!("lua/add_connection.lua")),
+            add_connections: Script::new(include_str!("lua/add_connection.lua")),
             remove_connection: Script::new(include_str!("lua/remove_connection.lua")),
             join_room: Script::new(include_str!("lua/join_room.lua")),
             leave_room: Script::new(include_str!("lua/leave_room.lua")),
@@ -34,7 +33,6 @@ impl Scripts {
             remove_node_route: Script::new(include_str!("lua/remove_node_route.lua")),
             live_gateways: Script::new(include_str!("lua/live_gateways.lua")),
             cluster_stats: Script::new(include_str!("lua/cluster_stats.lua")),
-            hit_rate_counter: Script::new(include_str!("lua/hit_rate_counter.lua")),
         }
     }
 }

@@ -126,6 +126,31 @@ pub async fn adding_the_same_connection_twice_counts_it_once(
     Ok(())
 }
 
+pub async fn a_batch_of_connections_is_added_and_counted_like_single_adds(
+    store: &Store,
+) -> Result<(), StoreError> {
+    store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
+    store.register_gateway(&gateway("gw-b"), LONG_TTL).await?;
+    let early = connection("gw-a", "c-0", "alice");
+    store.add_connection(&early).await?;
+    let batch = [
+        connection("gw-a", "c-1", "alice"),
+        connection("gw-b", "c-2", "alice"),
+        early.clone(),
+        connection("gw-a", "c-3", "bob"),
+    ];
+    store.add_connections(&batch).await?;
+    store.add_connections(&[]).await?;
+    let stats = store.cluster_stats().await?;
+    assert_eq!(stats.total_connections, 4, "c-0 counted once");
+    assert_eq!(stats.active_connections, 4);
+    let mut alice = store.user_connections("alice").await?;
+    alice.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+    assert_eq!(alice, vec![early, batch[0].clone(), batch[1].clone()]);
+    assert_eq!(store.user_connections("bob").await?, vec![batch[3].clone()]);
+    Ok(())
+}
+
 pub async fn user_connections_span_live_gateways(store: &Store) -> Result<(), StoreError> {
     store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
     store.register_gateway(&gateway("gw-b"), LONG_TTL).await?;

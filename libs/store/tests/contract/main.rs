@@ -54,6 +54,7 @@ contract_suite! {
     connections::room_without_subscribers_is_omitted_from_stats,
     connections::removing_a_connection_removes_its_room_memberships,
     connections::adding_the_same_connection_twice_counts_it_once,
+    connections::a_batch_of_connections_is_added_and_counted_like_single_adds,
     connections::user_connections_span_live_gateways,
     connections::stats_stay_exact_with_thousands_of_connections,
     routes::node_route_follows_the_latest_gateway,
