@@ -28,6 +28,10 @@ pub struct Config {
 pub struct GatewayConfig {
     /// Address the HTTP/WebSocket listener binds. Use `0.0.0.0:8000` in containers.
     pub listen: SocketAddr,
+    /// Connections the kernel may hold waiting to be accepted (capped by `net.core.somaxconn`).
+    /// A small queue overflows in a reconnect storm, and each dropped SYN costs its client a
+    /// one-second retransmit.
+    pub listen_backlog: u32,
     /// This instance's id in the cluster; a random one is made when unset.
     pub server_id: Option<String>,
     /// URL other components may use to reach this gateway (shown in stats); defaults to `ws://<listen>`.
@@ -102,11 +106,12 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            listen_backlog: 4096,
             server_id: None,
             advertise_url: None,
             max_connections: 19_500,
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 512,
             write_buffer_bytes: 8 * 1024,
             outbound_queue_messages: 1024,
             outbound_queue_bytes: 1024 * 1024,
@@ -157,8 +162,8 @@ impl Config {
         if gateway.max_message_bytes < 256 {
             problems.push("gateway.max_message_bytes must be at least 256".to_owned());
         }
-        if gateway.read_buffer_bytes < 512 {
-            problems.push("gateway.read_buffer_bytes must be at least 512".to_owned());
+        if gateway.read_buffer_bytes < 256 {
+            problems.push("gateway.read_buffer_bytes must be at least 256".to_owned());
         }
         if gateway.outbound_queue_messages == 0
             || gateway.outbound_queue_bytes < gateway.max_message_bytes

@@ -40,9 +40,6 @@ pub enum StartError {
 /// Why the gateway stopped other than by a clean drain.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The HTTP server failed.
-    #[error("http server failed")]
-    Serve(#[source] std::io::Error),
     /// The gateway could not start.
     #[error(transparent)]
     Start(#[from] StartError),

@@ -21,6 +21,7 @@ mod frames;
 mod handshake;
 mod heartbeat;
 mod http;
+mod http_server;
 mod metrics;
 mod metrics_api;
 mod nodes;

@@ -42,8 +42,7 @@ impl Gateway {
     pub async fn bind(config: Config, bus: Bus, store: Store) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         let addr = config.gateway.listen;
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = listen(addr, config.gateway.listen_backlog)
             .map_err(|source| StartError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
@@ -73,7 +72,8 @@ impl Gateway {
     /// up to `drain_timeout`, and this gateway's store entries are removed.
     ///
     /// # Errors
-    /// [`RunError::Serve`] when the HTTP server fails.
+    /// None at present: accept errors are logged and retried; the `Result` leaves room for
+    /// failures a caller must see.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let Gateway {
             listener,
@@ -106,16 +106,15 @@ impl Gateway {
         );
 
         let drain_shared = shared.clone();
-        let served = axum::serve(listener, router(shared.clone()))
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                drain_shared.draining.store(true, Ordering::Relaxed);
-                // Readiness is false and upgrades are refused from here; a load balancer gets
-                // `shutdown_delay` to notice before the listener closes and clients are moved.
-                tokio::time::sleep(drain_shared.config.shutdown_delay).await;
-                drain_shared.sessions_shutdown.cancel();
-            })
-            .await;
+        crate::http_server::serve(listener, router(shared.clone()), async move {
+            shutdown.cancelled().await;
+            drain_shared.draining.store(true, Ordering::Relaxed);
+            // Readiness is false and upgrades are refused from here; a load balancer gets
+            // `shutdown_delay` to notice before the listener closes and clients are moved.
+            tokio::time::sleep(drain_shared.config.shutdown_delay).await;
+            drain_shared.sessions_shutdown.cancel();
+        })
+        .await;
 
         shared.draining.store(true, Ordering::Relaxed);
         shared.sessions_shutdown.cancel();
@@ -147,7 +146,7 @@ impl Gateway {
         if let Err(error) = shared.bus.flush().await {
             warn!(error = %error, "bus flush at shutdown failed");
         }
-        served.map_err(RunError::Serve)
+        Ok(())
     }
 }
 
@@ -256,7 +255,7 @@ fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
 /// engine is for the single-process `switchboard` only.
 ///
 /// # Errors
-/// Any [`StartError`] (as [`RunError::Start`]) or [`RunError::Serve`].
+/// Any [`StartError`] (as [`RunError::Start`]).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let mut problems = Vec::new();
     if config.bus.nats_url.is_none() {
@@ -300,4 +299,18 @@ pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
     Store::connect(&config.store)
         .await
         .map_err(StartError::Store)
+}
+
+/// Binds the listener with `backlog` (tokio's `TcpListener::bind` uses 128, which a burst of
+/// a few hundred connects overflows).
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted gateway can bind again while its old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
