@@ -106,15 +106,19 @@ impl Gateway {
         );
 
         let drain_shared = shared.clone();
-        crate::http_server::serve(listener, router(shared.clone()), async move {
+        let accepting = crate::http_server::serve(listener, router(shared.clone()), async move {
             shutdown.cancelled().await;
             drain_shared.draining.store(true, Ordering::Relaxed);
             // Readiness is false and upgrades are refused from here; a load balancer gets
             // `shutdown_delay` to notice before the listener closes and clients are moved.
             tokio::time::sleep(drain_shared.config.shutdown_delay).await;
             drain_shared.sessions_shutdown.cancel();
-        })
-        .await;
+        });
+        // On a worker, not on the thread that called `serve` (the binary's main thread): there
+        // every accepted connection would be handed across threads, with a wake-up each.
+        if let Err(error) = tokio::spawn(accepting).await {
+            warn!(error = %error, "accept loop ended abnormally");
+        }
 
         shared.draining.store(true, Ordering::Relaxed);
         shared.sessions_shutdown.cancel();
