@@ -111,7 +111,7 @@ impl Default for GatewayConfig {
             advertise_url: None,
             max_connections: 19_500,
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 512,
+            read_buffer_bytes: 256,
             write_buffer_bytes: 8 * 1024,
             outbound_queue_messages: 1024,
             outbound_queue_bytes: 1024 * 1024,
