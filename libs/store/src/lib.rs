@@ -68,7 +68,7 @@ use std::time::Duration;
 
 pub use error::{BoxError, ConnectError, StoreError};
 pub use lease::{Lease, TickClaim};
-pub use types::{ClusterStats, ConnectionRecord, GatewayInfo, RedisOptions};
+pub use types::{ClusterStats, ConnectionRecord, GatewayInfo, RedisOptions, RoomJoin};
 
 use memory::MemoryStore;
 use redis_backend::RedisStore;
@@ -263,12 +263,28 @@ impl Store {
         connection_id: &str,
         room: &str,
     ) -> Result<(), StoreError> {
+        let join = RoomJoin {
+            connection_id: connection_id.to_owned(),
+            room: room.to_owned(),
+        };
+        self.join_rooms(gateway_id, std::slice::from_ref(&join))
+            .await
+    }
+
+    /// [`Store::join_room`] for many memberships of one gateway at once, in one round trip.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow; then none or only some of
+    /// the memberships were recorded (joining again is harmless).
+    pub async fn join_rooms(&self, gateway_id: &str, joins: &[RoomJoin]) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(memory) => {
-                memory.join_room(gateway_id, connection_id, room);
+                for join in joins {
+                    memory.join_room(gateway_id, &join.connection_id, &join.room);
+                }
                 Ok(())
             }
-            Backend::Redis(redis) => redis.join_room(gateway_id, connection_id, room).await,
+            Backend::Redis(redis) => redis.join_rooms(gateway_id, joins).await,
         }
     }
 

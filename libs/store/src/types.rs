@@ -16,6 +16,15 @@ pub struct GatewayInfo {
     pub started_at_ms: u64,
 }
 
+/// One connection's membership of one room, as [`crate::Store::join_rooms`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomJoin {
+    /// The connection's public id.
+    pub connection_id: String,
+    /// The room it joined.
+    pub room: String,
+}
+
 /// One client connection held by one gateway.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConnectionRecord {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use store::{ConnectionRecord, GatewayInfo, Store};
+use store::{ConnectionRecord, GatewayInfo, RoomJoin, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -53,8 +53,8 @@ impl Presence {
 }
 
 /// Applies presence operations in order until the queue closes. What has queued up is taken
-/// together, and runs of connection adds go to the store as one batch: a reconnect storm
-/// costs the store a round trip per batch, not per connection.
+/// together, and its connection adds and room joins go to the store as one batch each: a
+/// reconnect storm costs the store a round trip per batch, not per connection.
 pub(crate) async fn run_writer(
     shared: Arc<Shared>,
     mut ops_rx: mpsc::Receiver<PresenceOp>,
@@ -62,7 +62,7 @@ pub(crate) async fn run_writer(
 ) {
     let gateway_id = shared.server_id.clone();
     let mut ops = Vec::with_capacity(PRESENCE_BATCH_OPS);
-    let mut adds = Vec::new();
+    let mut batch = Batch::default();
     loop {
         // At shutdown the gateway's entries are removed wholesale, so pending ops can go.
         let received = tokio::select! {
@@ -73,31 +73,57 @@ pub(crate) async fn run_writer(
             break;
         }
         for op in ops.drain(..) {
-            if let PresenceOp::AddConnection(record) = op {
-                adds.push(record);
-                continue;
+            match op {
+                PresenceOp::AddConnection(record) => batch.adds.push(record),
+                PresenceOp::Join {
+                    connection_id,
+                    room,
+                } => batch.joins.push(RoomJoin {
+                    connection_id,
+                    room,
+                }),
+                op => {
+                    // Order matters (an add or join, then the same connection's removal):
+                    // what is batched goes first.
+                    batch.flush(&shared, &gateway_id).await;
+                    apply(&shared, &gateway_id, op).await;
+                }
             }
-            // Order matters (an add, then the same connection's removal): flush adds first.
-            add_connections(&shared, &mut adds).await;
-            apply(&shared, &gateway_id, op).await;
         }
-        add_connections(&shared, &mut adds).await;
+        batch.flush(&shared, &gateway_id).await;
+    }
+}
+
+/// Connection adds and room joins waiting to go out together. The two commute (an add
+/// writes the connection's record, a join its room sets), so a storm of connect + subscribe
+/// pairs becomes two store calls per batch.
+#[derive(Default)]
+struct Batch {
+    adds: Vec<ConnectionRecord>,
+    joins: Vec<RoomJoin>,
+}
+
+impl Batch {
+    async fn flush(&mut self, shared: &Shared, gateway_id: &str) {
+        if !self.adds.is_empty() {
+            if let Err(error) = shared.store.add_connections(&self.adds).await {
+                shared.metrics.store_errors.inc_by(self.adds.len() as u64);
+                debug!(error = %error, connections = self.adds.len(), "presence write failed");
+            }
+            self.adds.clear();
+        }
+        if !self.joins.is_empty() {
+            if let Err(error) = shared.store.join_rooms(gateway_id, &self.joins).await {
+                shared.metrics.store_errors.inc_by(self.joins.len() as u64);
+                debug!(error = %error, joins = self.joins.len(), "presence write failed");
+            }
+            self.joins.clear();
+        }
     }
 }
 
 /// Most queued operations taken at once.
 const PRESENCE_BATCH_OPS: usize = 256;
-
-async fn add_connections(shared: &Shared, adds: &mut Vec<ConnectionRecord>) {
-    if adds.is_empty() {
-        return;
-    }
-    if let Err(error) = shared.store.add_connections(adds).await {
-        shared.metrics.store_errors.inc_by(adds.len() as u64);
-        debug!(error = %error, connections = adds.len(), "presence write failed");
-    }
-    adds.clear();
-}
 
 async fn apply(shared: &Shared, gateway_id: &str, op: PresenceOp) {
     let store = &shared.store;

@@ -16,7 +16,7 @@ use self::keys::Keys;
 use self::scripts::Scripts;
 use crate::error::{ConnectError, StoreError};
 use crate::rate::rate_window;
-use crate::types::{ClusterStats, ConnectionRecord, GatewayInfo, RedisOptions};
+use crate::types::{ClusterStats, ConnectionRecord, GatewayInfo, RedisOptions, RoomJoin};
 
 /// The reply of `cluster_stats.lua`: counters, then per live gateway its info JSON,
 /// connection count and flat `room, count` list.
@@ -202,21 +202,26 @@ impl RedisStore {
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 
-    pub(crate) async fn join_room(
+    pub(crate) async fn join_rooms(
         &self,
         gateway_id: &str,
-        connection_id: &str,
-        room: &str,
+        joins: &[RoomJoin],
     ) -> Result<(), StoreError> {
-        let mut invocation = self.scripts.join_room.prepare_invoke();
+        if joins.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.scripts.join_rooms.prepare_invoke();
         invocation
             .key(self.keys.gateways())
-            .key(self.keys.room(gateway_id, room))
             .key(self.keys.rooms(gateway_id))
-            .key(self.keys.conn_rooms(gateway_id, connection_id))
-            .arg(gateway_id)
-            .arg(connection_id)
-            .arg(room);
+            .arg(gateway_id);
+        for join in joins {
+            invocation
+                .key(self.keys.room(gateway_id, &join.room))
+                .key(self.keys.conn_rooms(gateway_id, &join.connection_id))
+                .arg(&join.connection_id)
+                .arg(&join.room);
+        }
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 

@@ -10,7 +10,7 @@ use redis::Script;
 pub(crate) struct Scripts {
     pub(crate) add_connections: Script,
     pub(crate) remove_connection: Script,
-    pub(crate) join_room: Script,
+    pub(crate) join_rooms: Script,
     pub(crate) leave_room: Script,
     pub(crate) purge_gateway: Script,
     pub(crate) user_connections: Script,
@@ -25,7 +25,7 @@ impl Scripts {
         Self {
             add_connections: Script::new(include_str!("lua/add_connection.lua")),
             remove_connection: Script::new(include_str!("lua/remove_connection.lua")),
-            join_room: Script::new(include_str!("lua/join_room.lua")),
+            join_rooms: Script::new(include_str!("lua/join_room.lua")),
             leave_room: Script::new(include_str!("lua/leave_room.lua")),
             purge_gateway: Script::new(include_str!("lua/purge_gateway.lua")),
             user_connections: Script::new(include_str!("lua/user_connections.lua")),

@@ -151,6 +151,43 @@ pub async fn a_batch_of_connections_is_added_and_counted_like_single_adds(
     Ok(())
 }
 
+pub async fn a_batch_of_joins_counts_like_single_joins(store: &Store) -> Result<(), StoreError> {
+    store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
+    store
+        .add_connections(&[
+            connection("gw-a", "c-1", "alice"),
+            connection("gw-a", "c-2", "bob"),
+        ])
+        .await?;
+    store.join_room("gw-a", "c-1", "metrics").await?;
+    let join = |connection_id: &str, room: &str| store::RoomJoin {
+        connection_id: connection_id.to_owned(),
+        room: room.to_owned(),
+    };
+    store
+        .join_rooms(
+            "gw-a",
+            &[
+                join("c-1", "metrics"),
+                join("c-2", "metrics"),
+                join("c-2", "tasks"),
+                join("c-2", "tasks"),
+            ],
+        )
+        .await?;
+    store.join_rooms("gw-a", &[]).await?;
+    let stats = store.cluster_stats().await?;
+    let expected = BTreeMap::from([("metrics".to_owned(), 2), ("tasks".to_owned(), 1)]);
+    assert_eq!(stats.rooms, expected, "repeated joins count once");
+    // The batch recorded each connection's rooms, so removing it leaves them.
+    store
+        .remove_connection(&connection("gw-a", "c-2", "bob"))
+        .await?;
+    let stats = store.cluster_stats().await?;
+    assert_eq!(stats.rooms, BTreeMap::from([("metrics".to_owned(), 1)]));
+    Ok(())
+}
+
 pub async fn user_connections_span_live_gateways(store: &Store) -> Result<(), StoreError> {
     store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
     store.register_gateway(&gateway("gw-b"), LONG_TTL).await?;
