@@ -33,7 +33,14 @@ LOADGEN=target/release/loadgen
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
-cleanup() { for pid in "${pids[@]:-}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# Newest first: the gateway goes before its NATS and Redis, so its log shows no outage.
+cleanup() {
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+}
 trap cleanup EXIT
 
 # start_switchboard: NATS + Redis + gateway on CPU 0; sets SERVER_URL, NATS_URL, SERVER_PID
