@@ -161,6 +161,8 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
     let task_shared = shared.clone();
     shared.tasks.spawn(async move {
         let mut subscription = subscription;
+        // Reused across wake-ups; grows only as far as bursts of this room need.
+        let mut batch = Vec::new();
         loop {
             let first = tokio::select! {
                 () = task_room.cancel.cancelled() => break,
@@ -172,7 +174,8 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
             };
             // Whatever else has already arrived goes out with it (a burst becomes one queue
             // push and one wake-up per member).
-            let mut batch = vec![first];
+            batch.clear();
+            batch.push(first);
             let mut ended = false;
             while batch.len() < DISPATCH_BATCH_MESSAGES {
                 match subscription.next().now_or_never() {

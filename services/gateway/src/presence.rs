@@ -73,22 +73,7 @@ pub(crate) async fn run_writer(
             break;
         }
         for op in ops.drain(..) {
-            match op {
-                PresenceOp::AddConnection(record) => batch.adds.push(record),
-                PresenceOp::Join {
-                    connection_id,
-                    room,
-                } => batch.joins.push(RoomJoin {
-                    connection_id,
-                    room,
-                }),
-                op => {
-                    // Order matters (an add or join, then the same connection's removal):
-                    // what is batched goes first.
-                    batch.flush(&shared, &gateway_id).await;
-                    apply(&shared, &gateway_id, op).await;
-                }
-            }
+            batch.apply(&shared, &gateway_id, op).await;
         }
         batch.flush(&shared, &gateway_id).await;
     }
@@ -104,6 +89,51 @@ struct Batch {
 }
 
 impl Batch {
+    /// Adds and joins wait in the batch; any other operation flushes the batch first, since
+    /// it may concern a connection whose add or join is still waiting.
+    async fn apply(&mut self, shared: &Shared, gateway_id: &str, op: PresenceOp) {
+        let store = &shared.store;
+        let result = match op {
+            PresenceOp::AddConnection(record) => {
+                self.adds.push(record);
+                return;
+            }
+            PresenceOp::Join {
+                connection_id,
+                room,
+            } => {
+                self.joins.push(RoomJoin {
+                    connection_id,
+                    room,
+                });
+                return;
+            }
+            PresenceOp::RemoveConnection(record) => {
+                self.flush(shared, gateway_id).await;
+                store.remove_connection(&record).await
+            }
+            PresenceOp::Leave {
+                connection_id,
+                room,
+            } => {
+                self.flush(shared, gateway_id).await;
+                store.leave_room(gateway_id, &connection_id, &room).await
+            }
+            PresenceOp::SetNodeRoute(node_id) => {
+                self.flush(shared, gateway_id).await;
+                store.set_node_route(&node_id, gateway_id).await
+            }
+            PresenceOp::RemoveNodeRoute(node_id) => {
+                self.flush(shared, gateway_id).await;
+                store.remove_node_route(&node_id, gateway_id).await
+            }
+        };
+        if let Err(error) = result {
+            shared.metrics.store_errors.inc();
+            debug!(error = %error, "presence write failed");
+        }
+    }
+
     async fn flush(&mut self, shared: &Shared, gateway_id: &str) {
         if !self.adds.is_empty() {
             if let Err(error) = shared.store.add_connections(&self.adds).await {
@@ -124,28 +154,6 @@ impl Batch {
 
 /// Most queued operations taken at once.
 const PRESENCE_BATCH_OPS: usize = 256;
-
-async fn apply(shared: &Shared, gateway_id: &str, op: PresenceOp) {
-    let store = &shared.store;
-    let result = match &op {
-        PresenceOp::AddConnection(record) => store.add_connection(record).await,
-        PresenceOp::RemoveConnection(record) => store.remove_connection(record).await,
-        PresenceOp::Join {
-            connection_id,
-            room,
-        } => store.join_room(gateway_id, connection_id, room).await,
-        PresenceOp::Leave {
-            connection_id,
-            room,
-        } => store.leave_room(gateway_id, connection_id, room).await,
-        PresenceOp::SetNodeRoute(node_id) => store.set_node_route(node_id, gateway_id).await,
-        PresenceOp::RemoveNodeRoute(node_id) => store.remove_node_route(node_id, gateway_id).await,
-    };
-    if let Err(error) = result {
-        shared.metrics.store_errors.inc();
-        debug!(error = %error, ?op, "presence write failed");
-    }
-}
 
 /// Returns how this gateway describes itself in the store.
 pub(crate) fn gateway_info(shared: &Shared) -> GatewayInfo {

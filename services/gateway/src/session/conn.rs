@@ -130,39 +130,29 @@ impl Conn {
         if self.close_reason.get().is_some() {
             return PushOutcome::Closing;
         }
-        let mut queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let full = queue.items.len() >= self.limits.max_messages
-            || queue.bytes + outgoing.bytes > self.limits.max_bytes;
-        if full {
-            let now = Instant::now();
-            let full_since = *queue.full_since.get_or_insert(now);
-            drop(queue);
-            if now.duration_since(full_since) >= self.limits.slow_consumer_grace {
-                self.close(ErrorCode::SlowConsumer);
-                return PushOutcome::SlowConsumer;
-            }
-            return PushOutcome::Dropped;
+        let counts = self.enqueue(std::iter::once(outgoing));
+        if counts.slow_consumer {
+            PushOutcome::SlowConsumer
+        } else if counts.dropped > 0 {
+            PushOutcome::Dropped
+        } else {
+            PushOutcome::Queued
         }
-        queue.full_since = None;
-        let was_empty = queue.items.is_empty();
-        queue.bytes += outgoing.bytes;
-        queue.items.push_back(outgoing);
-        drop(queue);
-        // The writer drains everything per wake-up, so only the first frame needs to wake it.
-        if was_empty {
-            self.wake.notify_one();
-        }
-        PushOutcome::Queued
     }
 
     /// Queues clones of `frames`, in order, under one lock and with at most one wake-up;
     /// each frame that does not fit is handled as [`Conn::push`] handles it.
     pub fn push_all(&self, frames: &[Outgoing]) -> PushedCounts {
+        self.enqueue(frames.iter().cloned())
+    }
+
+    /// Queues `frames` under one lock, dropping those that do not fit; closes the connection
+    /// as a slow consumer once the queue has stayed full past the grace period. Wakes the
+    /// writer only when the queue goes from empty to non-empty: it drains everything per
+    /// wake-up.
+    fn enqueue(&self, frames: impl Iterator<Item = Outgoing>) -> PushedCounts {
         let mut counts = PushedCounts::default();
-        if frames.is_empty() || self.close_reason.get().is_some() {
+        if self.close_reason.get().is_some() {
             return counts;
         }
         let mut queue = self
@@ -170,25 +160,24 @@ impl Conn {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let was_empty = queue.items.is_empty();
-        let mut overflow_since = None;
+        let mut full_since = None;
         for frame in frames {
             let full = queue.items.len() >= self.limits.max_messages
                 || queue.bytes + frame.bytes > self.limits.max_bytes;
             if full {
-                let now = Instant::now();
-                overflow_since = Some((*queue.full_since.get_or_insert(now), now));
+                full_since = Some(*queue.full_since.get_or_insert_with(Instant::now));
                 counts.dropped += 1;
                 continue;
             }
             queue.full_since = None;
             queue.bytes += frame.bytes;
-            queue.items.push_back(frame.clone());
+            queue.items.push_back(frame);
             counts.queued += 1;
         }
         let now_empty = queue.items.is_empty();
         drop(queue);
-        if let Some((full_since, now)) = overflow_since
-            && now.duration_since(full_since) >= self.limits.slow_consumer_grace
+        if let Some(full_since) = full_since
+            && full_since.elapsed() >= self.limits.slow_consumer_grace
         {
             self.close(ErrorCode::SlowConsumer);
             counts.slow_consumer = true;
