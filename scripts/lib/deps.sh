@@ -44,3 +44,27 @@ ensure_node_packages() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2 && touch node_modules)
   fi
 }
+
+# ensure_python_venv DIR REQUIREMENTS: a virtualenv at DIR with the pinned packages of
+# REQUIREMENTS (a pip lock file: every package, transitive ones included, with ==), rebuilt when
+# the file is newer than the venv. Installs python3 and its venv module through apt when missing.
+ensure_python_venv() {
+  local dir=$1 requirements=$2
+  ensure_command python3 python3
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then apt_install python3-venv; fi
+  if [ ! -x "$dir/bin/python" ] || [ "$requirements" -nt "$dir/.installed" ]; then
+    echo "==> python venv $dir from $requirements" >&2
+    rm -rf "$dir"
+    python3 -m venv "$dir" >&2
+    "$dir/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$requirements" >&2
+    touch "$dir/.installed"
+  fi
+}
+
+# ensure_podman: Podman and runc from Debian, and CONTAINERS_CONF pointed at the project's
+# containers.conf (runc instead of crun, cgroupfs, ulimits the sandbox allows; see deploy/podman).
+ensure_podman() {
+  ensure_command podman podman
+  ensure_command runc runc
+  export CONTAINERS_CONF="${CONTAINERS_CONF:-$(pwd)/deploy/podman/containers.conf}"
+}
