@@ -18,10 +18,16 @@ pub struct CliArgs {
     pub check_only: bool,
     /// `--help`/`-h`: print [`usage`] and exit 0.
     pub help: bool,
+    /// `--version`/`-V`: print the version and commit, exit 0.
+    pub version: bool,
+    /// `--probe URL`: GET `URL`, exit 0 on a 2xx answer and 1 otherwise (the container health
+    /// check, which needs no shell tools in the image).
+    pub probe: Option<String>,
 }
 
 /// Parses the process arguments **without** the program name (`std::env::args().skip(1)`):
-/// `--config PATH`, `--config=PATH`, `--check-config`, `--help`/`-h`. `env` supplies
+/// `--config PATH`, `--config=PATH`, `--check-config`, `--help`/`-h`, `--version`/`-V`,
+/// `--probe URL`. `env` supplies
 /// `SWITCHBOARD_CONFIG` when `--config` is absent; an empty value counts as unset.
 ///
 /// # Errors
@@ -42,6 +48,19 @@ pub fn config_path_from_args_and_env(
             }
             "--help" | "-h" => {
                 parsed.help = true;
+                continue;
+            }
+            "--version" | "-V" => {
+                parsed.version = true;
+                continue;
+            }
+            "--probe" => {
+                match remaining.next() {
+                    Some(url) if !url.is_empty() && !url.starts_with("--") => {
+                        parsed.probe = Some(url.clone());
+                    }
+                    _ => return Err(SettingsError::Args("--probe needs a URL".into())),
+                }
                 continue;
             }
             "--config" => remaining.next().map(String::as_str),
@@ -76,10 +95,13 @@ pub fn config_path_from_args_and_env(
 pub fn usage(program: &str) -> String {
     format!(
         "usage: {program} [--config PATH] [--check-config]\n\
+         \x20      {program} --probe URL | --version | --help\n\
          \n\
          options:\n  \
            --config PATH     TOML config file (else ${CONFIG_PATH_ENV}; else defaults)\n  \
-           --check-config    load and validate the configuration, then exit\n  \
+           --check-config    load and validate the configuration, then exit (0 valid, 64 not)\n  \
+           --probe URL       GET URL (http://), exit 0 on a 2xx answer, 1 otherwise (health checks)\n  \
+           -V, --version     print the version and the commit it was built from\n  \
            -h, --help        print this help\n\
          \n\
          environment:\n  \
@@ -109,6 +131,12 @@ mod tests {
         assert_eq!(joined.config, Some(PathBuf::from("b.toml")));
         assert!(joined.help);
         assert_eq!(parse(&[], &[]).unwrap(), CliArgs::default());
+        let probe = parse(&["--probe", "http://127.0.0.1:8000/healthz", "-V"], &[]).unwrap();
+        assert_eq!(
+            probe.probe.as_deref(),
+            Some("http://127.0.0.1:8000/healthz")
+        );
+        assert!(probe.version);
     }
 
     #[test]
@@ -140,6 +168,8 @@ mod tests {
                 "{args:?}"
             );
         }
+        assert!(parse(&["--probe"], &[]).is_err());
+        assert!(parse(&["--probe", "--version"], &[]).is_err());
         assert!(usage("gateway").contains("--check-config"));
     }
 }

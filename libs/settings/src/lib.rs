@@ -16,13 +16,14 @@
 
 mod args;
 mod error;
+mod fields;
 mod load;
 mod secret;
 mod sections;
 
 pub use args::{CONFIG_PATH_ENV, CliArgs, config_path_from_args_and_env, usage};
 pub use error::SettingsError;
-pub use load::{ENV_LIST_SEPARATOR, ENV_PREFIX, load, load_with_lists};
+pub use load::{ENV_LIST_SEPARATOR, ENV_PREFIX, Loaded, load, load_layers, load_with_lists};
 pub use secret::Secret;
 pub use sections::{
     AuthConfig, BusConfig, LogFormat, MAX_LEEWAY, MIN_HMAC_SECRET_BYTES, StoreConfig,

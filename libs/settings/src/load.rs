@@ -56,6 +56,37 @@ pub fn load_with_lists<T>(
 where
     T: Serialize + DeserializeOwned + Default,
 {
+    load_layers(file, env, list_keys).map(|loaded| loaded.config)
+}
+
+/// A loaded configuration and the top-level sections it ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<T> {
+    /// The configuration.
+    pub config: T,
+    /// Top-level sections present in the file or the environment that `T` does not have,
+    /// sorted. Every binary shares one environment (`SWITCHBOARD__AUTH__…` reaches the
+    /// publisher too), so a section a binary does not use is not an error; `main` logs these
+    /// at debug level once telemetry is up.
+    pub ignored_sections: Vec<String>,
+}
+
+/// Like [`load_with_lists`], and also reports the top-level sections that were ignored
+/// because `T` has no such field. Unknown keys *inside* a section `T` has stay errors (with
+/// `deny_unknown_fields`), and so does a non-table value at the top level that `T` does not
+/// know (`SWITCHBOARD__FOO=1` is a malformed name, not a section).
+///
+/// # Errors
+///
+/// As for [`load`].
+pub fn load_layers<T>(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+    list_keys: &[&str],
+) -> Result<Loaded<T>, SettingsError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
     let mut builder = Config::builder().add_source(Config::try_from(&T::default())?);
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
@@ -72,7 +103,22 @@ where
         },
         (error, _) => SettingsError::from(error),
     })?;
-    Ok(layered.try_deserialize()?)
+    let mut table = layered.collect()?;
+    let known = crate::fields::struct_fields::<T>();
+    let mut ignored_sections = Vec::new();
+    table.retain(|key, value| {
+        let keep = known.contains(&key.as_str()) || !matches!(value.kind, ValueKind::Table(_));
+        if !keep {
+            ignored_sections.push(key.clone());
+        }
+        keep
+    });
+    ignored_sections.sort();
+    let config = Value::new(None, ValueKind::Table(table)).try_deserialize()?;
+    Ok(Loaded {
+        config,
+        ignored_sections,
+    })
 }
 
 /// The environment layer. `config::Environment` can take a map too, but its `try_parsing`

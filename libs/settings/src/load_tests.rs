@@ -169,13 +169,44 @@ fn unknown_key_in_file_is_an_error_naming_the_key() {
 }
 
 #[test]
-fn unknown_section_and_env_key_are_errors() {
-    let file = toml_file("[buss]\nx = 1\n");
-    let message = parse_message(load::<TestConfig>(Some(file.path()), &env(&[])).unwrap_err());
-    assert!(message.contains("buss"), "{message}");
+fn unknown_key_inside_a_known_section_is_an_error() {
     let vars = env(&[("SWITCHBOARD__BUS__NOPE", "1")]);
     let message = parse_message(load::<TestConfig>(None, &vars).unwrap_err());
     assert!(message.contains("nope"), "{message}");
+    let file = toml_file("[service]\nmax_conections = 5\n");
+    let message = parse_message(load::<TestConfig>(Some(file.path()), &env(&[])).unwrap_err());
+    assert!(message.contains("max_conections"), "{message}");
+}
+
+#[test]
+fn sections_the_binary_does_not_have_are_ignored_and_reported() {
+    // One environment for every service: the publisher sees the gateway's and auth's keys.
+    let file = toml_file("[gateway]\nlisten = \"0.0.0.0:8000\"\n[bus]\nsubject_prefix = \"x\"\n");
+    let vars = env(&[
+        ("SWITCHBOARD__AUTH__HMAC_SECRET", "shared-secret"),
+        ("SWITCHBOARD__DEVICE_READER__LISTEN", "0.0.0.0:8095"),
+    ]);
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct NoAuth {
+        bus: BusConfig,
+    }
+    let loaded = load_layers::<NoAuth>(Some(file.path()), &vars, &[]).unwrap();
+    assert_eq!(loaded.config.bus.subject_prefix, "x");
+    assert_eq!(
+        loaded.ignored_sections,
+        ["auth", "device_reader", "gateway"]
+    );
+    let auth_only = env(&[("SWITCHBOARD__AUTH__HMAC_SECRET", "shared-secret")]);
+    let all_known = load_layers::<TestConfig>(None, &auth_only, &[]);
+    assert!(all_known.unwrap().ignored_sections.is_empty());
+}
+
+#[test]
+fn a_top_level_value_that_is_not_a_section_stays_an_error() {
+    let file = toml_file("nats_url = \"nats://x\"\n");
+    let message = parse_message(load::<TestConfig>(Some(file.path()), &env(&[])).unwrap_err());
+    assert!(message.contains("nats_url"), "{message}");
 }
 
 #[test]

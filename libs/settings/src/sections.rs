@@ -55,6 +55,16 @@ impl BusConfig {
         check_positive("bus.request_timeout", self.request_timeout, problems);
         check_not_blank("bus.nats_url", self.nats_url.as_deref(), problems);
     }
+
+    /// Appends a problem when `nats_url` is unset: a service running as its own process
+    /// (`binary`) cannot use the in-memory bus, which only reaches its own process.
+    pub fn require_url(&self, binary: &str, problems: &mut Vec<String>) {
+        if self.nats_url.is_none() {
+            problems.push(format!(
+                "bus.nats_url is required for {binary} (set SWITCHBOARD__BUS__NATS_URL)"
+            ));
+        }
+    }
 }
 
 /// The metadata store (Redis) connection.
@@ -89,6 +99,16 @@ impl StoreConfig {
         check_prefix("store.key_prefix", &self.key_prefix, problems);
         check_positive("store.response_timeout", self.response_timeout, problems);
         check_not_blank("store.redis_url", self.redis_url.as_deref(), problems);
+    }
+
+    /// Appends a problem when `redis_url` is unset: a service running as its own process
+    /// (`binary`) cannot share the in-memory store with the rest of the cluster.
+    pub fn require_url(&self, binary: &str, problems: &mut Vec<String>) {
+        if self.redis_url.is_none() {
+            problems.push(format!(
+                "store.redis_url is required for {binary} (set SWITCHBOARD__STORE__REDIS_URL)"
+            ));
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! The agent's configuration: the `[agent]` section plus the shared `[telemetry]` section.
+//! The agent's configuration: the `[agent]` section plus the shared `[auth]` (for
+//! self-signed development tokens only) and `[telemetry]` sections.
 
 use std::time::Duration;
 
 use client::agent::{MAX_UPDATE_INTERVAL, MIN_UPDATE_INTERVAL};
 use serde::{Deserialize, Serialize};
-use settings::{Secret, TelemetryConfig};
+use settings::{AuthConfig, Secret, TelemetryConfig};
 
 /// Everything `switchboard-agent` reads from defaults, `--config FILE` and `SWITCHBOARD__*`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -12,6 +13,11 @@ use settings::{Secret, TelemetryConfig};
 pub struct Config {
     /// The node agent itself.
     pub agent: AgentConfig,
+    /// Only `auth.hmac_secret` is read, and only when `agent.token` is unset: the agent then
+    /// signs its own node token with the cluster's HS256 secret. Meant for development
+    /// clusters that share one environment (compose's demo agents, the local cluster); real
+    /// nodes get a token from your issuer and never hold the secret.
+    pub auth: AuthConfig,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
@@ -22,7 +28,8 @@ pub struct Config {
 pub struct AgentConfig {
     /// The gateway's WebSocket endpoint. Point it at the load balancer in a cluster.
     pub gateway_url: String,
-    /// A node token (role `node`) whose `node_id` claim equals `node_id`. Required.
+    /// A node token (role `node`) whose `node_id` claim equals `node_id`. Required unless
+    /// `auth.hmac_secret` is set (then the agent signs its own).
     pub token: Option<Secret>,
     /// This node's id (`A-Z a-z 0-9 _ -`, at most 64 bytes). Unset: the host name, with
     /// other characters replaced by `-`.
@@ -70,16 +77,20 @@ impl Config {
         let agent = &self.agent;
         let mut problems = Vec::new();
         self.telemetry.validate(&mut problems);
+        self.auth.validate(&mut problems);
         let url = agent.gateway_url.to_ascii_lowercase();
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             problems.push("agent.gateway_url must start with ws:// or wss://".to_owned());
         }
-        if agent
+        let has_token = agent
             .token
             .as_ref()
-            .is_none_or(|token| token.expose().trim().is_empty())
-        {
-            problems.push("agent.token is required (a node token for this node_id)".to_owned());
+            .is_some_and(|token| !token.expose().trim().is_empty());
+        if !has_token && self.auth.hmac_secret.is_none() {
+            problems.push(
+                "agent.token is required (a node token for this node_id), or auth.hmac_secret to sign one"
+                    .to_owned(),
+            );
         }
         if let Some(node_id) = &agent.node_id
             && protocol::room::validate_node_id(node_id).is_err()
@@ -152,5 +163,20 @@ mod tests {
         let problems = config.validate().unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(format!("{config:?}").contains("token: None"));
+    }
+}
+
+impl service::ServiceConfig for Config {
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        self.validate()
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    /// Two workers: one report stream and a sampler need no more.
+    fn worker_threads(&self) -> usize {
+        2
     }
 }

@@ -15,6 +15,9 @@ pub enum StartError {
     /// The first host sample could not be taken.
     #[error("host sampling failed at start")]
     Sampling,
+    /// No token is configured and one could not be signed with `auth.hmac_secret`.
+    #[error("cannot sign a node token")]
+    Token(#[source] auth::IssueError),
     /// The agent refused its settings.
     #[error("agent could not start")]
     Agent(#[source] AgentError),
@@ -29,4 +32,10 @@ pub enum RunError {
     /// The client stopped for good: the gateway refused the token, or attempts ran out.
     #[error("disconnected for good: {0:?}")]
     Disconnected(DisconnectReason),
+}
+
+impl service::ServiceError for RunError {
+    fn is_config(&self) -> bool {
+        matches!(self, RunError::Start(StartError::Config(_)))
+    }
 }

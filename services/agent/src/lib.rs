@@ -17,7 +17,7 @@ pub mod host;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use client::agent::Agent;
 use client::{ConnectionState, DisconnectReason, ReconnectPolicy};
@@ -47,7 +47,7 @@ const RECONNECT_INITIAL_DELAY: Duration = Duration::from_secs(1);
 /// [`RunError::Disconnected`] when the client stopped for good (token refused, …).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     config.validate().map_err(StartError::Config)?;
-    let settings = config.agent;
+    let settings = config.agent.clone();
     let configured_node_id = settings.node_id.clone();
     let (node_id, first_sample, sampler) = tokio::task::spawn_blocking(move || {
         let mut sampler = Sampler::new(PROC_ROOT);
@@ -60,11 +60,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let node_id = node_id.ok_or(StartError::NodeId)?;
     let latest = Arc::new(Mutex::new(first_sample));
     let provided = latest.clone();
-    let token = settings
-        .token
-        .as_ref()
-        .map(|token| token.expose().to_owned())
-        .unwrap_or_default();
+    let token = match (&settings.token, &config.auth.hmac_secret) {
+        (Some(token), _) if !token.expose().trim().is_empty() => token.expose().to_owned(),
+        (_, Some(secret)) => {
+            info!(%node_id, "no agent.token: signing a node token with auth.hmac_secret");
+            self_signed_token(secret.expose().as_bytes(), &node_id).map_err(StartError::Token)?
+        }
+        // validate() has refused a configuration with neither.
+        (_, None) => {
+            return Err(StartError::Config(vec!["agent.token is required".to_owned()]).into());
+        }
+    };
     let agent = Agent::builder(settings.gateway_url.clone(), token)
         .node_id(node_id.clone())
         .layer(settings.layer.clone())
@@ -104,6 +110,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         warn!(grace = ?settings.shutdown_grace, "final state and close cut off by the grace period");
     }
     outcome
+}
+
+/// How long a self-signed node token is valid. When it expires the gateway closes the
+/// connection (4402), the agent exits 1, and its supervisor (compose, Kubernetes, the local
+/// cluster script) restarts it with a fresh token.
+const SELF_SIGNED_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A node token for `node_id` (role `node`, no rooms), signed with the cluster's HS256 secret.
+fn self_signed_token(secret: &[u8], node_id: &str) -> Result<String, auth::IssueError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let claims = auth::Claims {
+        sub: node_id.to_owned(),
+        exp: (now + SELF_SIGNED_TOKEN_LIFETIME).as_secs(),
+        iat: Some(now.as_secs()),
+        rooms: Vec::new(),
+        publish: Vec::new(),
+        role: auth::Role::Node,
+        node_id: Some(node_id.to_owned()),
+    };
+    auth::Issuer::hs256(secret).issue(&claims)
 }
 
 async fn wait_until_disconnected(

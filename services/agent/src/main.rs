@@ -1,77 +1,16 @@
-//! `switchboard-agent`: parse flags, load config, init telemetry, report until a signal.
+//! `switchboard-agent`: the shared Switchboard `main` ([`service::main`]) around
+//! [`host_agent::run`]. Exits 0 after a clean stop, 64 on configuration errors, 1 when the
+//! gateway refuses the agent for good.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
-use host_agent::{Config, RunError, StartError};
-use tokio_util::sync::CancellationToken;
-
-const USAGE: &str = "usage: switchboard-agent [--config FILE] [--check-config]
-configuration: defaults < FILE (TOML) < SWITCHBOARD__<SECTION>__<KEY> environment variables
-  e.g. SWITCHBOARD__AGENT__GATEWAY_URL, __TOKEN, __NODE_ID, __LAYER, __UPDATE_INTERVAL";
+const BINARY: service::Binary = service::Binary {
+    name: "switchboard-agent",
+    about: "switchboard-agent: the node agent; reports this host's real CPU, memory, load and uptime to a gateway\n\
+            e.g. SWITCHBOARD__AGENT__GATEWAY_URL, __TOKEN, __NODE_ID, __LAYER, __UPDATE_INTERVAL",
+    list_keys: &[],
+};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let cli = match settings::config_path_from_args_and_env(&args, &env) {
-        Ok(cli) => cli,
-        Err(error) => {
-            eprintln!("{error}\n{USAGE}");
-            return ExitCode::from(64);
-        }
-    };
-    if cli.help {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let config: Config = match settings::load(cli.config.as_deref(), &env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("configuration error: {error}");
-            return ExitCode::from(64);
-        }
-    };
-    if let Err(problems) = config.validate() {
-        eprintln!("configuration error:\n  {}", problems.join("\n  "));
-        return ExitCode::from(64);
-    }
-    if cli.check_only {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
-    }
-    // Two workers: one report stream and a sampler need no more.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let _telemetry = match telemetry::init("switchboard-agent", &config.telemetry) {
-            Ok(guard) => guard,
-            Err(error) => {
-                eprintln!("cannot initialise telemetry: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(config = ?config, "effective configuration");
-        let shutdown = CancellationToken::new();
-        signals::spawn_listener(shutdown.clone());
-        match host_agent::run(config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(RunError::Start(StartError::Config(problems))) => {
-                tracing::error!(problems = ?problems, "invalid configuration");
-                ExitCode::from(64)
-            }
-            Err(error) => {
-                tracing::error!(error = %error, source = ?std::error::Error::source(&error), "agent failed");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    service::main(&BINARY, host_agent::run)
 }

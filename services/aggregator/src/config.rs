@@ -237,3 +237,19 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }
+
+impl ::service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-aggregator` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        ::service::with_cluster_backends(
+            self.validate(),
+            "switchboard-aggregator",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+}

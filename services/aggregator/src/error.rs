@@ -44,3 +44,9 @@ pub enum RunError {
     #[error("sample subscription ended")]
     SubscriptionEnded,
 }
+
+impl ::service::ServiceError for RunError {
+    fn is_config(&self) -> bool {
+        matches!(self, RunError::Start(StartError::Config(_)))
+    }
+}

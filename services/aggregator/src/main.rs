@@ -1,74 +1,14 @@
-//! `switchboard-aggregator`: parse flags, load config, init telemetry, serve until a signal.
+//! `switchboard-aggregator`: the shared Switchboard `main` ([`service::main`]) around [`aggregator::run`].
+//! Exits 0 after a clean drain, 64 on configuration errors, 1 on runtime failures.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
-use aggregator::{Config, RunError, StartError};
-use tokio_util::sync::CancellationToken;
-
-const USAGE: &str = "usage: switchboard-aggregator [--config FILE] [--check-config]
-configuration: defaults < FILE (TOML) < SWITCHBOARD__<SECTION>__<KEY> environment variables";
+const BINARY: service::Binary = service::Binary {
+    name: "switchboard-aggregator",
+    about: "switchboard-aggregator: metric windows, anomaly and threshold alerts, seven days of history, the metrics query API",
+    list_keys: &[],
+};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let cli = match settings::config_path_from_args_and_env(&args, &env) {
-        Ok(cli) => cli,
-        Err(error) => {
-            eprintln!("{error}\n{USAGE}");
-            return ExitCode::from(64);
-        }
-    };
-    if cli.help {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let config: Config = match settings::load(cli.config.as_deref(), &env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("configuration error: {error}");
-            return ExitCode::from(64);
-        }
-    };
-    if let Err(problems) = config.validate() {
-        eprintln!("configuration error:\n  {}", problems.join("\n  "));
-        return ExitCode::from(64);
-    }
-    if cli.check_only {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let _telemetry = match telemetry::init("switchboard-aggregator", &config.telemetry) {
-            Ok(guard) => guard,
-            Err(error) => {
-                eprintln!("cannot initialise telemetry: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(config = ?config, "effective configuration");
-        let shutdown = CancellationToken::new();
-        signals::spawn_listener(shutdown.clone());
-        match aggregator::run(config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(RunError::Start(StartError::Config(problems))) => {
-                tracing::error!(problems = ?problems, "invalid configuration");
-                ExitCode::from(64)
-            }
-            Err(error) => {
-                tracing::error!(error = %error, source = ?std::error::Error::source(&error), "aggregator failed");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    service::main(&BINARY, aggregator::run)
 }

@@ -295,3 +295,19 @@ mod tests {
         dir
     }
 }
+
+impl service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-batch-ingest` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        service::with_cluster_backends(
+            self.validate(),
+            "switchboard-batch-ingest",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+}

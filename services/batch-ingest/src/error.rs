@@ -84,3 +84,9 @@ impl IngestError {
 #[derive(Debug, thiserror::Error)]
 #[error("no answer within {0:?}")]
 pub(crate) struct StepTimeout(pub std::time::Duration);
+
+impl service::ServiceError for RunError {
+    fn is_config(&self) -> bool {
+        matches!(self, RunError::Start(StartError::Config(_)))
+    }
+}

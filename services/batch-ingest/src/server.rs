@@ -215,16 +215,7 @@ impl BatchIngest {
 /// # Errors
 /// Any [`StartError`] (as [`RunError::Start`]) or [`RunError::Serve`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let mut problems = Vec::new();
-    if config.bus.nats_url.is_none() {
-        problems.push("bus.nats_url is required for switchboard-batch-ingest (set SWITCHBOARD__BUS__NATS_URL)".to_owned());
-    }
-    if config.store.redis_url.is_none() {
-        problems.push("store.redis_url is required for switchboard-batch-ingest (set SWITCHBOARD__STORE__REDIS_URL)".to_owned());
-    }
-    if !problems.is_empty() {
-        return Err(StartError::Config(problems).into());
-    }
+    service::ServiceConfig::validate_for_start(&config).map_err(StartError::Config)?;
     let bus = connect_bus(&config).await?;
     let records = connect_records(&config).await?;
     BatchIngest::bind(config, bus, records)

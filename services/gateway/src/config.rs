@@ -199,3 +199,23 @@ impl Config {
         }
     }
 }
+
+impl service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-gateway` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        service::with_cluster_backends(
+            self.validate(),
+            "switchboard-gateway",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+
+    fn worker_threads(&self) -> usize {
+        self.gateway.worker_threads
+    }
+}

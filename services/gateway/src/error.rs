@@ -44,3 +44,9 @@ pub enum RunError {
     #[error(transparent)]
     Start(#[from] StartError),
 }
+
+impl service::ServiceError for RunError {
+    fn is_config(&self) -> bool {
+        matches!(self, RunError::Start(StartError::Config(_)))
+    }
+}

@@ -54,7 +54,10 @@ pub(crate) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         tokio::time::timeout(STORE_PROBE_TIMEOUT, shared.store.ping()).await,
         Ok(Ok(()))
     );
-    let ready = !draining && bus_connected && store_reachable;
+    // Readiness follows draining and NATS only. A Redis blip degrades stats, presence and
+    // cluster-wide limits but never delivery, and it hits every gateway at once: were it part
+    // of readiness, the load balancer would drop the whole fleet together.
+    let ready = !draining && bus_connected;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -63,7 +66,11 @@ pub(crate) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "bus": { "backend": shared.bus.backend_name(), "connected": bus_connected },
-        "store": { "backend": shared.store.backend_name(), "reachable": store_reachable },
+        "store": {
+            "backend": shared.store.backend_name(),
+            "reachable": store_reachable,
+            "affects_readiness": false,
+        },
         "draining": draining,
     });
     (status, Json(body)).into_response()

@@ -196,3 +196,19 @@ mod tests {
         assert_eq!(config.publisher.lease_ttl, Duration::from_secs(9));
     }
 }
+
+impl service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-publisher` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        service::with_cluster_backends(
+            self.validate(),
+            "switchboard-publisher",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+}

@@ -53,3 +53,9 @@ pub enum RunError {
     #[error("publisher task panicked")]
     TaskPanicked(#[source] tokio::task::JoinError),
 }
+
+impl service::ServiceError for RunError {
+    fn is_config(&self) -> bool {
+        matches!(self, RunError::Start(StartError::Config(_)))
+    }
+}

@@ -179,22 +179,7 @@ async fn first_failure(tasks: &mut JoinSet<Result<(), RunError>>) -> Option<RunE
 /// # Errors
 /// Any [`StartError`] (as [`RunError::Start`]) or a [`Publisher::serve`] error.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let mut problems = Vec::new();
-    if config.bus.nats_url.is_none() {
-        problems.push(
-            "bus.nats_url is required for switchboard-publisher (set SWITCHBOARD__BUS__NATS_URL)"
-                .to_owned(),
-        );
-    }
-    if config.store.redis_url.is_none() {
-        problems.push(
-            "store.redis_url is required for switchboard-publisher (set SWITCHBOARD__STORE__REDIS_URL)"
-                .to_owned(),
-        );
-    }
-    if !problems.is_empty() {
-        return Err(StartError::Config(problems).into());
-    }
+    service::ServiceConfig::validate_for_start(&config).map_err(StartError::Config)?;
     let bus = connect_bus(&config).await?;
     let store = connect_store(&config).await?;
     let publisher = Publisher::bind(config, bus, store).await?;

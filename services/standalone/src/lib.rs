@@ -104,6 +104,9 @@ pub enum StartError {
 /// Why `switchboard` stopped other than by a clean drain.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// It could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// The gateway failed.
     #[error("gateway: {0}")]
     Gateway(#[from] gateway::RunError),
@@ -116,6 +119,99 @@ pub enum RunError {
     /// Batch-ingest failed.
     #[error("batch-ingest: {0}")]
     BatchIngest(#[from] batch_ingest::RunError),
+}
+
+impl Config {
+    /// Checks every service's configuration as [`Standalone::bind`] will build it (with a
+    /// generated key where none is configured), listing every problem once.
+    ///
+    /// # Errors
+    /// Every problem, one sentence each.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut config = self.clone();
+        if !config.auth.has_verification_key() {
+            config.auth.hmac_secret = Some(Secret::new(random_secret()));
+        }
+        let parts = ServiceConfigs::split(config);
+        let mut problems: Vec<String> = Vec::new();
+        for result in [
+            parts.gateway.validate(),
+            parts.publisher.validate(),
+            parts.aggregator.validate(),
+            parts.batch_ingest.validate(),
+            parts.simulation.validate(),
+        ] {
+            for problem in result.err().unwrap_or_default() {
+                // The shared sections are checked once per service; say each problem once.
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+impl service::ServiceConfig for Config {
+    /// Needs no URLs: unset ones mean the embedded in-memory bus and store.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        self.validate()
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
+/// The standalone's configuration cut into each service's own.
+struct ServiceConfigs {
+    gateway: gateway::Config,
+    publisher: publisher::Config,
+    aggregator: aggregator::Config,
+    batch_ingest: batch_ingest::Config,
+    simulation: SimulationConfig,
+}
+
+impl ServiceConfigs {
+    fn split(config: Config) -> Self {
+        // One process, one admin surface: the gateway's port serves /metrics and health.
+        let quiet_telemetry = TelemetryConfig {
+            admin_listen: None,
+            ..config.telemetry.clone()
+        };
+        Self {
+            gateway: gateway::Config {
+                gateway: config.gateway,
+                bus: config.bus.clone(),
+                store: config.store.clone(),
+                auth: config.auth,
+                telemetry: config.telemetry,
+            },
+            publisher: publisher::Config {
+                publisher: config.publisher,
+                bus: config.bus.clone(),
+                store: config.store.clone(),
+                telemetry: quiet_telemetry.clone(),
+            },
+            aggregator: aggregator::Config {
+                aggregator: config.aggregator,
+                bus: config.bus.clone(),
+                store: config.store.clone(),
+                telemetry: quiet_telemetry.clone(),
+            },
+            batch_ingest: batch_ingest::Config {
+                batch_ingest: config.batch_ingest,
+                bus: config.bus,
+                store: config.store,
+                telemetry: quiet_telemetry,
+            },
+            simulation: config.simulation,
+        }
+    }
 }
 
 /// What a user needs to talk to the running process.
@@ -178,39 +274,16 @@ impl Standalone {
                 "(tokens come from your own issuer: auth.public_key_pem is configured)",
             ),
         };
-        let gateway_config = gateway::Config {
-            gateway: config.gateway,
-            bus: config.bus.clone(),
-            store: config.store.clone(),
-            auth: config.auth,
-            telemetry: config.telemetry.clone(),
-        };
+        let ServiceConfigs {
+            gateway: gateway_config,
+            publisher: publisher_config,
+            aggregator: aggregator_config,
+            batch_ingest: batch_config,
+            simulation,
+        } = ServiceConfigs::split(config);
         let bus = gateway::connect_bus(&gateway_config).await?;
         let store = gateway::connect_store(&gateway_config).await?;
-        // One process, one admin surface: the gateway's port serves /metrics and health.
-        let quiet_telemetry = TelemetryConfig {
-            admin_listen: None,
-            ..config.telemetry
-        };
-        let publisher_config = publisher::Config {
-            publisher: config.publisher,
-            bus: config.bus.clone(),
-            store: config.store.clone(),
-            telemetry: quiet_telemetry.clone(),
-        };
-        let aggregator_config = aggregator::Config {
-            aggregator: config.aggregator,
-            bus: config.bus.clone(),
-            store: config.store.clone(),
-            telemetry: quiet_telemetry.clone(),
-        };
-        let batch_config = batch_ingest::Config {
-            batch_ingest: config.batch_ingest,
-            bus: config.bus,
-            store: config.store,
-            telemetry: quiet_telemetry,
-        };
-        let (batch_ingest, ml_node) = bind_batches(batch_config, &config.simulation, &bus).await?;
+        let (batch_ingest, ml_node) = bind_batches(batch_config, &simulation, &bus).await?;
         let aggregator = Aggregator::bind(aggregator_config, bus.clone(), store.clone()).await?;
         let publisher = Publisher::bind(publisher_config, bus.clone(), store.clone()).await?;
         let gateway = Gateway::bind(gateway_config, bus, store).await?;
@@ -226,7 +299,7 @@ impl Standalone {
             aggregator,
             batch_ingest,
             ml_node,
-            simulation: config.simulation,
+            simulation,
             hmac_secret,
             access,
         })
@@ -292,6 +365,20 @@ impl Standalone {
         aggregator_result?;
         batch_result?;
         Ok(())
+    }
+}
+
+impl service::ServiceError for RunError {
+    fn is_config(&self) -> bool {
+        matches!(
+            self,
+            RunError::Start(
+                StartError::Gateway(gateway::StartError::Config(_))
+                    | StartError::Publisher(publisher::StartError::Config(_))
+                    | StartError::Aggregator(aggregator::StartError::Config(_))
+                    | StartError::BatchIngest(batch_ingest::StartError::Config(_))
+            )
+        )
     }
 }
 

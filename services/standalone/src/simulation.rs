@@ -39,6 +39,37 @@ impl Default for SimulationConfig {
     }
 }
 
+/// More simulated nodes than this is a load test, which `loadgen` does better.
+const MAX_SIMULATED_NODES: usize = 1000;
+
+impl SimulationConfig {
+    /// Checks the section and lists every problem found.
+    ///
+    /// # Errors
+    /// Every problem, one sentence each.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.nodes > MAX_SIMULATED_NODES {
+            problems.push(format!(
+                "simulation.nodes must be at most {MAX_SIMULATED_NODES}"
+            ));
+        }
+        if !(client::agent::MIN_UPDATE_INTERVAL..=client::agent::MAX_UPDATE_INTERVAL)
+            .contains(&self.node_interval)
+        {
+            problems.push("simulation.node_interval must be between 100ms and 1day".to_owned());
+        }
+        if self.ml_batch_interval.is_zero() {
+            problems.push("simulation.ml_batch_interval must be positive".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
 /// Layers the simulated nodes are spread over.
 const LAYERS: [&str; 3] = ["edge", "core", "ml"];
 

@@ -28,7 +28,7 @@ async fn readyz_is_ready_on_the_memory_engine_and_names_its_backends() {
             json!({
                 "status": "ready",
                 "bus": {"backend": "memory", "connected": true},
-                "store": {"backend": "memory", "reachable": true},
+                "store": {"backend": "memory", "reachable": true, "affects_readiness": false},
                 "draining": false,
             })
         )
