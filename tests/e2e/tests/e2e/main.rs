@@ -6,5 +6,6 @@ mod aggregator;
 mod bad_input;
 mod batches;
 mod cluster;
+mod deploy;
 mod nodes;
 mod publisher;
