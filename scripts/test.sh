@@ -14,6 +14,9 @@ cargo build --workspace --all-targets --all-features
 echo "==> cargo test" >&2
 cargo test --workspace --all-features
 
+echo "==> local cluster (deploy/local-cluster.sh, debug binaries)" >&2
+tests/deploy/local-cluster-test.sh
+
 if [ -f tests/dashboard/package.json ]; then
   ensure_browser_tools
   ensure_node_packages tests/dashboard
