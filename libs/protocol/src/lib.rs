@@ -6,6 +6,7 @@
 //! - [`codec`]: JSON (text frames) and named MessagePack (binary frames), chosen by subprotocol.
 //! - [`room`], [`pattern`]: room-name validation and `*`/`>` wildcard matching.
 //! - [`subject`]: the NATS subject map; [`envelope`]: payloads on the bus.
+//! - [`device`]: lab instruments (readings, faults, status, the device reader's API).
 //! - [`error`]: the closed [`ErrorCode`] set with its close codes and HTTP statuses.
 //!
 //! This crate does no I/O; `proto/` holds the same protocol as specification, and tests keep
@@ -14,6 +15,7 @@
 
 pub mod batch;
 pub mod codec;
+pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod message;
