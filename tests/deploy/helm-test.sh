@@ -226,10 +226,12 @@ step "kube play NATS and Redis pods" 180 backends
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 app() {
-  GATEWAY_PORT=$(free_port)
+  # Podman 4.3's kube play also publishes every containerPort that has no hostPort on the host
+  # (0.0.0.0:<containerPort>): free ports keep those from colliding with anything else here.
+  GATEWAY_PORT=$(free_port) PUBLISHER_PORT=$(free_port) AGGREGATOR_PORT=$(free_port) BATCH_INGEST_PORT=$(free_port)
   local overrides
-  overrides=$(printf '{"nats":{"url":"nats://%s:4222"},"redis":{"url":"redis://%s:6379"},"image":{"registry":"%s","tag":"%s"},"gateway":{"hostPort":%s}}' \
-    "$NATS_IP" "$REDIS_IP" "$SB_REGISTRY" "$SB_TAG" "$GATEWAY_PORT")
+  overrides=$(printf '{"nats":{"url":"nats://%s:4222"},"redis":{"url":"redis://%s:6379"},"image":{"registry":"%s","tag":"%s"},"gateway":{"hostPort":%s},"publisher":{"adminPort":%s},"aggregator":{"adminPort":%s},"batchIngest":{"port":%s}}' \
+    "$NATS_IP" "$REDIS_IP" "$SB_REGISTRY" "$SB_TAG" "$GATEWAY_PORT" "$PUBLISHER_PORT" "$AGGREGATOR_PORT" "$BATCH_INGEST_PORT")
   timeout 120 "$PY" "$HERE/check.py" render "$HERE/values/kube-play.yaml" "$WORK/release.yaml" "$KUBE_VERSION" "$overrides"
   timeout 60 "$PY" "$HERE/check.py" kube-play-files "$WORK/release.yaml" "$WORK/app.yaml" "$WORK/secret.json" >"$WORK/info.txt"
   mapfile -t info <"$WORK/info.txt"
@@ -259,15 +261,16 @@ ws() {
 }
 step "WebSocket through the gateway pod: subscribe, publish, receive" 150 ws
 
-# The other pods have no published port: probe their /readyz from inside with the binary's own
+# The other pods have no hostPort: probe their admin port from inside with the binary's own
 # `--probe` (the images are distroless: no shell, no curl).
 probe_pods() {
   local svc port container entry deadline
-  for svc in publisher:9091 aggregator:9092 batch-ingest:8090; do
+  for svc in "publisher:$PUBLISHER_PORT" "aggregator:$AGGREGATOR_PORT" "batch-ingest:$BATCH_INGEST_PORT"; do
     port=${svc#*:} svc=${svc%%:*}
     container=$(podman ps --format '{{.Names}}' | grep -E "^sb-switchboard-$svc-pod-[0-9]+-$svc\$" | head -1)
     [ -n "$container" ] || { echo "$svc: no running container" >&2; return 1; }
-    entry=$(podman inspect --format '{{index .Config.Entrypoint 0}}' "$container")
+    entry=$(podman inspect --format '{{.Config.Entrypoint}}' "$container") # a string in Podman 4.3
+    entry=${entry%% *}
     deadline=$((SECONDS + 60))
     until timeout 10 podman exec "$container" "$entry" --probe "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
       if [ $SECONDS -ge $deadline ]; then
@@ -277,19 +280,62 @@ probe_pods() {
       fi
       sleep 1
     done
-    echo "$container: /readyz 2xx"
+    # What the liveness probe and a ServiceMonitor would fetch on the same port.
+    for path in /healthz /metrics; do
+      timeout 10 podman exec "$container" "$entry" --probe "http://127.0.0.1:$port$path" >/dev/null 2>&1 ||
+        { echo "$svc: $path on port $port is not 2xx" >&2; return 1; }
+    done
+    echo "$container: /readyz, /healthz, /metrics 2xx on port $port"
   done
 }
-step "publisher, aggregator, batch-ingest pods ready (--probe /readyz)" 240 probe_pods
+step "publisher, aggregator, batch-ingest pods: /readyz, /healthz, /metrics (--probe)" 240 probe_pods
+
+# Stopping the gateway as Kubernetes deletes a pod: SIGTERM to the container while the pod's
+# network stays up. The gateway must tell its client to reconnect and close it with 1001
+# (gateway.shutdown_delay, then the drain) within terminationGracePeriodSeconds. Podman 4.3's
+# kube play ignores terminationGracePeriodSeconds (its containers get the default stop timeout,
+# 10 s), and both `podman kube down` and `podman pod stop` take the pod's network down while the
+# gateway is still draining, so the client would only see the socket vanish: the test stops the
+# gateway container with `podman stop --time <terminationGracePeriodSeconds>` first.
+drain() {
+  local secret client_pid deadline container grace
+  secret=$("$PY" -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["auth"]["hmacSecret"])' "$HERE/values/kube-play.yaml")
+  grace=$("$PY" -c 'import sys,yaml; print(next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-gateway"))["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])' "$WORK/app.yaml")
+  container=$(podman ps --format '{{.Names}}' | grep -E '^sb-switchboard-gateway-pod-[0-9]+-gateway$' | head -1)
+  timeout 120 "$PY" "$HERE/ws_check.py" "http://127.0.0.1:$GATEWAY_PORT" "$secret" --drain >"$WORK/drain.log" 2>&1 &
+  client_pid=$!
+  deadline=$((SECONDS + 30))
+  until grep -q '^subscribed' "$WORK/drain.log"; do
+    if [ $SECONDS -ge $deadline ] || ! kill -0 $client_pid 2>/dev/null; then
+      cat "$WORK/drain.log" >&2
+      kill $client_pid 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "podman stop --time $grace $container (terminationGracePeriodSeconds $grace)"
+  timeout $((grace + 30)) podman stop --time "$grace" "$container" >/dev/null 2>"$WORK/stop.log" ||
+    { cat "$WORK/stop.log" >&2; return 1; }
+  if ! wait $client_pid; then
+    echo "the gateway did not drain its client:" >&2
+    cat "$WORK/drain.log" >&2
+    return 1
+  fi
+  cat "$WORK/drain.log"
+  [ "$(podman inspect --format '{{.State.ExitCode}}' "$container")" = 0 ] ||
+    { echo "$container exited with $(podman inspect --format '{{.State.ExitCode}}' "$container")" >&2; return 1; }
+  echo "$container exited 0 after draining"
+}
+step "SIGTERM to the gateway: reconnect, close 1001, exit 0" 120 drain
 
 down() {
-  timeout 120 podman kube down "$WORK/app.yaml" >/dev/null
-  timeout 60 podman kube down "$WORK/backends.yaml" >/dev/null
+  timeout 120 podman kube down "$WORK/app.yaml" >/dev/null 2>"$WORK/down.log" || { cat "$WORK/down.log" >&2; return 1; }
+  timeout 60 podman kube down "$WORK/backends.yaml" >/dev/null 2>"$WORK/down.log" || { cat "$WORK/down.log" >&2; return 1; }
   rm -f "$WORK/app.yaml" "$WORK/backends.yaml"
-  if podman ps -a --format '{{.Names}}' | grep -qE "^(sb-switchboard-|$RUN_ID-)"; then
+  if podman ps -a --format '{{.Names}}' | grep -E "^(sb-switchboard-|$RUN_ID-)"; then
     echo "containers left after podman kube down" >&2
     return 1
   fi
   echo "podman kube down removed every pod"
 }
-step "podman kube down" 200 down
+step "podman kube down" 180 down

@@ -1,11 +1,14 @@
 """End-to-end check through a gateway pod run by `podman kube play` (tests/deploy/helm-test.sh).
 
   python ws_check.py BASE_URL HMAC_SECRET API_KEY
+  python ws_check.py BASE_URL HMAC_SECRET --drain
 
 Waits for /readyz, connects a WebSocket client with an HS256 token (claims sub, exp, rooms,
 role), subscribes to a room, publishes to it with POST /api/ws/publish and the API key, and
 expects the message back; then waits for the publisher pod's `task_progress_update` in room
-`tasks`, which crosses publisher -> NATS -> gateway. Every wait is bounded.
+`tasks`, which crosses publisher -> NATS -> gateway. With --drain: connects, prints
+"subscribed", and expects the gateway's drain when its pod is stopped: a `reconnect` frame, then
+a close with 1001. Every wait is bounded.
 """
 
 import base64
@@ -17,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 ROOM = "helm-test.kube-play"
@@ -63,12 +67,44 @@ def receive_until(ws, predicate, timeout: float, what: str) -> dict:
             return frame
 
 
-def main(base: str, secret: str, api_key: str) -> None:
-    wait_ready(base, 60)
-    token = hs256_token(secret, {"sub": "helm-test", "exp": int(time.time()) + 300,
+def ws_url(base: str, secret: str, sub: str) -> str:
+    token = hs256_token(secret, {"sub": sub, "exp": int(time.time()) + 300,
                                  "rooms": ["helm-test.>", "tasks"], "role": "viewer"})
-    ws_url = base.replace("http://", "ws://") + f"/api/ws/connect?token={token}"
-    with connect(ws_url, subprotocols=["switchboard.v1.json"], open_timeout=10) as ws:
+    return base.replace("http://", "ws://") + f"/api/ws/connect?token={token}"
+
+
+def drain(base: str, secret: str) -> None:
+    wait_ready(base, 60)
+    with connect(ws_url(base, secret, "helm-test-drain"), subprotocols=["switchboard.v1.json"], open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "subscribe", "rooms": [ROOM]}))
+        receive_until(ws, lambda f: f.get("type") == "subscribed", 10, "subscribed")
+        print("subscribed", flush=True)
+        start = time.monotonic()
+        frame = receive_until(ws, lambda f: f.get("type") == "reconnect", 60, "reconnect frame")
+        print(f"reconnect after {time.monotonic() - start:.1f} s: {json.dumps(frame)}", flush=True)
+        try:
+            while True:
+                ws.recv(timeout=max(1.0, 30 - (time.monotonic() - start)))
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+            print(f"closed by the gateway with {code} after {time.monotonic() - start:.1f} s")
+            if code != 1001:
+                raise SystemExit(f"expected close code 1001, got {code}")
+        except TimeoutError:
+            raise SystemExit("the gateway did not close the connection after reconnect")
+
+
+def main(base: str, secret: str, api_key: str) -> None:
+    if api_key == "--drain":
+        drain(base, secret)
+        return
+    wait_ready(base, 60)
+    for path, expect in (("/healthz", ""), ("/metrics", "# TYPE ")):
+        with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
+            body = response.read().decode()
+            assert response.status == 200 and expect in body, (path, response.status, body[:200])
+    print("gateway /readyz, /healthz, /metrics: 200")
+    with connect(ws_url(base, secret, "helm-test"), subprotocols=["switchboard.v1.json"], open_timeout=10) as ws:
         hello = receive_until(ws, lambda f: f.get("type") == "connection_established", 10, "connection_established")
         print(f"connected to gateway pod {hello.get('server_id')}")
         ws.send(json.dumps({"type": "subscribe", "rooms": [ROOM, "tasks"]}))
