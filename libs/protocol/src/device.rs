@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::Subjects;
 use crate::room::{NameError, RoomName, validate_node_id};
 
 /// Room of every device's status changes.
@@ -183,7 +184,8 @@ pub mod api {
     pub const START_DEVICE: &str = "start_device";
     /// `stop_device`: [`DeviceRequest`](super::DeviceRequest) → [`DeviceStatus`](super::DeviceStatus).
     pub const STOP_DEVICE: &str = "stop_device";
-    /// `inject_fault` (mock driver only): fault switches → [`DeviceStatus`](super::DeviceStatus).
+    /// `inject_fault` (mock driver only): [`FaultRequest`](super::FaultRequest) →
+    /// [`DeviceStatus`](super::DeviceStatus) (`invalid_message` for a device of another driver).
     pub const INJECT_FAULT: &str = "inject_fault";
     /// Queue group of the replicas: each request is answered by one of them.
     pub const QUEUE_GROUP: &str = "sb-device-reader-api";
@@ -198,6 +200,34 @@ pub struct ListDevicesRequest {}
 pub struct DeviceRequest {
     /// The device.
     pub device_id: String,
+}
+
+/// `inject_fault`: the mock driver's fault switches for one device. Absent switches keep their
+/// current value, so `{"device_id": "opm-1", "stuck": true}` changes only `stuck`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultRequest {
+    /// The device (its driver must be `mock`).
+    pub device_id: String,
+    /// Probability (0 to 1) that a module read fails with "Hardware temporarily unavailable".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_rate: Option<f64>,
+    /// The instrument hangs: every read runs into the device's timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<bool>,
+    /// The connection to the instrument is lost: every read fails at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnected: Option<bool>,
+    /// The next this many reads fail (transient errors), whatever the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_next: Option<u32>,
+}
+
+/// `sb.device_reader.control`: how device-reader replicas tell each other about a management
+/// change (a device added, started, stopped, or its faults switched) that one of them
+/// received, so every replica applies it. Every replica subscribes (no queue group); the
+/// payload is internal to the device reader.
+pub fn control_subject(subjects: &Subjects) -> String {
+    format!("{}.{}.control", subjects.prefix(), api::SERVICE)
 }
 
 #[cfg(test)]
@@ -255,6 +285,20 @@ mod tests {
         assert_eq!(frame["type"], "error");
         assert_eq!(frame["recoverable"], true);
         assert_eq!(frame["error_count"], 2);
+    }
+
+    #[test]
+    fn fault_requests_leave_absent_switches_out() {
+        let request: FaultRequest =
+            serde_json::from_value(json!({"device_id": "opm-1", "stuck": true})).unwrap();
+        assert_eq!(request.stuck, Some(true));
+        assert_eq!(request.fault_rate, None);
+        let value = serde_json::to_value(&request).unwrap();
+        assert_eq!(value, json!({"device_id": "opm-1", "stuck": true}));
+        assert_eq!(
+            control_subject(&Subjects::new("sb")),
+            "sb.device_reader.control"
+        );
     }
 
     #[test]

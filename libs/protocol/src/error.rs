@@ -68,6 +68,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The addressed node is not connected anywhere in the cluster.
     NodeNotConnected,
+    /// The addressed lab device is not configured on any device reader.
+    DeviceNotFound,
     /// The node did not answer a command in time.
     CommandTimeout,
     /// The bus or store is unreachable.
@@ -78,7 +80,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
         ErrorCode::InvalidRoom,
@@ -95,6 +97,7 @@ impl ErrorCode {
         ErrorCode::HeartbeatTimeout,
         ErrorCode::ShuttingDown,
         ErrorCode::NodeNotConnected,
+        ErrorCode::DeviceNotFound,
         ErrorCode::CommandTimeout,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
@@ -239,6 +242,13 @@ impl ErrorCode {
                 404,
                 true,
                 "node is not connected",
+            ),
+            ErrorCode::DeviceNotFound => (
+                "device_not_found",
+                cc::INTERNAL,
+                404,
+                true,
+                "device is not known",
             ),
             ErrorCode::CommandTimeout => (
                 "command_timeout",

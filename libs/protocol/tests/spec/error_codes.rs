@@ -132,15 +132,16 @@ fn position_in_all(code: ErrorCode) -> usize {
         ErrorCode::HeartbeatTimeout => 13,
         ErrorCode::ShuttingDown => 14,
         ErrorCode::NodeNotConnected => 15,
-        ErrorCode::CommandTimeout => 16,
-        ErrorCode::Unavailable => 17,
-        ErrorCode::Internal => 18,
+        ErrorCode::DeviceNotFound => 16,
+        ErrorCode::CommandTimeout => 17,
+        ErrorCode::Unavailable => 18,
+        ErrorCode::Internal => 19,
     }
 }
 
 #[test]
 fn error_code_all_lists_every_variant_once() {
-    const VARIANTS: usize = 19;
+    const VARIANTS: usize = 20;
     assert_eq!(ErrorCode::ALL.len(), VARIANTS);
     for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
         assert_eq!(
