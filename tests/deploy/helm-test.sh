@@ -33,7 +33,7 @@ HERE=tests/deploy/helm
 VENV=target/helm-venv
 mkdir -p target
 WORK=$(mktemp -d "$ROOT/target/helm-test.XXXXXX")
-RUN_ID=sbhelm$$
+RUN_ID=sbhelm$$   # prefix of every pod, the network, the secret (fullnameOverride)
 NETWORK=$RUN_ID
 PY=$VENV/bin/python
 
@@ -69,8 +69,7 @@ cleanup() {
   if [ "$PODMAN_USED" = 1 ]; then
     if [ $status != 0 ]; then
       log "logs of the kube play containers (last 15 lines each)"
-      for c in $(podman ps -a --filter "label=io.switchboard.helm-test=$RUN_ID" --format '{{.Names}}' 2>/dev/null) \
-        $(podman ps -a --format '{{.Names}}' 2>/dev/null | grep -E "^(sb-switchboard-|$RUN_ID-)"); do
+      for c in $(podman ps -a --format '{{.Names}}' 2>/dev/null | grep -E "^$RUN_ID-"); do
         echo "--- $c" >&2
         podman logs --tail 15 "$c" >&2 2>&1
       done
@@ -150,7 +149,7 @@ images() {
     log "binaries missing in $BIN_DIR: cargo build --workspace --bins"
     timeout 1200 cargo build --workspace --bins
   fi
-  if [ -x tests/deploy/build-images.sh ] || [ -f tests/deploy/build-images.sh ]; then
+  if [ -f tests/deploy/build-images.sh ]; then
     SWITCHBOARD_REGISTRY=$SB_REGISTRY SWITCHBOARD_TAG=$SB_TAG timeout 900 bash tests/deploy/build-images.sh "$BIN_DIR" >"$out"
     cat "$out"
     NATS_IMAGE=$(sed -n 's/^image \(.*\/nats:.*\)$/\1/p' "$out" | head -1)
@@ -230,8 +229,8 @@ app() {
   # (0.0.0.0:<containerPort>): free ports keep those from colliding with anything else here.
   GATEWAY_PORT=$(free_port) PUBLISHER_PORT=$(free_port) AGGREGATOR_PORT=$(free_port) BATCH_INGEST_PORT=$(free_port)
   local overrides
-  overrides=$(printf '{"nats":{"url":"nats://%s:4222"},"redis":{"url":"redis://%s:6379"},"image":{"registry":"%s","tag":"%s"},"gateway":{"hostPort":%s},"publisher":{"adminPort":%s},"aggregator":{"adminPort":%s},"batchIngest":{"port":%s}}' \
-    "$NATS_IP" "$REDIS_IP" "$SB_REGISTRY" "$SB_TAG" "$GATEWAY_PORT" "$PUBLISHER_PORT" "$AGGREGATOR_PORT" "$BATCH_INGEST_PORT")
+  overrides=$(printf '{"fullnameOverride":"%s","nats":{"url":"nats://%s:4222"},"redis":{"url":"redis://%s:6379"},"image":{"registry":"%s","tag":"%s"},"gateway":{"hostPort":%s},"publisher":{"adminPort":%s},"aggregator":{"adminPort":%s},"batchIngest":{"port":%s}}' \
+    "$RUN_ID" "$NATS_IP" "$REDIS_IP" "$SB_REGISTRY" "$SB_TAG" "$GATEWAY_PORT" "$PUBLISHER_PORT" "$AGGREGATOR_PORT" "$BATCH_INGEST_PORT")
   timeout 120 "$PY" "$HERE/check.py" render "$HERE/values/kube-play.yaml" "$WORK/release.yaml" "$KUBE_VERSION" "$overrides"
   timeout 60 "$PY" "$HERE/check.py" kube-play-files "$WORK/release.yaml" "$WORK/app.yaml" "$WORK/secret.json" >"$WORK/info.txt"
   mapfile -t info <"$WORK/info.txt"
@@ -249,7 +248,7 @@ app() {
   fi
   grep -v -e 'unable to get systemd connection' -e '^[0-9a-f]\{64\}$' -e '^Pod:$' -e '^Container:$' -e '^$' "$WORK/play.log" || true
   # kube play exits 0 even when a container fails at once; the checks below tell.
-  podman ps -a --format '{{.Names}}  {{.Status}}  {{.Ports}}' | grep -E '^sb-switchboard-' || true
+  podman ps -a --format '{{.Names}}  {{.Status}}  {{.Ports}}' | grep -E "^$RUN_ID-" || true
 }
 step "kube play the rendered Deployments, ConfigMap and Secret" 300 app
 
@@ -267,7 +266,7 @@ probe_pods() {
   local svc port container entry deadline
   for svc in "publisher:$PUBLISHER_PORT" "aggregator:$AGGREGATOR_PORT" "batch-ingest:$BATCH_INGEST_PORT"; do
     port=${svc#*:} svc=${svc%%:*}
-    container=$(podman ps --format '{{.Names}}' | grep -E "^sb-switchboard-$svc-pod-[0-9]+-$svc\$" | head -1)
+    container=$(podman ps --format '{{.Names}}' | grep -E "^$RUN_ID-$svc-pod-[0-9]+-$svc\$" | head -1)
     [ -n "$container" ] || { echo "$svc: no running container" >&2; return 1; }
     entry=$(podman inspect --format '{{.Config.Entrypoint}}' "$container") # a string in Podman 4.3
     entry=${entry%% *}
@@ -301,7 +300,7 @@ drain() {
   local secret client_pid deadline container grace
   secret=$("$PY" -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["auth"]["hmacSecret"])' "$HERE/values/kube-play.yaml")
   grace=$("$PY" -c 'import sys,yaml; print(next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-gateway"))["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])' "$WORK/app.yaml")
-  container=$(podman ps --format '{{.Names}}' | grep -E '^sb-switchboard-gateway-pod-[0-9]+-gateway$' | head -1)
+  container=$(podman ps --format '{{.Names}}' | grep -E "^$RUN_ID-gateway-pod-[0-9]+-gateway\$" | head -1)
   timeout 120 "$PY" "$HERE/ws_check.py" "http://127.0.0.1:$GATEWAY_PORT" "$secret" --drain >"$WORK/drain.log" 2>&1 &
   client_pid=$!
   deadline=$((SECONDS + 30))
@@ -332,7 +331,7 @@ down() {
   timeout 120 podman kube down "$WORK/app.yaml" >/dev/null 2>"$WORK/down.log" || { cat "$WORK/down.log" >&2; return 1; }
   timeout 60 podman kube down "$WORK/backends.yaml" >/dev/null 2>"$WORK/down.log" || { cat "$WORK/down.log" >&2; return 1; }
   rm -f "$WORK/app.yaml" "$WORK/backends.yaml"
-  if podman ps -a --format '{{.Names}}' | grep -E "^(sb-switchboard-|$RUN_ID-)"; then
+  if podman ps -a --format '{{.Names}}' | grep -E "^$RUN_ID-"; then
     echo "containers left after podman kube down" >&2
     return 1
   fi
