@@ -106,6 +106,11 @@ for values in "$HERE"/values/*.yaml; do
   step "render + validate (Kubernetes $OLDEST_KUBE_VERSION) $name" 120 \
     "$PY" "$HERE/check.py" render "$values" "$WORK/$name.$OLDEST_KUBE_VERSION.yaml" "$OLDEST_KUBE_VERSION"
 done
+# The gateway with an admin listener of its own (a later issue): probes, Service, ServiceMonitor
+# and NetworkPolicy move to the port `admin`.
+step "render + validate production with gateway.adminPort 9090" 120 \
+  "$PY" "$HERE/check.py" render "$HERE/values/production.yaml" "$WORK/production-admin-port.yaml" "$KUBE_VERSION" \
+  '{"gateway": {"adminPort": 9090}}'
 step "README.md and values.schema.json cover values.yaml" 60 "$PY" "$HERE/check.py" coverage
 step "failures are caught" 120 "$PY" "$HERE/check.py" expect-failures "$HERE/invalid" "$HERE/values/minimal.yaml" "$KUBE_VERSION"
 
