@@ -14,8 +14,9 @@
 #   STATE_DIR=target/local-cluster   logs/, pids/, nats/ (JetStream), redis/, cluster.env
 #   BIN_DIR=target/release           where the switchboard-* binaries are; built with cargo when
 #                                    missing (--release for target/release), or always with BUILD=1
-#   DEMO=0                1: DEMO_AGENTS (3) switchboard-agent processes and one
-#                         switchboard-mlnode-sim registered with batch-ingest (POST /v1/nodes)
+#   DEMO=0                1: DEMO_AGENTS (3) switchboard-agent processes (each signs its own node
+#                         token with the cluster's HMAC secret) and one switchboard-mlnode-sim
+#                         registered with batch-ingest (POST /v1/nodes)
 #   UP_TIMEOUT=60         seconds `up` waits for every process to be ready
 #   STOP_TIMEOUT=15       seconds `down` waits after SIGTERM (per stage) before SIGKILL
 #   SWITCHBOARD_HMAC_SECRET, SWITCHBOARD_API_KEY   reused when set (else
@@ -43,8 +44,8 @@ LOG_DIR=$STATE_DIR/logs
 PID_DIR=$STATE_DIR/pids
 MANIFEST=$STATE_DIR/cluster.procs
 ENV_FILE=$STATE_DIR/cluster.env
-# Never collide with the NATS, Redis and gateway defaults a developer may be running.
 REDIS_CLI=$(command -v redis-cli || echo /usr/bin/redis-cli)
+# Never collide with the NATS, Redis and gateway defaults a developer may be running.
 RESERVED_PORTS=" 4222 6379 8000 8222 "
 
 SERVICE_BINARIES=(switchboard-gateway switchboard-publisher switchboard-aggregator switchboard-batch-ingest)
@@ -58,26 +59,12 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 # ---------------------------------------------------------------- processes and PID files
 
-# The configuration sections each binary reads. Only used when a binary refuses the sections of
-# the others (older builds: deny_unknown_fields on the whole config); see env_for.
-sections_of() {
-  case $1 in
-    switchboard-gateway) echo "gateway bus store auth telemetry" ;;
-    switchboard-publisher) echo "publisher bus store telemetry" ;;
-    switchboard-aggregator) echo "aggregator bus store telemetry" ;;
-    switchboard-batch-ingest) echo "batch_ingest bus store telemetry" ;;
-    # Minted tokens (AGENT_MINTED) are for agent builds without [auth].
-    switchboard-agent) if [ "${AGENT_MINTED:-0}" = 1 ]; then echo "agent telemetry"; else echo "agent auth telemetry"; fi ;;
-    *) echo "" ;;
-  esac
-}
-
 # pid_of NAME: the PID recorded for NAME, or nothing.
 pid_of() { [ -f "$PID_DIR/$1.pid" ] && head -n1 "$PID_DIR/$1.pid" || true; }
 
-# alive NAME PID BINARY: the PID runs BINARY (so a reused PID is never signalled) and is no zombie.
+# alive PID BINARY: the PID runs BINARY (so a reused PID is never signalled) and is no zombie.
 alive() {
-  local pid=$2 binary=$3 argv0="" state=""
+  local pid=$1 binary=$2 argv0="" state=""
   is_uint "$pid" || return 1
   { IFS= read -r -d '' argv0 <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
   argv0=${argv0%% *} # redis-server rewrites its title to "redis-server host:port"
@@ -86,14 +73,15 @@ alive() {
   [ "$state" != Z ]
 }
 
-# Manifest lines: NAME BINARY URL PROBE (PROBE: http://…/readyz, redis://host:port, tcp://host:port).
+# Manifest lines: NAME BINARY URL PROBE (PROBE: http://…/readyz, redis://host:port,
+# tcp://host:port, agents://host:port).
 manifest_lines() { [ -f "$MANIFEST" ] && grep -v '^#' "$MANIFEST" || true; }
 
 alive_count() {
   local count=0 name binary url probe
   while read -r name binary url probe; do
     [ -n "$name" ] || continue
-    if alive "$name" "$(pid_of "$name")" "$binary"; then count=$((count + 1)); fi
+    if alive "$(pid_of "$name")" "$binary"; then count=$((count + 1)); fi
   done < <(manifest_lines)
   echo "$count"
 }
@@ -117,15 +105,17 @@ http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time "${2:-2}" "$1" 2
 
 # probe PROBE: succeeds when the process answers as ready.
 probe() {
+  local address=${1#*://}
   case $1 in
     http://*) [ "$(http_code "$1")" = 200 ] ;;
-    redis://*)
-      local address=${1#redis://}
-      [ "$(timeout 2 "$REDIS_CLI" -h "${address%:*}" -p "${address##*:}" ping 2>/dev/null)" = PONG ]
-      ;;
-    tcp://*)
-      local address=${1#tcp://}
-      (exec 3<>"/dev/tcp/${address%:*}/${address##*:}") 2>/dev/null
+    redis://*) [ "$(timeout 2 "$REDIS_CLI" -h "${address%:*}" -p "${address##*:}" ping 2>/dev/null)" = PONG ] ;;
+    tcp://*) (exec 3<>"/dev/tcp/${address%:*}/${address##*:}") 2>/dev/null ;;
+    agents://*)
+      # Agents have no listener: ready once the gateway at host:port counts every demo agent
+      # among the cluster's connections.
+      local active
+      active=$(curl -s --max-time 2 "http://$address/api/ws/stats" | sed -n 's/.*"active_connections":\([0-9]*\).*/\1/p')
+      [ "${active:-0}" -ge "$DEMO_AGENTS" ]
       ;;
     *) return 1 ;;
   esac
@@ -137,12 +127,12 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 cmd_status() {
   [ -f "$MANIFEST" ] || { echo "no local cluster in $STATE_DIR"; return 3; }
-  local name binary url probe pid state health code bad=0 readiness live=0
+  local name binary url probe pid state health code bad=0 live=0
   printf '%-14s %-8s %-7s %-38s %s\n' NAME PID STATE ADDRESS HEALTH
   while read -r name binary url probe; do
     [ -n "$name" ] || continue
     pid=$(pid_of "$name")
-    if alive "$name" "$pid" "$binary"; then
+    if alive "$pid" "$binary"; then
       state=alive
       live=$((live + 1))
     elif [ -n "$pid" ]; then
@@ -157,12 +147,12 @@ cmd_status() {
         http://*)
           code=$(http_code "${probe%/*}/healthz")
           health="/healthz $code"
-          if [ "${probe##*/}" = readyz ]; then
-            readiness=$(http_code "$probe")
-            health="$health, /readyz $readiness"
-            [ "$readiness" = 200 ] || bad=1
-          fi
           [ "$code" = 200 ] || bad=1
+          if [ "${probe##*/}" = readyz ]; then
+            code=$(http_code "$probe")
+            health="$health, /readyz $code"
+            [ "$code" = 200 ] || bad=1
+          fi
           ;;
         redis://*) if probe "$probe"; then health="PING ok"; else health="PING failed"; bad=1; fi ;;
         tcp://*) if probe "$probe"; then health="port open"; else health="port closed"; bad=1; fi ;;
@@ -177,54 +167,53 @@ cmd_status() {
 
 # ---------------------------------------------------------------- down
 
+# reap DEADLINE_MS STARTED_MS: waits until every STOPPING entry ("NAME PID BINARY") has exited
+# or DEADLINE_MS has passed; removes the PID files of the exited ones from STOPPING.
+reap() {
+  local entry name pid binary
+  local -a left
+  while :; do
+    left=()
+    for entry in "${STOPPING[@]}"; do
+      read -r name pid binary <<<"$entry"
+      if alive "$pid" "$binary"; then
+        left+=("$entry")
+      else
+        say "stopped $name (pid $pid) in $(since "$2")"
+        rm -f "$PID_DIR/$name.pid"
+      fi
+    done
+    STOPPING=("${left[@]}")
+    if [ ${#STOPPING[@]} -eq 0 ] || [ "$(now_ms)" -ge "$1" ]; then return 0; fi
+    sleep 0.1
+  done
+}
+
 # stop_stage NAME...: SIGTERM to each live process, wait up to STOP_TIMEOUT, SIGKILL the rest.
 stop_stage() {
-  local name binary url probe pid started deadline
-  local -a names=() pids=() binaries=()
+  local name binary pid started entry
+  STOPPING=()
   for name in "$@"; do
     binary=$(manifest_lines | awk -v n="$name" '$1 == n { print $2 }')
     pid=$(pid_of "$name")
-    if alive "$name" "$pid" "$binary"; then
+    if alive "$pid" "$binary"; then
       kill -TERM "$pid" 2>/dev/null || true
-      names+=("$name") pids+=("$pid") binaries+=("$binary")
+      STOPPING+=("$name $pid $binary")
     else
       rm -f "$PID_DIR/$name.pid"
     fi
   done
-  [ ${#names[@]} -gt 0 ] || return 0
   started=$(now_ms)
-  deadline=$((started + STOP_TIMEOUT * 1000))
-  local i remaining
-  while :; do
-    remaining=0
-    for i in "${!names[@]}"; do
-      [ -n "${pids[$i]}" ] || continue
-      if alive "${names[$i]}" "${pids[$i]}" "${binaries[$i]}"; then
-        remaining=$((remaining + 1))
-      else
-        say "stopped ${names[$i]} (pid ${pids[$i]}) in $(since "$started")"
-        rm -f "$PID_DIR/${names[$i]}.pid"
-        pids[i]=""
-      fi
-    done
-    [ "$remaining" -gt 0 ] || return 0
-    if [ "$(now_ms)" -ge "$deadline" ]; then break; fi
-    sleep 0.1
+  reap $((started + STOP_TIMEOUT * 1000)) "$started"
+  for entry in "${STOPPING[@]}"; do
+    read -r name pid binary <<<"$entry"
+    say "$name (pid $pid) still running after ${STOP_TIMEOUT}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
   done
-  for i in "${!names[@]}"; do
-    [ -n "${pids[$i]}" ] || continue
-    say "${names[$i]} (pid ${pids[$i]}) still running after ${STOP_TIMEOUT}s: SIGKILL"
-    kill -KILL "${pids[$i]}" 2>/dev/null || true
-  done
-  deadline=$(($(now_ms) + 5000))
-  for i in "${!names[@]}"; do
-    [ -n "${pids[$i]}" ] || continue
-    while alive "${names[$i]}" "${pids[$i]}" "${binaries[$i]}" && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.1; done
-    if alive "${names[$i]}" "${pids[$i]}" "${binaries[$i]}"; then
-      say "${names[$i]} (pid ${pids[$i]}) survived SIGKILL"
-    else
-      rm -f "$PID_DIR/${names[$i]}.pid"
-    fi
+  reap $(($(now_ms) + 5000)) "$started"
+  for entry in "${STOPPING[@]}"; do
+    read -r name pid binary <<<"$entry"
+    say "$name (pid $pid) survived SIGKILL"
   done
 }
 
@@ -232,9 +221,7 @@ stop_stage() {
 # bus and store are still there for their drain, then NATS and Redis.
 cmd_down() {
   if [ ! -f "$MANIFEST" ]; then echo "no local cluster in $STATE_DIR: nothing to stop"; return 0; fi
-  local running
-  running=$(alive_count)
-  if [ "$running" = 0 ]; then
+  if [ "$(alive_count)" = 0 ]; then
     rm -f "$PID_DIR"/*.pid
     echo "local cluster in $STATE_DIR is not running; logs are in $LOG_DIR"
     return 0
@@ -254,25 +241,23 @@ cmd_down() {
 
 find_tools() {
   command -v curl >/dev/null 2>&1 || die "needs curl (apt-get install curl)"
-  NATS_SERVER=$(command -v nats-server || true)
-  [ -n "$NATS_SERVER" ] || { [ -x /usr/sbin/nats-server ] && NATS_SERVER=/usr/sbin/nats-server; } || true
-  REDIS_SERVER=$(command -v redis-server || true)
-  if [ -z "$NATS_SERVER" ] || [ -z "$REDIS_SERVER" ]; then
+  # nats-server may be in /usr/sbin, which a user's PATH can lack.
+  if ! PATH=$PATH:/usr/sbin command -v nats-server >/dev/null || ! command -v redis-server >/dev/null; then
     say "nats-server or redis-server missing: installing them (scripts/lib/deps.sh)"
     # shellcheck source=../scripts/lib/deps.sh
     source "$ROOT/scripts/lib/deps.sh"
     ensure_test_services
-    NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
-    REDIS_SERVER=$(command -v redis-server || echo /usr/bin/redis-server)
   fi
+  NATS_SERVER=$(PATH=$PATH:/usr/sbin command -v nats-server) && REDIS_SERVER=$(command -v redis-server) ||
+    die "nats-server or redis-server still missing"
   [ -x "$REDIS_CLI" ] || die "needs redis-cli (apt-get install redis-tools)"
 }
 
+# ensure_binaries BINARY...: builds the missing ones (all of them with BUILD=1).
 ensure_binaries() {
-  local -a packages=() binaries=("${SERVICE_BINARIES[@]}")
-  [ "$DEMO" = 1 ] && binaries+=("${DEMO_BINARIES[@]}")
+  local -a packages=()
   local binary
-  for binary in "${binaries[@]}"; do
+  for binary in "$@"; do
     # Each binary's package has the binary's name.
     if [ "${BUILD:-0}" = 1 ] || [ ! -x "$BIN_DIR/$binary" ]; then packages+=(-p "$binary"); fi
   done
@@ -282,31 +267,29 @@ ensure_binaries() {
     "$TARGET_DIR/debug") say "building ${packages[*]} (debug)"; cargo build "${packages[@]}" >&2 ;;
     *) die "$BIN_DIR lacks ${packages[*]//-p /}; build them or point BIN_DIR at target/release or target/debug" ;;
   esac
-  for binary in "${binaries[@]}"; do [ -x "$BIN_DIR/$binary" ] || die "$BIN_DIR/$binary missing after the build"; done
+  for binary in "$@"; do [ -x "$BIN_DIR/$binary" ] || die "$BIN_DIR/$binary missing after the build"; done
 }
 
 choose_ports() {
-  local block=$((10 + GATEWAYS)) base port tries
-  port_block_free() {
+  local block=$((10 + GATEWAYS)) base tries taken=""
+  # block_free BASE: no port of the block is reserved or in use; else says which in `taken`.
+  block_free() {
     local p
     for ((p = $1; p < $1 + block; p++)); do
-      case $RESERVED_PORTS in *" $p "*) return 1 ;; esac
-      if port_taken "$p"; then return 1; fi
+      case $RESERVED_PORTS in *" $p "*) taken="$p, reserved for a developer's own NATS/Redis/gateway"; return 1 ;; esac
+      if port_taken "$p"; then taken="$p, in use"; return 1; fi
     done
   }
   if [ -n "${BASE_PORT:-}" ]; then
     is_uint "$BASE_PORT" && [ "$BASE_PORT" -ge 1024 ] && [ $((BASE_PORT + block)) -le 65535 ] ||
       die "BASE_PORT=$BASE_PORT: need a number from 1024 to $((65535 - block))"
-    for ((port = BASE_PORT; port < BASE_PORT + block; port++)); do
-      case $RESERVED_PORTS in *" $port "*) die "BASE_PORT=$BASE_PORT: ports $BASE_PORT-$((BASE_PORT + block - 1)) include $port, reserved for a developer's own NATS/Redis/gateway" ;; esac
-      if port_taken "$port"; then die "BASE_PORT=$BASE_PORT: port $port (of $BASE_PORT-$((BASE_PORT + block - 1))) is in use"; fi
-    done
+    block_free "$BASE_PORT" || die "BASE_PORT=$BASE_PORT: ports $BASE_PORT-$((BASE_PORT + block - 1)) include $taken"
     base=$BASE_PORT
   else
     # Below the kernel's ephemeral range (32768+), so outgoing connections do not take them.
     for ((tries = 0; tries < 100; tries++)); do
       base=$((20000 + (RANDOM % ((32000 - 20000 - block) / 10)) * 10))
-      if port_block_free "$base"; then break; fi
+      if block_free "$base"; then break; fi
       base=""
     done
     [ -n "$base" ] || die "found no free block of $block ports between 20000 and 32000; set BASE_PORT"
@@ -337,41 +320,6 @@ choose_secrets() {
   [ ${#HMAC_SECRET} -ge 32 ] || die "the HMAC secret must be at least 32 bytes"
 }
 
-# env_for BINARY: fills ENV_ARGS with the `env` arguments of one process (before its own
-# VAR=value settings). Every process gets the one shared SWITCHBOARD__* environment; a binary
-# that refuses sections it does not read gets only its own (recorded in SCRUBBED).
-declare -A SCRUBBED=()
-env_for() {
-  local binary=$1 variable section
-  ENV_ARGS=(-u SWITCHBOARD_CONFIG -u SWITCHBOARD__TELEMETRY__ADMIN_LISTEN)
-  [ -n "${SCRUBBED[$binary]:-}" ] || return 0
-  for variable in $(compgen -e | grep '^SWITCHBOARD__' || true); do
-    section=${variable#SWITCHBOARD__}
-    section=${section%%__*}
-    section=${section,,}
-    case " $(sections_of "$binary") " in *" $section "*) ;; *) ENV_ARGS+=(-u "$variable") ;; esac
-  done
-}
-
-# check_config BINARY VAR=value...: --check-config under the shared environment; when the binary
-# refuses another service's section, under its own sections only.
-check_config() {
-  local binary=$1 output
-  shift
-  env_for "$binary"
-  if output=$(env "${ENV_ARGS[@]}" "$@" "$BIN_DIR/$binary" --check-config 2>&1); then return 0; fi
-  if grep -q 'unknown field' <<<"$output"; then
-    SCRUBBED[$binary]=1
-    env_for "$binary"
-    if output=$(env "${ENV_ARGS[@]}" "$@" "$BIN_DIR/$binary" --check-config 2>&1); then
-      say "note: $binary refuses the other services' SWITCHBOARD__* sections; it gets only [$(sections_of "$binary")]"
-      return 0
-    fi
-  fi
-  echo "$output" >&2
-  return 1
-}
-
 # launch NAME BINARY_PATH URL PROBE [VAR=value...] [-- ARGS...]: starts one process in its own
 # session, output appended to its log, PID in pids/NAME.pid, a line in the manifest.
 launch() {
@@ -381,16 +329,18 @@ launch() {
   while [ $# -gt 0 ] && [ "$1" != -- ]; do settings+=("$1"); shift; done
   [ $# -eq 0 ] || { shift; args=("$@"); }
   binary=$(basename -- "$path")
-  env_for "$binary"
   local log=$LOG_DIR/$name.log
   printf '==== local-cluster up %s: %s %s\n' "$(date -u +%FT%TZ)" "$path" "${args[*]}" >>"$log"
   # setsid: out of the terminal's process group, so ^C in the shell that ran `up` does not
   # reach it; it is not a group leader here, so setsid execs in place and $! is the PID.
-  env "${ENV_ARGS[@]}" "${settings[@]}" setsid "$path" "${args[@]}" >>"$log" 2>&1 </dev/null 9>&- &
-  local pid=$!
+  env "${settings[@]}" setsid "$path" "${args[@]}" >>"$log" 2>&1 </dev/null 9>&- &
+  local pid=$! deadline=$(($(now_ms) + 2000))
   echo "$pid" >"$PID_DIR/$name.pid"
   echo "$name $binary $url $probe" >>"$MANIFEST"
   STARTED+=("$name")
+  # env and setsid exec in place; until they have, alive() (which checks the binary's name)
+  # would take the process for a dead one.
+  while ! alive "$pid" "$binary" && [ -e "/proc/$pid" ] && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.01; done
 }
 
 # wait_ready NAME...: until every named process answers its probe; fails at once when one dies,
@@ -404,7 +354,7 @@ wait_ready() {
     pending=()
     for name in "${waiting[@]}"; do
       read -r _ binary url probe < <(manifest_lines | awk -v n="$name" '$1 == n')
-      if ! alive "$name" "$(pid_of "$name")" "$binary"; then
+      if ! alive "$(pid_of "$name")" "$binary"; then
         say "$name exited during start-up"
         tail_log "$name"
         return 1
@@ -451,10 +401,12 @@ cmd_up() {
     cmd_status >&2 || true
     die "run \`$0 down\` first (or use another STATE_DIR)"
   fi
-  local started
+  local started binary output
+  local -a binaries=("${SERVICE_BINARIES[@]}")
+  [ "$DEMO" = 1 ] && binaries+=("${DEMO_BINARIES[@]}")
   started=$(now_ms)
   find_tools
-  ensure_binaries
+  ensure_binaries "${binaries[@]}"
   choose_ports
   choose_secrets
   rm -f "$PID_DIR"/*.pid "$ENV_FILE"
@@ -463,30 +415,36 @@ cmd_up() {
   trap abort_up EXIT
   trap 'say "interrupted"; exit 130' INT TERM
 
-  local nats_url=nats://127.0.0.1:$NATS_PORT redis_url=redis://127.0.0.1:$REDIS_PORT
-  # The one environment every service shares; per-process listen addresses come on top.
-  export SWITCHBOARD__BUS__NATS_URL=$nats_url SWITCHBOARD__STORE__REDIS_URL=$redis_url
+  # The one environment every service shares (each ignores the sections it does not read);
+  # per-process listen addresses come on top.
+  unset SWITCHBOARD_CONFIG SWITCHBOARD__TELEMETRY__ADMIN_LISTEN
+  export SWITCHBOARD__BUS__NATS_URL=nats://127.0.0.1:$NATS_PORT
+  export SWITCHBOARD__STORE__REDIS_URL=redis://127.0.0.1:$REDIS_PORT
   export SWITCHBOARD__AUTH__HMAC_SECRET=$HMAC_SECRET SWITCHBOARD__AUTH__API_KEY=$API_KEY
-
-  local binary
-  for binary in "${SERVICE_BINARIES[@]}"; do
-    check_config "$binary" || die "$binary refuses the cluster's configuration (above)"
+  # Checked before anything starts; the agent's check also proves it can sign its own token.
+  for binary in "${binaries[@]}"; do
+    [ "$binary" != switchboard-mlnode-sim ] || continue # command-line arguments only
+    if ! output=$("$BIN_DIR/$binary" --check-config 2>&1); then
+      echo "$output" >&2
+      die "$binary refuses the cluster's configuration (above)"
+    fi
   done
 
-  launch nats "$NATS_SERVER" "$nats_url" "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" -- \
+  launch nats "$NATS_SERVER" "$SWITCHBOARD__BUS__NATS_URL" "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" -- \
     -js -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" -sd "$STATE_DIR/nats" -n local-cluster
-  launch redis "$REDIS_SERVER" "$redis_url" "$redis_url" -- \
+  launch redis "$REDIS_SERVER" "$SWITCHBOARD__STORE__REDIS_URL" "$SWITCHBOARD__STORE__REDIS_URL" -- \
     --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$STATE_DIR/redis" --logfile ''
   wait_ready nats redis
 
   local i port
-  local -a gateway_urls=() ws_urls=() service_names=()
+  local -a services=()
+  GATEWAY_URLS=() WS_URLS=()
   for ((i = 1; i <= GATEWAYS; i++)); do
     port=$((GATEWAY_BASE_PORT + i - 1))
-    gateway_urls+=("http://127.0.0.1:$port") ws_urls+=("ws://127.0.0.1:$port/api/ws/connect")
+    GATEWAY_URLS+=("http://127.0.0.1:$port") WS_URLS+=("ws://127.0.0.1:$port/api/ws/connect")
     launch "gateway-$i" "$BIN_DIR/switchboard-gateway" "http://127.0.0.1:$port" "http://127.0.0.1:$port/readyz" \
       "SWITCHBOARD__GATEWAY__LISTEN=127.0.0.1:$port" "SWITCHBOARD__GATEWAY__SERVER_ID=gateway-$i"
-    service_names+=("gateway-$i")
+    services+=("gateway-$i")
   done
   launch publisher "$BIN_DIR/switchboard-publisher" "http://127.0.0.1:$PUBLISHER_PORT" \
     "http://127.0.0.1:$PUBLISHER_PORT/readyz" \
@@ -496,46 +454,30 @@ cmd_up() {
     "SWITCHBOARD__TELEMETRY__ADMIN_LISTEN=127.0.0.1:$AGGREGATOR_PORT" "SWITCHBOARD__AGGREGATOR__REPLICA_ID=aggregator-1"
   launch batch-ingest "$BIN_DIR/switchboard-batch-ingest" "http://127.0.0.1:$BATCH_INGEST_PORT" \
     "http://127.0.0.1:$BATCH_INGEST_PORT/readyz" "SWITCHBOARD__BATCH_INGEST__LISTEN=127.0.0.1:$BATCH_INGEST_PORT"
-  service_names+=(publisher aggregator batch-ingest)
-  wait_ready "${service_names[@]}"
+  wait_ready "${services[@]}" publisher aggregator batch-ingest
 
-  if [ "$DEMO" = 1 ]; then start_demo "${ws_urls[@]}"; fi
+  if [ "$DEMO" = 1 ]; then start_demo; fi
 
-  write_env_file "${gateway_urls[@]}"
+  write_env_file
   UP_DONE=1
   trap - EXIT INT TERM
-  echo "local cluster up in $(since "$started"): $GATEWAYS gateways (${gateway_urls[*]}), state in $STATE_DIR"
+  echo "local cluster up in $(since "$started"): $GATEWAYS gateways (${GATEWAY_URLS[*]}), state in $STATE_DIR"
   [ -z "$DASHBOARD_URL" ] || echo "dashboard: $DASHBOARD_URL"
   echo "environment: source $ENV_FILE"
 }
 
-# start_demo WS_URL...: node agents spread over the gateways, and one simulated ML node that
-# batch-ingest is told to collect from through its management API.
+# Node agents spread over the gateways, and one simulated ML node that batch-ingest is told to
+# collect from through its management API.
 start_demo() {
-  local -a ws_urls=("$@")
-  local i url agent_token=""
-  local -a agent_env=("SWITCHBOARD__AGENT__UPDATE_INTERVAL=2s" "SWITCHBOARD__AGENT__NODE_ID=demo-node-1"
-    "SWITCHBOARD__AGENT__GATEWAY_URL=${ws_urls[0]}")
-  # The agent signs its own node token from auth.hmac_secret; a build that cannot gets one minted here.
-  if [ "$DEMO_AGENTS" -gt 0 ] && ! check_config switchboard-agent "${agent_env[@]}" 2>/dev/null; then
-    say "note: switchboard-agent does not sign its own token; minting node tokens for the demo agents"
-    agent_token=minted AGENT_MINTED=1
-    SCRUBBED[switchboard-agent]=1
-    check_config switchboard-agent "${agent_env[@]}" \
-      "SWITCHBOARD__AGENT__TOKEN=$(mint_token '{"sub":"demo-node-1","role":"node","node_id":"demo-node-1","exp":4102444800}')" ||
-      die "switchboard-agent refuses the demo configuration (above)"
-  fi
-  local -a names=()
+  local i url
+  local -a agents=()
   for ((i = 1; i <= DEMO_AGENTS; i++)); do
-    url=${ws_urls[$(((i - 1) % ${#ws_urls[@]}))]}
-    local -a token_env=()
-    if [ -n "$agent_token" ]; then
-      token_env=("SWITCHBOARD__AGENT__TOKEN=$(mint_token "{\"sub\":\"demo-node-$i\",\"role\":\"node\",\"node_id\":\"demo-node-$i\",\"iat\":$(date +%s),\"exp\":$(($(date +%s) + 7 * 86400))}")")
-    fi
-    launch "agent-$i" "$BIN_DIR/switchboard-agent" "$url" "-" "${token_env[@]}" \
+    url=${WS_URLS[$(((i - 1) % GATEWAYS))]}
+    # No agent.token: the agent signs its own node token with the shared auth.hmac_secret.
+    launch "agent-$i" "$BIN_DIR/switchboard-agent" "$url" "agents://127.0.0.1:$GATEWAY_BASE_PORT" \
       "SWITCHBOARD__AGENT__GATEWAY_URL=$url" "SWITCHBOARD__AGENT__NODE_ID=demo-node-$i" \
       "SWITCHBOARD__AGENT__LAYER=demo" "SWITCHBOARD__AGENT__UPDATE_INTERVAL=2s"
-    names+=("agent-$i")
+    agents+=("agent-$i")
   done
   local ml_ws=ws://127.0.0.1:$MLNODE_PORT/api/v1/pow/ws
   local callback=http://127.0.0.1:$BATCH_INGEST_PORT/v1/poc-batches
@@ -548,41 +490,15 @@ start_demo() {
     die "registering the ML node with batch-ingest failed: $reply"
   grep -q '"ok":true' <<<"$reply" || die "batch-ingest refused the ML node: $reply"
   say "mlnode-sim registered with batch-ingest as ml-node-1"
-  # Agents have no listener: ready once the cluster counts their connections.
-  local started deadline active
-  started=$(now_ms)
-  deadline=$((started + UP_TIMEOUT * 1000))
-  while :; do
-    for i in "${names[@]}"; do
-      alive "$i" "$(pid_of "$i")" switchboard-agent || { say "$i exited during start-up"; tail_log "$i"; return 1; }
-    done
-    active=$(curl -s --max-time 2 "http://127.0.0.1:$GATEWAY_BASE_PORT/api/ws/stats" |
-      sed -n 's/.*"active_connections":\([0-9]*\).*/\1/p')
-    if [ "${active:-0}" -ge "$DEMO_AGENTS" ]; then
-      say "${#names[@]} agents connected after $(since "$started")"
-      break
-    fi
-    if [ "$(now_ms)" -ge "$deadline" ]; then
-      say "agents not connected after ${UP_TIMEOUT}s (active connections: ${active:-?})"
-      for i in "${names[@]}"; do tail_log "$i" 10; done
-      return 1
-    fi
-    sleep 0.2
-  done
+  wait_ready "${agents[@]}"
 }
 
 write_env_file() {
-  local -a gateway_urls=("$@") ws_urls=()
-  local url
-  for url in "${gateway_urls[@]}"; do ws_urls+=("ws://${url#http://}/api/ws/connect"); done
-  local joined_http joined_ws now
-  joined_http=$(IFS=,; echo "${gateway_urls[*]}")
-  joined_ws=$(IFS=,; echo "${ws_urls[*]}")
+  local now tmp=$ENV_FILE.tmp
   now=$(date +%s)
   DEV_TOKEN=$(mint_token "{\"sub\":\"local-dev\",\"role\":\"admin\",\"iat\":$now,\"exp\":$((now + 86400))}")
   DASHBOARD_URL=""
-  [ -z "$DEV_TOKEN" ] || DASHBOARD_URL="${gateway_urls[0]}/?token=$DEV_TOKEN"
-  local tmp=$ENV_FILE.tmp
+  [ -z "$DEV_TOKEN" ] || DASHBOARD_URL="${GATEWAY_URLS[0]}/?token=$DEV_TOKEN"
   # Single-quoted values, so the file also reads as a dotenv file.
   kv() { printf "export %s='%s'\n" "$1" "${2//\'/\'\\\'\'}"; }
   (
@@ -592,9 +508,9 @@ write_env_file() {
       echo "# source it: URLs and secrets for clients and tests, and the SWITCHBOARD__* settings any"
       echo "# further process needs to join this cluster."
       kv SWITCHBOARD_STATE_DIR "$STATE_DIR"
-      kv SWITCHBOARD_GATEWAY_URLS "$joined_http"
-      kv SWITCHBOARD_GATEWAY_URL "${gateway_urls[0]}"
-      kv SWITCHBOARD_WS_URLS "$joined_ws"
+      kv SWITCHBOARD_GATEWAY_URLS "$(IFS=,; echo "${GATEWAY_URLS[*]}")"
+      kv SWITCHBOARD_GATEWAY_URL "${GATEWAY_URLS[0]}"
+      kv SWITCHBOARD_WS_URLS "$(IFS=,; echo "${WS_URLS[*]}")"
       kv SWITCHBOARD_NATS_URL "$SWITCHBOARD__BUS__NATS_URL"
       kv SWITCHBOARD_REDIS_URL "$SWITCHBOARD__STORE__REDIS_URL"
       kv SWITCHBOARD_PUBLISHER_ADMIN_URL "http://127.0.0.1:$PUBLISHER_PORT"

@@ -44,7 +44,12 @@ record_pids() {
     PIDS[$(basename "$file" .pid)]=$(head -n1 "$file")
   done
 }
-pid_alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '$1 == "State:" { print $2 }' "/proc/$1/status" 2>/dev/null)" != Z ]; }
+# One read of /proc: a zombie can be reaped (by an init that reaps late) between two reads.
+pid_alive() {
+  local state
+  state=$(awk '$1 == "State:" { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 
 cleanup() {
   local status=$? name
