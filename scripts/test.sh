@@ -17,6 +17,9 @@ cargo test --workspace --all-features
 echo "==> local cluster (deploy/local-cluster.sh, debug binaries)" >&2
 tests/deploy/local-cluster-test.sh
 
+echo "==> Helm chart: render, validate, podman kube play" >&2
+tests/deploy/helm-test.sh target/debug
+
 if [ -f tests/dashboard/package.json ]; then
   ensure_browser_tools
   ensure_node_packages tests/dashboard

@@ -66,5 +66,7 @@ ensure_python_venv() {
 ensure_podman() {
   ensure_command podman podman
   ensure_command runc runc
+  # kube play's pods need the pause binary.
+  ensure_command catatonit catatonit
   export CONTAINERS_CONF="${CONTAINERS_CONF:-$(pwd)/deploy/podman/containers.conf}"
 }
