@@ -97,28 +97,37 @@ add_accounts() {
   done
 }
 
-# build_standin NAME ROOTFS CONTAINERFILE_BODY: builds NAME from ROOTFS (FROM scratch, COPY . /,
-# then the body) unless an image of that name already has the same content hash.
+# build_standin NAME ROOTFS CONTAINERFILE_BODY [OWNER]: builds NAME from ROOTFS (FROM scratch,
+# COPY root/ /, then ROOTFS/../owned/ copied with --chown=OWNER, then the body) unless an image of
+# that name already has the same content hash. COPY makes everything else root-owned, like the
+# files of the real images.
 build_standin() {
-  local name=$1 rootfs=$2 body=$3 hash current
-  printf 'FROM scratch\nCOPY . /\n%s\nLABEL io.switchboard.standin="true"\n' "$body" >"$rootfs.Containerfile"
-  hash=$( (cd "$rootfs" && find . -printf '%p %s %m %l\n' | LC_ALL=C sort && cat "$rootfs.Containerfile") | sha256sum | cut -c1-16)
+  local name=$1 rootfs=$2 body=$3 owner=${4:-} ctx hash current containerfile
+  ctx=$(dirname "$rootfs")
+  containerfile=$ctx.Containerfile
+  {
+    printf 'FROM scratch\nCOPY root/ /\n'
+    [ -z "$owner" ] || printf 'COPY --chown=%s owned/ /\n' "$owner"
+    printf '%s\nLABEL io.switchboard.standin="true"\n' "$body"
+  } >"$containerfile"
+  hash=$( (cd "$ctx" && find . -printf '%p %s %m %l\n' | LC_ALL=C sort && cat "$containerfile") | sha256sum | cut -c1-16)
   current=$(podman image inspect --format '{{index .Labels "io.switchboard.standin-hash"}}' "$name" 2>/dev/null || true)
   if [ "$current" = "$hash" ]; then
     log "stand-in $name is up to date"
   else
     log "building stand-in $name"
     podman build --quiet --format docker --label "io.switchboard.standin-hash=$hash" \
-      -f "$rootfs.Containerfile" -t "$name" "$rootfs" >/dev/null
+      -f "$containerfile" -t "$name" "$ctx" >/dev/null
   fi
   echo "image $name"
 }
 
+# fresh_rootfs KIND: prints an empty ROOTFS directory (and creates its sibling owned/).
 fresh_rootfs() {
   local dir=$WORK/rootfs/$1
   rm -rf "$dir" "$dir.Containerfile"
-  mkdir -p "$dir"
-  echo "$dir"
+  mkdir -p "$dir/root" "$dir/owned"
+  echo "$dir/root"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -130,7 +139,7 @@ standin_distroless() {
   local name=$1 rootfs file
   rootfs=$(fresh_rootfs distroless)
   add_accounts "$rootfs" nonroot:65532
-  install -d -o 65532 -g 65532 "$rootfs/home/nonroot"
+  mkdir -p "$rootfs/../owned/home/nonroot"
   for file in $(dpkg -L libc6 libgcc-s1 libstdc++6 libgomp1 libssl3 2>/dev/null | grep -E '\.so(\.[0-9]+)*$'); do
     [ -e "$file" ] && [ ! -d "$file" ] && install -D -m 0755 "$(readlink -f "$file")" "$rootfs$file"
   done
@@ -148,7 +157,7 @@ standin_distroless() {
     fi
   done
   build_standin "$name" "$rootfs" 'USER 65532:65532
-WORKDIR /home/nonroot'
+WORKDIR /home/nonroot' 65532:65532
 }
 
 # nats:*-alpine: nats-server in /usr/local/bin, docker-entrypoint.sh that prepends nats-server to
@@ -254,13 +263,13 @@ standin_prometheus() {
   add_with_libs "$rootfs" "$deb/usr/bin/prometheus" /bin/prometheus
   mkdir -p "$rootfs/etc/prometheus"
   printf 'global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ["localhost:9090"]\n' >"$rootfs/etc/prometheus/prometheus.yml"
-  install -d -o 65534 -g 65534 "$rootfs/prometheus"
+  mkdir -p "$rootfs/../owned/prometheus"
   build_standin "$name" "$rootfs" 'USER 65534:65534
 EXPOSE 9090
 VOLUME /prometheus
 WORKDIR /prometheus
 ENTRYPOINT ["/bin/prometheus"]
-CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]' 65534:65534
 }
 
 # ------------------------------------------------------------------------------------------

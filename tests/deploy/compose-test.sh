@@ -12,9 +12,9 @@
 #      `podman-compose config`; a deliberately broken copy must fail both
 #   3. up: `podman-compose --profile demo up -d`, then every health check passes (Podman 4.3 runs
 #      health checks only on demand without systemd, so this script runs them)
-#   4. checks: tests/deploy/compose/check_cluster.py (load balancer, two gateways, HTTP and NATS
-#      publish exactly once, node agents, batch into JetStream, killing a gateway); Prometheus
-#      scrapes every service
+#   4. checks: tests/deploy/compose/check_cluster.py (load balancer, Prometheus scraping every
+#      service, two gateways, HTTP and NATS publish exactly once, node agents, batch into
+#      JetStream, killing a gateway)
 #   5. down: `podman-compose down -v`; no container, network or volume of the project is left
 #
 # Environment: COMPOSE_TEST_TIMEOUT (whole run, default 600 s), COMPOSE_TEST_PROJECT (default
@@ -111,7 +111,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "compose test: interrupted" >&2; exit 130' INT TERM
 # The whole run is bounded: the watchdog interrupts this script, whose trap cleans up.
-( sleep "$TIMEOUT" && echo "compose test: timed out after ${TIMEOUT}s" >&2 && kill -TERM $$ ) &
+exec 3>&2
+( sleep "$TIMEOUT" && echo "compose test: timed out after ${TIMEOUT}s" >&3 && kill -TERM $$ ) 2>/dev/null &
 watchdog=$!
 
 # A previous run that was killed hard may have left its project behind.
@@ -174,6 +175,9 @@ timeout 180 "${PODMAN_COMPOSE[@]}" --profile demo up -d --no-build --no-deps >"$
   tail -20 "$WORK/up.log" >&2
   exit 1
 }
+# Prometheus of the observability profile (Grafana has no stand-in here: checked statically).
+timeout 60 "${PODMAN_COMPOSE[@]}" --profile observability up -d --no-build --no-deps prometheus \
+  >>"$WORK/up.log" 2>&1 || { tail -20 "$WORK/up.log" >&2; exit 1; }
 end "up"
 
 begin "wait until every health check passes"
@@ -184,6 +188,13 @@ while :; do
     has_check=$(podman inspect --format '{{if .Config.Healthcheck}}yes{{end}}' "$name" 2>/dev/null || true)
     [ "$has_check" = yes ] || continue
     podman healthcheck run "$name" >/dev/null 2>&1 || pending+=("$name")
+  done
+  for name in "${pending[@]}"; do
+    restarts=$(podman inspect --format '{{.RestartCount}}' "$name" 2>/dev/null || echo 0)
+    if [ "${restarts:-0}" -gt 5 ]; then
+      echo "$name keeps crashing ($restarts restarts)" >&2
+      exit 1
+    fi
   done
   [ "${#pending[@]}" = 0 ] && break
   if [ "$SECONDS" -ge "$deadline" ]; then
@@ -199,7 +210,8 @@ end "healthy"
 begin "black-box cluster checks (check_cluster.py)"
 timeout 240 "$PY" tests/deploy/compose/check_cluster.py --http "http://127.0.0.1:$HTTP_PORT" \
   --nats "nats://127.0.0.1:$NATS_PORT" --batch-ingest "http://127.0.0.1:$BATCH_PORT" \
-  --secret "$SWITCHBOARD_HMAC_SECRET" --api-key "$SWITCHBOARD_API_KEY" --project "$PROJECT" --demo
+  --secret "$SWITCHBOARD_HMAC_SECRET" --api-key "$SWITCHBOARD_API_KEY" --project "$PROJECT" --demo \
+  --prometheus "http://127.0.0.1:$PROM_PORT" --dev-token "$(deploy/compose/dev-token.sh | awk '/^token:/ { print $2 }')"
 end "checks"
 
 # --- 5. down ------------------------------------------------------------------------------

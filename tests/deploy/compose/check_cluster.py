@@ -139,23 +139,26 @@ class Client:
 
 async def exactly_once(clients: list[Client], event: str, marker: str, timeout: float = 10) -> None:
     """Every client receives the room message `event` carrying `marker` once, and no copy."""
-    for client in clients:
-        deadline = time.monotonic() + timeout
-        got = 0
-        while True:
-            wait = (deadline if got == 0 else min(deadline, time.monotonic() + QUIET)) - time.monotonic()
-            if wait <= 0:
-                break
-            try:
-                frame = await asyncio.wait_for(client.messages.get(), wait)
-            except asyncio.TimeoutError:
-                break
-            if frame.get("type") == event and frame.get("room") == ROOM and frame["data"].get("marker") == marker:
-                got += 1
-                if got == 1:
-                    deadline = time.monotonic() + QUIET
-        if got != 1:
-            raise CheckFailed(f"{client.name} (on {client.server_id}) received {event} {got} times, expected once")
+    await asyncio.gather(*(received_once(client, event, marker, timeout) for client in clients))
+
+
+async def received_once(client: Client, event: str, marker: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    got = 0
+    while True:
+        wait = deadline - time.monotonic()  # after the first copy: QUIET seconds for a second
+        if wait <= 0:
+            break
+        try:
+            frame = await asyncio.wait_for(client.messages.get(), wait)
+        except asyncio.TimeoutError:
+            break
+        if frame.get("type") == event and frame.get("room") == ROOM and frame["data"].get("marker") == marker:
+            got += 1
+            if got == 1:
+                deadline = time.monotonic() + QUIET
+    if got != 1:
+        raise CheckFailed(f"{client.name} (on {client.server_id}) received {event} {got} times, expected once")
 
 
 def gateway_container(project: str, server_id: str) -> str:
@@ -191,6 +194,17 @@ class Checks:
         status, body = http("GET", self.args.http + "/api/ws/stats")
         if status != 200:
             raise CheckFailed(f"GET /api/ws/stats: {status} {body[:200]!r}")
+
+    @step("a token from deploy/compose/dev-token.sh opens a dashboard session")
+    async def dev_token(self) -> None:
+        status, body = http("GET", f"{self.args.http}/?token={self.args.dev_token}")
+        if status != 200:
+            raise CheckFailed(f"dashboard with the token: {status}")
+        client = await Client.open("dev-token", self.ws_url, self.args.dev_token)
+        try:
+            await client.subscribe(["nodes", ROOM])
+        finally:
+            await client.close()
 
     @step("two clients through the load balancer land on different gateways")
     async def two_gateways(self) -> None:
@@ -300,6 +314,24 @@ class Checks:
                 return
         raise CheckFailed(f"no batches from the simulated ML node (stream stays at {before}); /v1/nodes: {body[:300]!r}")
 
+    @step("Prometheus (observability profile) scrapes every Switchboard service")
+    async def prometheus(self) -> None:
+        want = {"switchboard-gateway": 2, "switchboard-publisher": 1, "switchboard-aggregator": 1,
+                "switchboard-batch-ingest": 1}
+        deadline = time.monotonic() + 45  # the first scrape comes within one scrape_interval
+        summary: dict[str, list[str]] = {}
+        while time.monotonic() < deadline:
+            status, body = http("GET", self.args.prometheus + "/api/v1/targets?state=active")
+            if status == 200:
+                summary = {}
+                for target in json.loads(body)["data"]["activeTargets"]:
+                    summary.setdefault(target["labels"]["job"], []).append(target["health"])
+                if all(summary.get(job, []).count("up") == count for job, count in want.items()):
+                    print("       targets up: " + ", ".join(f"{job} x{len(h)}" for job, h in sorted(summary.items())))
+                    return
+            await asyncio.sleep(2)
+        raise CheckFailed(f"targets not all up: {summary}")
+
     @step("kill one gateway: its client reconnects to the other, both get a new publish")
     async def failover(self) -> None:
         victim_client, other = self.clients
@@ -343,6 +375,10 @@ class Checks:
 
     async def run(self) -> None:
         await self.http_surface()
+        if self.args.prometheus:
+            await self.prometheus()
+        if self.args.dev_token:
+            await self.dev_token()
         await self.two_gateways()
         await self.http_publish("http-1")
         await self.nats_publish()
@@ -351,8 +387,9 @@ class Checks:
         await self.batch()
         if not self.args.no_kill:
             await self.failover()
-        for client in self.clients:
-            await client.close()
+        started = time.monotonic()
+        await asyncio.gather(*(client.close() for client in self.clients))
+        print(f"  ok   clients closed ({time.monotonic() - started:.1f}s)", flush=True)
 
 
 def main() -> int:
@@ -364,14 +401,17 @@ def main() -> int:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--project", required=True)
     parser.add_argument("--demo", action="store_true")
+    parser.add_argument("--dev-token", help="a token of deploy/compose/dev-token.sh to try")
+    parser.add_argument("--prometheus", help="Prometheus URL: check that it scrapes every service")
     parser.add_argument("--no-kill", action="store_true")
     args = parser.parse_args()
+    started = time.monotonic()
     try:
         asyncio.run(Checks(args).run())
     except Exception as error:  # noqa: BLE001
         print(f"cluster check failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print("cluster check passed")
+    print(f"cluster check passed ({time.monotonic() - started:.1f}s)")
     return 0
 
 
