@@ -299,9 +299,12 @@ done
 
 mkdir -p deploy/dist
 for bin in "${BINARIES[@]}"; do
-  if [ ! -e "deploy/dist/$bin" ] || [ "$BIN_DIR/$bin" -nt "deploy/dist/$bin" ]; then
+  # Copied (without debug info) when the source binary differs from the one copied last time.
+  source_id=$(stat -L -c '%i %s %Y' "$BIN_DIR/$bin")" $(readlink -f "$BIN_DIR/$bin")"
+  if [ ! -e "deploy/dist/$bin" ] || [ "$(cat "$WORK/dist-$bin.source" 2>/dev/null)" != "$source_id" ]; then
     strip --strip-debug -o "deploy/dist/$bin.tmp" "$BIN_DIR/$bin"
     mv "deploy/dist/$bin.tmp" "deploy/dist/$bin"
+    echo "$source_id" >"$WORK/dist-$bin.source"
   fi
 done
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)

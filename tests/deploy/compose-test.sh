@@ -110,9 +110,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "compose test: interrupted" >&2; exit 130' INT TERM
-# The whole run is bounded: the watchdog interrupts this script, whose trap cleans up.
+# The whole run is bounded: the watchdog interrupts this script and stops the step it is running
+# (its direct child), then the trap cleans up.
 exec 3>&2
-( sleep "$TIMEOUT" && echo "compose test: timed out after ${TIMEOUT}s" >&3 && kill -TERM $$ ) 2>/dev/null &
+( sleep "$TIMEOUT" && echo "compose test: timed out after ${TIMEOUT}s" >&3 && kill -TERM $$ &&
+  pkill -TERM -P $$ ) 2>/dev/null &
 watchdog=$!
 
 # A previous run that was killed hard may have left its project behind.
