@@ -38,6 +38,13 @@ mkdir -p "$WORK"
 
 log() { echo "==> $*" >&2; }
 
+# One build at a time (the compose and Helm tests share deploy/dist and the stand-in trees).
+exec 9>"$WORK/.lock"
+if ! flock -n 9; then
+  log "waiting for another build-images.sh run"
+  flock -w 900 9
+fi
+
 # ------------------------------------------------------------------------------------------
 # Host material: busybox (shell and wget of the alpine-style images), Debian .debs unpacked
 # without installing them (no service starts on this host).

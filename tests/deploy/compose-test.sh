@@ -138,7 +138,10 @@ export SWITCHBOARD_BIND=127.0.0.1 SWITCHBOARD_HTTP_PORT=$HTTP_PORT SWITCHBOARD_N
 SWITCHBOARD_HMAC_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
 SWITCHBOARD_API_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
 export SWITCHBOARD_HMAC_SECRET SWITCHBOARD_API_KEY
-export SWITCHBOARD_REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# Image names as build-images.sh makes them (set here so a user's .env cannot change them).
+export SWITCHBOARD_REGISTRY=${SWITCHBOARD_REGISTRY:-localhost} SWITCHBOARD_TAG=${SWITCHBOARD_TAG:-dev}
+SWITCHBOARD_REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+export SWITCHBOARD_REVISION
 
 # --- 1. images ----------------------------------------------------------------------------
 begin "images (tests/deploy/build-images.sh $BIN_DIR)"
