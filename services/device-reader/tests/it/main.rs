@@ -1,0 +1,11 @@
+//! The device reader's integration tests: in-process readers on the in-memory bus and store,
+//! the scpi-tcp driver against the fake instrument, and the management API's contract.
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod bench;
+mod faults;
+mod helpers;
+mod readings;
+mod scpi;
+mod takeover;
