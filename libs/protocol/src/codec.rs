@@ -141,6 +141,12 @@ mod tests {
             ClientMessage::Subscribe {
                 rooms: vec!["nodes".into()],
                 since: None,
+                min_interval_ms: None,
+            },
+            ClientMessage::Subscribe {
+                rooms: vec!["devices.opm-1.m4".into()],
+                since: None,
+                min_interval_ms: Some(250),
             },
             ClientMessage::Ping,
             ClientMessage::Publish {
@@ -166,7 +172,8 @@ mod tests {
             parsed,
             ClientMessage::Subscribe {
                 rooms: vec!["nodes".into(), "metrics".into()],
-                since: None
+                since: None,
+                min_interval_ms: None,
             }
         );
     }

@@ -15,13 +15,21 @@ use crate::error::ErrorCode;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    /// Joins rooms; `since` maps a room to the last `seq` the client saw, for recovery.
+    /// Joins rooms; `since` maps a room to the last `seq` the client saw, for recovery;
+    /// `min_interval_ms` asks for conflated delivery of these rooms.
     Subscribe {
         /// Room names to join.
         rooms: Vec<String>,
         /// Last sequence number seen per room (rooms with history only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<BTreeMap<String, u64>>,
+        /// Conflation: this connection gets at most one message of each event type per room
+        /// every `min_interval_ms`, always the newest, never a backlog (`error` events are
+        /// never held back). Absent or `0`: every message. Otherwise at least
+        /// [`MIN_DELIVERY_INTERVAL_MS`] and at most the gateway's configured maximum. It applies
+        /// to every room of this message; a later `subscribe` of a room sets its rate anew.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_interval_ms: Option<u64>,
     },
     /// Leaves rooms.
     Unsubscribe {
@@ -181,6 +189,10 @@ pub const RESERVED_TYPES: [&str; 14] = [
     "node_state",
     "ack",
 ];
+
+/// Shortest per-connection delivery interval (`subscribe.min_interval_ms`, and seed 003's
+/// `interval` on `/api/v1/ws/v2/power`), in milliseconds: 20 deliveries per second.
+pub const MIN_DELIVERY_INTERVAL_MS: u64 = 50;
 
 /// Longest accepted event name, in bytes.
 pub const MAX_EVENT_NAME_BYTES: usize = 64;

@@ -253,7 +253,11 @@ impl Driver {
         let outcome = match command {
             Command::Subscribe(rooms) => {
                 self.rooms.extend(rooms.iter().cloned());
-                let message = ClientMessage::Subscribe { rooms, since: None };
+                let message = ClientMessage::Subscribe {
+                    rooms,
+                    since: None,
+                    min_interval_ms: None,
+                };
                 self.write(socket, &message).await
             }
             Command::Unsubscribe(rooms) => {
@@ -286,6 +290,7 @@ impl Driver {
             let subscribe = ClientMessage::Subscribe {
                 rooms: self.rooms.iter().cloned().collect(),
                 since: (!since.is_empty()).then_some(since),
+                min_interval_ms: None,
             };
             self.write(socket, &subscribe).await?;
         }

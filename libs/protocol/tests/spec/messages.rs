@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use switchboard_protocol::device::{DeviceFault, DeviceReading, DeviceStatus};
 use switchboard_protocol::{
     Codec, CommandReply, CommandRequest, ErrorCode, RoomEnvelope, ServerFrame, ServerMessage,
 };
@@ -86,6 +87,23 @@ fn schema_examples_are_valid_and_decode_into_the_rust_types() {
     }
 }
 
+/// Types with seed 003's flat frame.
+trait Flat {
+    fn flat_frame(&self) -> Value;
+}
+
+impl Flat for DeviceReading {
+    fn flat_frame(&self) -> Value {
+        DeviceReading::flat_frame(self)
+    }
+}
+
+impl Flat for DeviceFault {
+    fn flat_frame(&self) -> Value {
+        DeviceFault::flat_frame(self)
+    }
+}
+
 /// Schema files of the client → server messages.
 const CLIENT_MESSAGE_FILES: [&str; 6] = [
     "subscribe.schema.json",
@@ -104,11 +122,28 @@ fn decode_example_with_rust(file: &str, example: &Value) {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+    /// A flat frame is its type's fields plus `type`; rebuilding it must give the example back.
+    fn flat<T: serde::de::DeserializeOwned + Flat>(
+        example: &Value,
+        kind: &str,
+    ) -> Result<(), String> {
+        let value: T = serde_json::from_value(example.clone()).map_err(|e| e.to_string())?;
+        if example["type"] != kind || value.flat_frame() != *example {
+            return Err(format!("flat frame of {kind} differs"));
+        }
+        Ok(())
+    }
     let bytes = serde_json::to_vec(example).expect("example serializes");
     let result = match file {
         "room_envelope.schema.json" => bus::<RoomEnvelope>(example),
         "command_request.schema.json" => bus::<CommandRequest>(example),
         "command_reply.schema.json" => bus::<CommandReply>(example),
+        "device_reading.schema.json" => bus::<DeviceReading>(example),
+        "device_fault.schema.json" => bus::<DeviceFault>(example),
+        "device_status.schema.json" => bus::<DeviceStatus>(example),
+        // Seed 003's flat frames: the fields of the reading or fault, plus `type`.
+        "power_data.schema.json" => flat::<DeviceReading>(example, "data"),
+        "power_error.schema.json" => flat::<DeviceFault>(example, "error"),
         // No Rust type yet; the schema and the mirror in this file are the contract.
         "metric_sample.schema.json" => Ok(()),
         _ if CLIENT_MESSAGE_FILES.contains(&file) => Codec::Json

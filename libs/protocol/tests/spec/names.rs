@@ -107,10 +107,13 @@ fn reserved_event_names_are_exactly_the_control_and_client_message_types() {
         .iter()
         .map(|name| name.as_str().expect("reserved types are strings"))
         .collect();
+    // Seed 003's flat frames live on their own endpoint, where `data` is a frame type of the
+    // seed's, not of this protocol (it stays a valid room event name: the device reader's).
     let message_types: BTreeSet<&str> = schemas
         .files()
-        .values()
-        .filter_map(|schema| schema.pointer("/properties/type/const"))
+        .iter()
+        .filter(|(file, _)| !file.starts_with("power_"))
+        .filter_map(|(_, schema)| schema.pointer("/properties/type/const"))
         .map(|name| name.as_str().expect("message types are strings"))
         .collect();
     let reserved_in_rust: BTreeSet<&str> = RESERVED_TYPES.into_iter().collect();

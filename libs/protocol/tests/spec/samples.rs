@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use switchboard_protocol::device::{DeviceFault, DeviceReading, DeviceState, DeviceStatus};
 use switchboard_protocol::time::{now_rfc3339, now_unix_ms};
 use switchboard_protocol::{
     Ack, ClientMessage, CommandReply, CommandRequest, ErrorCode, NodeState, RoomEnvelope,
@@ -22,6 +23,50 @@ struct MetricSample {
     ts_ms: u64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: BTreeMap<String, String>,
+}
+
+fn device_reading() -> DeviceReading {
+    DeviceReading {
+        timestamp: now_unix_ms() as f64 / 1000.0,
+        module: 4,
+        wavelength_nm: 1310.0,
+        unit: "dBm".into(),
+        ch1_power: -17.85,
+        ch2_power: -21.56,
+        ch3_power: 6.94,
+        ch4_power: -60.12,
+        device_id: "opm-1".into(),
+    }
+}
+
+fn device_fault() -> DeviceFault {
+    DeviceFault {
+        message: "Hardware temporarily unavailable".into(),
+        timestamp: now_rfc3339(),
+        recoverable: true,
+        error_count: 2,
+        device_id: "opm-1".into(),
+        module: 4,
+    }
+}
+
+/// A device's status; with `history`, every optional field set.
+fn device_status(history: bool) -> DeviceStatus {
+    DeviceStatus {
+        device_id: "opm-1".into(),
+        driver: "mock".into(),
+        modules: vec![1, 4],
+        interval_ms: 100,
+        state: if history {
+            DeviceState::Unavailable
+        } else {
+            DeviceState::Starting
+        },
+        last_reading_at: history.then(|| now_unix_ms() as f64 / 1000.0),
+        error_count: if history { 5 } else { 0 },
+        last_error: history.then(|| "timeout".to_owned()),
+        reader_id: history.then(|| "dr-1".to_owned()),
+    }
 }
 
 fn full_node_state() -> NodeState {
@@ -47,6 +92,7 @@ pub fn samples_with_every_field() -> Vec<Sample> {
             &ClientMessage::Subscribe {
                 rooms: vec!["alerts".into(), "node.a-1.cpu".into()],
                 since: Some(since),
+                min_interval_ms: Some(250),
             },
         ),
         Sample::frame(
@@ -200,6 +246,27 @@ pub fn samples_with_every_field() -> Vec<Sample> {
             "node_state_report",
             &full_node_state(),
         ),
+        Sample::bus(
+            "device_reading.schema.json",
+            "device reading",
+            &device_reading(),
+        ),
+        Sample::bus("device_fault.schema.json", "device fault", &device_fault()),
+        Sample::bus(
+            "device_status.schema.json",
+            "device status",
+            &device_status(true),
+        ),
+        Sample::frame(
+            "power_data.schema.json",
+            "seed 003 data frame",
+            &device_reading().flat_frame(),
+        ),
+        Sample::frame(
+            "power_error.schema.json",
+            "seed 003 error frame",
+            &device_fault().flat_frame(),
+        ),
     ]
 }
 
@@ -212,6 +279,7 @@ pub fn samples_with_optional_fields_absent() -> Vec<Sample> {
             &ClientMessage::Subscribe {
                 rooms: vec!["nodes".into()],
                 since: None,
+                min_interval_ms: None,
             },
         ),
         Sample::frame(
@@ -220,6 +288,7 @@ pub fn samples_with_optional_fields_absent() -> Vec<Sample> {
             &ClientMessage::Subscribe {
                 rooms: vec![],
                 since: None,
+                min_interval_ms: None,
             },
         ),
         Sample::frame(
@@ -338,6 +407,11 @@ pub fn samples_with_optional_fields_absent() -> Vec<Sample> {
                 node_id: "node-7".into(),
                 ..NodeState::default()
             },
+        ),
+        Sample::bus(
+            "device_status.schema.json",
+            "device status never read",
+            &device_status(false),
         ),
     ]
 }

@@ -33,6 +33,7 @@ pub(super) async fn open(setup: Setup<'_>) -> Result<Connection, ConnectError> {
         let subscribe = ClientMessage::Subscribe {
             rooms: vec![room.to_owned()],
             since: None,
+            min_interval_ms: None,
         };
         let text = Codec::Json
             .encode(&subscribe)
