@@ -100,6 +100,23 @@ pub struct GatewayConfig {
     pub worker_threads: usize,
     /// Serve the web dashboard at `/` (a static page that connects back to this gateway).
     pub dashboard: bool,
+    /// Longest per-connection delivery interval a client may ask for (`subscribe`'s
+    /// `min_interval_ms`, seed 003's `interval`); the shortest is fixed at 50 ms. Longer
+    /// intervals hold a value back for longer; raise only for very slow displays.
+    #[serde(with = "humantime_serde")]
+    pub max_delivery_interval: Duration,
+    /// Interval of `/api/v1/ws/v2/power` when the client gives none (seed 003's clients send
+    /// `interval=0.1`).
+    #[serde(with = "humantime_serde")]
+    pub power_default_interval: Duration,
+    /// Whether `/api/v1/ws/v2/health` needs a token. Off by default: load balancer probes
+    /// carry none, and the endpoint reveals nothing but the gateway's liveness and its
+    /// number of open instrument streams. Turn on where even that must stay private.
+    pub health_requires_token: bool,
+    /// How long `/api/v1/ws/v2/power` without `device=` waits for the device reader's
+    /// device list, and how long `/api/ws/devices` waits for its answer.
+    #[serde(with = "humantime_serde")]
+    pub device_api_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -132,6 +149,10 @@ impl Default for GatewayConfig {
             command_timeout: Duration::from_secs(10),
             worker_threads: 0,
             dashboard: true,
+            max_delivery_interval: Duration::from_secs(60),
+            power_default_interval: Duration::from_millis(100),
+            health_requires_token: false,
+            device_api_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -188,6 +209,21 @@ impl Config {
             problems.push(
                 "gateway.reconnect_delay_max must not be below reconnect_delay_min".to_owned(),
             );
+        }
+        let floor = Duration::from_millis(protocol::message::MIN_DELIVERY_INTERVAL_MS);
+        if gateway.max_delivery_interval < floor {
+            problems.push("gateway.max_delivery_interval must be at least 50ms".to_owned());
+        }
+        if gateway.power_default_interval < floor
+            || gateway.power_default_interval > gateway.max_delivery_interval
+        {
+            problems.push(
+                "gateway.power_default_interval must lie between 50ms and max_delivery_interval"
+                    .to_owned(),
+            );
+        }
+        if gateway.device_api_timeout.is_zero() {
+            problems.push("gateway.device_api_timeout must be positive".to_owned());
         }
         if gateway.liveness_ttl < std::time::Duration::from_millis(300) {
             problems.push("gateway.liveness_ttl must be at least 300ms".to_owned());

@@ -4,8 +4,13 @@
 //! Each bus message is decoded once and encoded at most once per codec; the same bytes
 //! (reference-counted) go to every member's queue. Pushing never blocks (see
 //! `session::conn`), so one slow client never delays the bus reader or the other members.
+//!
+//! Members that asked for a minimum interval are kept apart from the others (see
+//! `conflate`): the plain members' path costs one extra atomic load per batch, and a
+//! conflated member costs the dispatch one reference swap per message.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures_util::FutureExt;
@@ -14,6 +19,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::conflate::{Delivery, Slot};
 use crate::frames::encode_frame;
 use crate::session::conn::{Conn, Outgoing};
 use crate::state::Shared;
@@ -26,6 +32,10 @@ const DISPATCH_BATCH_MESSAGES: usize = 64;
 pub(crate) struct Room {
     name: RoomName,
     members: RwLock<HashMap<u64, Arc<Conn>>>,
+    /// Members with a minimum interval, each with its own slot; disjoint from `members`.
+    conflated: RwLock<HashMap<u64, Arc<Slot>>>,
+    /// `conflated.len()`, read by the dispatch without taking the lock.
+    conflated_len: AtomicUsize,
     /// Set once the bus subscription is live (`true`) or failed (`false`).
     subscribed: OnceCell<bool>,
     cancel: CancellationToken,
@@ -44,14 +54,16 @@ pub(crate) struct Rooms {
 }
 
 impl Rooms {
-    /// Adds `conn` to `room`, subscribing on the bus first if this is the room's first local
-    /// member. Returns once the subscription is live, so a message published after the
-    /// client sees `subscribed` is delivered.
+    /// Adds `conn` to `room` with `delivery`, subscribing on the bus first if this is the
+    /// room's first local member. Returns once the subscription is live, so a message
+    /// published after the client sees `subscribed` is delivered. Joining a room again
+    /// changes how the member is delivered to.
     pub async fn join(
         &self,
         shared: &Arc<Shared>,
         room_name: &RoomName,
         conn: &Arc<Conn>,
+        delivery: Delivery,
     ) -> Result<(), JoinError> {
         let room = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,16 +73,15 @@ impl Rooms {
                     Arc::new(Room {
                         name: room_name.clone(),
                         members: RwLock::new(HashMap::new()),
+                        conflated: RwLock::new(HashMap::new()),
+                        conflated_len: AtomicUsize::new(0),
                         subscribed: OnceCell::new(),
                         cancel: shared.sessions_shutdown.child_token(),
                     })
                 })
                 .clone();
             // Insert while holding the map lock so a concurrent last-leave cannot orphan us.
-            room.members
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(conn.key, conn.clone());
+            room.place(shared, conn, delivery);
             shared
                 .metrics
                 .rooms_active
@@ -98,7 +109,8 @@ impl Rooms {
         let now_empty = {
             let mut members = room.members.write().unwrap_or_else(|p| p.into_inner());
             members.remove(&key);
-            members.is_empty()
+            room.remove_conflated(key);
+            members.is_empty() && room.conflated_len.load(Ordering::Relaxed) == 0
         };
         if now_empty {
             room.cancel.cancel();
@@ -117,11 +129,17 @@ impl Rooms {
             .iter()
             .map(|(name, room)| {
                 let members = room.members.read().unwrap_or_else(|p| p.into_inner());
+                let conflated = room.conflated.read().unwrap_or_else(|p| p.into_inner());
                 (
                     name.clone(),
                     members
                         .values()
                         .map(|conn| conn.connection_id.clone())
+                        .chain(
+                            conflated
+                                .values()
+                                .map(|slot| slot.connection_id().to_owned()),
+                        )
                         .collect(),
                 )
             })
@@ -136,10 +154,57 @@ impl Rooms {
             .map(|(name, room)| {
                 (
                     name.clone(),
-                    room.members.read().map(|m| m.len()).unwrap_or(0),
+                    room.members.read().map(|m| m.len()).unwrap_or(0)
+                        + room.conflated_len.load(Ordering::Relaxed),
                 )
             })
             .collect()
+    }
+}
+
+impl Room {
+    /// Makes `conn` a member delivered to as `delivery`, replacing how it was delivered to
+    /// before (a repeated `subscribe` with the same interval keeps its slot).
+    fn place(&self, shared: &Arc<Shared>, conn: &Arc<Conn>, delivery: Delivery) {
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        match delivery {
+            Delivery::Every => {
+                self.remove_conflated(conn.key);
+                members.insert(conn.key, conn.clone());
+            }
+            Delivery::Conflated { interval, render } => {
+                members.remove(&conn.key);
+                let mut conflated = self.conflated.write().unwrap_or_else(|p| p.into_inner());
+                if conflated
+                    .get(&conn.key)
+                    .is_some_and(|slot| slot.matches(interval, render))
+                {
+                    return;
+                }
+                let slot = Slot::start(
+                    shared,
+                    conn.clone(),
+                    interval,
+                    render,
+                    self.cancel.child_token(),
+                );
+                if let Some(previous) = conflated.insert(conn.key, slot) {
+                    previous.stop();
+                }
+                self.conflated_len.store(conflated.len(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn remove_conflated(&self, key: u64) {
+        if self.conflated_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut conflated = self.conflated.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = conflated.remove(&key) {
+            slot.stop();
+        }
+        self.conflated_len.store(conflated.len(), Ordering::Relaxed);
     }
 }
 
@@ -289,6 +354,9 @@ fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
         }
     }
     drop(members);
+    if room.conflated_len.load(Ordering::Relaxed) > 0 {
+        offer_conflated(shared, room, messages);
+    }
     shared
         .metrics
         .messages_out
@@ -296,11 +364,23 @@ fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
         .inc_by(delivered);
     shared
         .delivered_since_flush
-        .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(delivered, Ordering::Relaxed);
     if dropped > 0 {
         shared.metrics.messages_dropped.inc_by(dropped);
     }
     if slow > 0 {
         shared.metrics.slow_consumer_closes.inc_by(slow);
+    }
+}
+
+/// Hands a batch to the room's conflated members: one shared copy of each message, each
+/// member's slot keeps the newest per event type (see `conflate`).
+fn offer_conflated(shared: &Shared, room: &Room, messages: Vec<(RoomMessage, u64)>) {
+    let held: Vec<crate::conflate::Held> = messages.into_iter().map(Arc::new).collect();
+    let slots = room.conflated.read().unwrap_or_else(|p| p.into_inner());
+    for slot in slots.values() {
+        for message in &held {
+            slot.offer(shared, message);
+        }
     }
 }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
+use crate::config::GatewayConfig;
 use crate::frames::encode_frame;
 use crate::http::error_response;
 use crate::session::{self, Socket};
@@ -71,16 +72,7 @@ pub(crate) async fn connect(
     let token = query.token.or_else(|| bearer_token(&headers));
     let verdict = admit(&shared, token.as_deref()).await;
 
-    let config = &shared.config;
-    let upgrade = upgrade
-        .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.write_buffer_bytes)
-        // tungstenite requires the cap to exceed the flush threshold.
-        .max_write_buffer_size(
-            config.write_buffer_bytes + config.outbound_queue_bytes + config.max_message_bytes,
-        )
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes);
+    let upgrade = sized(upgrade, &shared.config);
     let task_shared = shared.clone();
     upgrade
         .on_failed_upgrade(|error| debug!(error = %error, "websocket upgrade failed"))
@@ -102,19 +94,32 @@ pub(crate) async fn connect(
         })
 }
 
+/// Applies the configured buffer and message sizes to an upgrade.
+pub(crate) fn sized(upgrade: WebSocketUpgrade, config: &GatewayConfig) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
+        // tungstenite requires the cap to exceed the flush threshold.
+        .max_write_buffer_size(
+            config.write_buffer_bytes + config.outbound_queue_bytes + config.max_message_bytes,
+        )
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes)
+}
+
 /// Runs `connection`, then frees its slot of the connection cap.
 ///
 /// A combinator, not an `async fn`: an `async fn` would keep its argument and the awaited
 /// future in two slots, doubling every idle connection's task (measured: 2.1 KiB → 1.1 KiB).
-fn holding(
+pub(crate) fn holding(
     permit: OwnedSemaphorePermit,
     connection: impl Future<Output = ()>,
 ) -> impl Future<Output = ()> {
     connection.map(move |()| drop(permit))
 }
 
-/// Verifies the token and applies the cluster-wide per-user connection limit.
-async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
+/// Verifies the token (counting failures by reason).
+pub(crate) fn verify_token(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
     let Some(token) = token.filter(|token| !token.is_empty()) else {
         shared
             .metrics
@@ -123,14 +128,19 @@ async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode
             .inc();
         return Err(ErrorCode::TokenMissing);
     };
-    let claims = shared.verifier.verify(token).map_err(|error| {
+    shared.verifier.verify(token).map_err(|error| {
         shared
             .metrics
             .auth_failures
             .with_label_values(&[error.reason_label()])
             .inc();
         error.code()
-    })?;
+    })
+}
+
+/// Verifies the token and applies the cluster-wide per-user connection limit.
+pub(crate) async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
+    let claims = verify_token(shared, token)?;
     let key = format!("conn:{}", claims.sub);
     match shared
         .store
@@ -156,12 +166,12 @@ async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode
 }
 
 /// Sends `error` and closes with the code's close code.
-async fn refuse<S: Socket>(mut socket: S, codec: Codec, code: ErrorCode) {
+pub(crate) async fn refuse<S: Socket>(mut socket: S, codec: Codec, code: ErrorCode) {
     let frame = encode_frame(codec, &ServerMessage::error(code, None)).map(|(frame, _)| frame);
     session::close_gracefully(&mut socket, frame, code.close_code(), code.as_str()).await;
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let token = value
         .strip_prefix("Bearer ")
@@ -169,7 +179,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     Some(token.trim().to_owned())
 }
 
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     if allowed.is_empty() {
         return true;
     }

@@ -51,7 +51,11 @@ fn sweep_shard(shared: &Shared, shard: usize) {
             bytes: 2,
             published_at_ms: 0,
         });
-        let active_streams = conn.room_count.load(Ordering::Relaxed);
+        let active_streams = if conn.seed_compat {
+            u32::try_from(shared.metrics.device_streams.get()).unwrap_or(0)
+        } else {
+            conn.room_count.load(Ordering::Relaxed)
+        };
         let frame = heartbeats
             .entry((conn.codec, active_streams))
             .or_insert_with(|| {

@@ -13,8 +13,12 @@
 //! gateway's store entries are removed; the bus is flushed.
 #![warn(missing_docs)]
 
+mod bus_api;
+mod compat;
 pub mod config;
+mod conflate;
 mod connections;
+mod devices_api;
 mod error;
 mod fanout;
 mod frames;

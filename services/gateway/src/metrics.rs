@@ -38,6 +38,13 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// Frames waiting in outbound queues (sampled by the heartbeat sweep).
     pub outbound_queued_messages: IntGauge,
+    /// Room messages a conflated subscription replaced with a newer one (or discarded before
+    /// an `error`) instead of delivering.
+    pub messages_conflated: IntCounter,
+    /// Conflated subscriptions (a connection's room at a minimum interval).
+    pub conflated_subscriptions: IntGauge,
+    /// Open seed 003 instrument streams (`/api/v1/ws/v2/power`).
+    pub device_streams: IntGauge,
 }
 
 impl Metrics {
@@ -141,6 +148,18 @@ impl Metrics {
             outbound_queued_messages: gauge(
                 "switchboard_gateway_outbound_queued_messages",
                 "Frames waiting in connections' outbound queues, sampled each heartbeat sweep",
+            ),
+            messages_conflated: counter(
+                "switchboard_gateway_messages_conflated_total",
+                "Room messages replaced by a newer one in a conflated subscription instead of being delivered",
+            ),
+            conflated_subscriptions: gauge(
+                "switchboard_gateway_conflated_subscriptions",
+                "Subscriptions delivered at a per-connection minimum interval",
+            ),
+            device_streams: gauge(
+                "switchboard_gateway_device_streams_active",
+                "Open seed 003 instrument streams (/api/v1/ws/v2/power)",
             ),
             registry,
         }

@@ -10,23 +10,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use bus::{Headers, RequestError};
+use axum::response::Response;
 use protocol::ErrorCode;
-use protocol::envelope::{decode_bus, encode_bus};
 use protocol::metrics::{
-    ApiReply, HistoryReply, HistoryRequest, MAX_HISTORY_HOURS, StatisticsReply, StatisticsRequest,
+    HistoryReply, HistoryRequest, MAX_HISTORY_HOURS, StatisticsReply, StatisticsRequest,
     SummaryReply, SummaryRequest, Window, api, is_valid_metric_name,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
-use tracing::{debug, warn};
 
+use crate::bus_api::refuse;
 use crate::state::Shared;
 
 /// How long a query waits for an aggregator. Answers come from Redis in milliseconds; a
@@ -34,13 +29,6 @@ use crate::state::Shared;
 const AGGREGATOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
-
-fn refuse(code: ErrorCode, message: &str) -> Response {
-    let status =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = json!({ "error": { "code": code.as_str(), "message": message } });
-    (status, Json(body)).into_response()
-}
 
 fn bad_request(message: &str) -> Response {
     refuse(ErrorCode::InvalidMessage, message)
@@ -104,31 +92,12 @@ async fn ask<Q: Serialize, R: Serialize + DeserializeOwned>(
     method: &str,
     request: &Q,
 ) -> Response {
-    let Ok(payload) = encode_bus(request) else {
-        return refuse(ErrorCode::Internal, ErrorCode::Internal.description());
-    };
-    let subject = shared.subjects.api(api::SERVICE, method);
-    let reply = match shared
-        .bus
-        .request(&subject, Headers::new(), payload.into(), AGGREGATOR_TIMEOUT)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(error) => {
-            if matches!(error, RequestError::NoResponders | RequestError::Timeout) {
-                debug!(method, error = %error, "no aggregator answered");
-            } else {
-                warn!(method, error = %error, "aggregator query failed");
-            }
-            return refuse(ErrorCode::Unavailable, "no aggregator answered");
-        }
-    };
-    match decode_bus::<ApiReply<R>>(&reply.payload).map(ApiReply::into_result) {
-        Ok(Ok(result)) => Json(result).into_response(),
-        Ok(Err(error)) => refuse(error.code, &error.message),
-        Err(error) => {
-            warn!(method, error = %error, "aggregator reply cannot be decoded");
-            refuse(ErrorCode::Internal, ErrorCode::Internal.description())
-        }
-    }
+    crate::bus_api::proxy::<Q, R>(
+        shared,
+        (api::SERVICE, "aggregator"),
+        method,
+        request,
+        AGGREGATOR_TIMEOUT,
+    )
+    .await
 }

@@ -217,6 +217,10 @@ fn router(shared: Arc<Shared>) -> Router {
             get(crate::metrics_api::statistics),
         )
         .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
+        .route("/api/ws/devices", get(crate::devices_api::list))
+        .route("/api/ws/devices/{id}", get(crate::devices_api::get))
+        .route("/api/v1/ws/v2/power", get(crate::compat::power))
+        .route("/api/v1/ws/v2/health", get(crate::compat::health))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics));

@@ -10,7 +10,8 @@ use protocol::{
 };
 use serde_json::Value;
 
-use super::{EndReason, Session, Socket};
+use super::{EndReason, Kind, Session, Socket};
+use crate::conflate::{Delivery, Render};
 use crate::presence::PresenceOp;
 
 impl<S: Socket> Session<S> {
@@ -45,6 +46,17 @@ impl<S: Socket> Session<S> {
             return None;
         }
         let message = match codec.decode_client(bytes) {
+            // Seed 003's endpoints take nothing but `ping` (bare, or as a protocol message).
+            Ok(ClientMessage::Ping) if self.kind != Kind::Protocol => {
+                self.send_control(&ServerMessage::Pong {
+                    timestamp: protocol::time::now_rfc3339(),
+                });
+                return None;
+            }
+            Ok(_) if self.kind != Kind::Protocol => {
+                self.reject(ErrorCode::UnknownType, None);
+                return None;
+            }
             Ok(message) => message,
             Err(error) => {
                 let code = error.code();
@@ -63,8 +75,13 @@ impl<S: Socket> Session<S> {
             .with_label_values(&[message_type(&message)])
             .inc();
         match message {
-            ClientMessage::Subscribe { rooms, since } => {
-                self.subscribe(rooms, since.is_some()).await
+            ClientMessage::Subscribe {
+                rooms,
+                since,
+                min_interval_ms,
+            } => {
+                self.subscribe(rooms, since.is_some(), min_interval_ms)
+                    .await
             }
             ClientMessage::Unsubscribe { rooms } => self.unsubscribe(rooms),
             ClientMessage::Ping => {
@@ -88,8 +105,31 @@ impl<S: Socket> Session<S> {
         self.send_error(code, room);
     }
 
-    async fn subscribe(&mut self, rooms: Vec<String>, asked_recovery: bool) {
+    async fn subscribe(
+        &mut self,
+        rooms: Vec<String>,
+        asked_recovery: bool,
+        min_interval_ms: Option<u64>,
+    ) {
         let shared = self.shared.clone();
+        let delivery = match self.delivery(min_interval_ms) {
+            Ok(delivery) => delivery,
+            Err(message) => {
+                self.shared
+                    .metrics
+                    .bad_input
+                    .with_label_values(&[ErrorCode::InvalidMessage.as_str()])
+                    .inc();
+                self.send_control(&ServerMessage::Error {
+                    code: ErrorCode::InvalidMessage,
+                    message,
+                    recoverable: true,
+                    room: None,
+                    timestamp: protocol::time::now_rfc3339(),
+                });
+                return;
+            }
+        };
         let mut joined = Vec::with_capacity(rooms.len());
         for raw in rooms {
             let Ok(room) = RoomName::parse(&raw) else {
@@ -101,6 +141,16 @@ impl<S: Socket> Session<S> {
                 continue;
             }
             if self.rooms.contains(room.as_str()) {
+                // Subscribing again sets the room's rate anew (a no-op when unchanged).
+                if shared
+                    .rooms
+                    .join(&shared, &room, &self.conn, delivery)
+                    .await
+                    .is_err()
+                {
+                    self.send_error(ErrorCode::Unavailable, Some(raw));
+                    continue;
+                }
                 joined.push(raw);
                 continue;
             }
@@ -108,7 +158,12 @@ impl<S: Socket> Session<S> {
                 self.reject(ErrorCode::Forbidden, Some(raw));
                 continue;
             }
-            if shared.rooms.join(&shared, &room, &self.conn).await.is_err() {
+            if shared
+                .rooms
+                .join(&shared, &room, &self.conn, delivery)
+                .await
+                .is_err()
+            {
                 self.send_error(ErrorCode::Unavailable, Some(raw));
                 continue;
             }
@@ -133,6 +188,25 @@ impl<S: Socket> Session<S> {
                 recovered,
             });
         }
+    }
+
+    /// How `subscribe`'s `min_interval_ms` asks rooms to be delivered, or why it is refused.
+    fn delivery(&self, min_interval_ms: Option<u64>) -> Result<Delivery, String> {
+        let Some(ms) = min_interval_ms.filter(|ms| *ms > 0) else {
+            return Ok(Delivery::Every);
+        };
+        let floor = protocol::message::MIN_DELIVERY_INTERVAL_MS;
+        let ceiling =
+            u64::try_from(self.shared.config.max_delivery_interval.as_millis()).unwrap_or(u64::MAX);
+        if !(floor..=ceiling).contains(&ms) {
+            return Err(format!(
+                "min_interval_ms must be 0 (every message) or from {floor} to {ceiling}"
+            ));
+        }
+        Ok(Delivery::Conflated {
+            interval: std::time::Duration::from_millis(ms),
+            render: Render::Room,
+        })
     }
 
     fn unsubscribe(&mut self, rooms: Vec<String>) {

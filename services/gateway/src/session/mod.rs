@@ -13,14 +13,16 @@ pub(crate) mod ratelimit;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
 use auth::{Claims, Role};
 use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use protocol::{Codec, ErrorCode, ServerMessage};
+use protocol::{Codec, ErrorCode, RoomName, ServerMessage};
 use tracing::{Instrument, debug, info_span};
 
+use crate::conflate::{Delivery, Render};
 use crate::frames::control;
 use crate::nodes::{self, NodeLink};
 use crate::presence::PresenceOp;
@@ -63,6 +65,18 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
+/// Which endpoint a session serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `/api/ws/connect`: the whole protocol.
+    Protocol,
+    /// Seed 003's `/api/v1/ws/v2/power`: one device room, flat frames, no greeting; the
+    /// client may only `ping`.
+    Power,
+    /// Seed 003's `/api/v1/ws/v2/health`: heartbeats and `ping` → `pong` only.
+    Health,
+}
+
 /// Anything a WebSocket session can run on: axum's socket, or channels in unit tests.
 pub(crate) trait Socket:
     Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
@@ -88,6 +102,7 @@ pub(crate) struct Session<S> {
     last_rate_error_ms: u64,
     node: Option<Arc<NodeLink>>,
     batch: VecDeque<Outgoing>,
+    kind: Kind,
 }
 
 enum Event {
@@ -107,42 +122,98 @@ pub(crate) fn run<S: Socket>(
     claims: Claims,
     codec: Codec,
 ) -> impl Future<Output = ()> + Send {
-    let key = shared
-        .next_key
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let connection_id = uuid::Uuid::new_v4().to_string();
-    let span =
-        info_span!("session", conn_id = %connection_id, user_id = %claims.sub, role = ?claims.role);
-    let owner = Owner {
-        user_id: claims.sub.clone(),
-        role: role_name(claims.role),
-        node_id: claims.node_id.clone(),
-        connected_at_ms: protocol::time::now_unix_ms(),
-    };
-    let conn = Arc::new(Conn::new(
-        key,
-        connection_id,
-        codec,
-        owner,
-        shared.queue_limits,
-    ));
-    let config = &shared.config;
-    let session = Session {
-        bucket: TokenBucket::new(config.messages_per_second, config.message_burst),
-        shared: shared.clone(),
-        conn,
-        claims,
-        socket,
-        rooms: HashSet::new(),
-        rate_strikes: 0,
-        last_rate_error_ms: 0,
-        node: None,
-        batch: VecDeque::new(),
-    };
+    let session = Session::new(shared, socket, claims, codec, Kind::Protocol);
+    let span = session.span();
     session.run().instrument(span)
 }
 
+/// Runs a seed 003 health connection: heartbeats, and `pong` for each `ping`.
+pub(crate) fn run_health<S: Socket>(
+    shared: Arc<Shared>,
+    socket: S,
+    claims: Claims,
+) -> impl Future<Output = ()> + Send {
+    let session = Session::new(shared, socket, claims, Codec::Json, Kind::Health);
+    let span = session.span();
+    session.run().instrument(span)
+}
+
+/// Runs a seed 003 instrument stream: the connection joins `room` conflated at `interval`
+/// with seed 003's flat frames, then lives like any session (heartbeats, drain, expiry).
+pub(crate) fn run_power<S: Socket>(
+    shared: Arc<Shared>,
+    socket: S,
+    claims: Claims,
+    room: RoomName,
+    interval: Duration,
+) -> impl Future<Output = ()> + Send {
+    let mut session = Session::new(shared.clone(), socket, claims, Codec::Json, Kind::Power);
+    let span = session.span();
+    async move {
+        shared.metrics.device_streams.inc();
+        let delivery = Delivery::Conflated {
+            interval,
+            render: Render::SeedFlat,
+        };
+        match shared
+            .rooms
+            .join(&shared, &room, &session.conn, delivery)
+            .await
+        {
+            Ok(()) => {
+                session.rooms.insert(room.as_str().to_owned());
+                session.conn.room_count.store(1, Ordering::Relaxed);
+                shared.presence.submit(
+                    PresenceOp::Join {
+                        connection_id: session.conn.connection_id.clone(),
+                        room: room.as_str().to_owned(),
+                    },
+                    &shared.metrics,
+                );
+            }
+            // The session's first turn sends the error and closes.
+            Err(_) => session.conn.close(ErrorCode::Unavailable),
+        }
+        session.run().await;
+        shared.metrics.device_streams.dec();
+    }
+    .instrument(span)
+}
+
 impl<S: Socket> Session<S> {
+    fn new(shared: Arc<Shared>, socket: S, claims: Claims, codec: Codec, kind: Kind) -> Self {
+        let key = shared
+            .next_key
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let connection_id = uuid::Uuid::new_v4().to_string();
+        let owner = Owner {
+            user_id: claims.sub.clone(),
+            role: role_name(claims.role),
+            node_id: claims.node_id.clone(),
+            connected_at_ms: protocol::time::now_unix_ms(),
+        };
+        let mut conn = Conn::new(key, connection_id, codec, owner, shared.queue_limits);
+        conn.seed_compat = kind != Kind::Protocol;
+        let config = &shared.config;
+        Session {
+            bucket: TokenBucket::new(config.messages_per_second, config.message_burst),
+            shared: shared.clone(),
+            conn: Arc::new(conn),
+            claims,
+            socket,
+            rooms: HashSet::new(),
+            rate_strikes: 0,
+            last_rate_error_ms: 0,
+            node: None,
+            batch: VecDeque::new(),
+            kind,
+        }
+    }
+
+    fn span(&self) -> tracing::Span {
+        info_span!("session", conn_id = %self.conn.connection_id, user_id = %self.claims.sub, role = ?self.claims.role, endpoint = ?self.kind)
+    }
+
     /// A plain function returning an `async move` block rather than an `async fn`: the
     /// block borrows the captured session in place, where an `async fn` would move its
     /// argument into a second slot of the task (one more socket-sized copy per connection).
@@ -190,7 +261,8 @@ impl<S: Socket> Session<S> {
     }
 
     async fn serve(&mut self) -> EndReason {
-        {
+        // Seed 003's endpoints send only the frames seed 003 shows: no greeting.
+        if self.kind == Kind::Protocol {
             let greeting = ServerMessage::ConnectionEstablished {
                 connection_id: self.conn.connection_id.clone(),
                 server_id: self.shared.server_id.clone(),
@@ -202,7 +274,8 @@ impl<S: Socket> Session<S> {
             };
             self.send_control(&greeting);
         }
-        if self.claims.role == Role::Node
+        if self.kind == Kind::Protocol
+            && self.claims.role == Role::Node
             && let Some(node_id) = self.claims.node_id.clone()
         {
             Box::pin(self.start_node(&node_id)).await;

@@ -34,6 +34,7 @@ async fn msgpack_clients_get_binary_frames_holding_named_maps() {
         .send(&ClientMessage::Subscribe {
             rooms: vec!["alerts".into()],
             since: None,
+            min_interval_ms: None,
         })
         .await;
     let answer = client.next_frame().await;

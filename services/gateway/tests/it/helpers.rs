@@ -191,6 +191,7 @@ impl RawClient {
         self.send(&ClientMessage::Subscribe {
             rooms: rooms.iter().map(|room| (*room).to_owned()).collect(),
             since: None,
+            min_interval_ms: None,
         })
         .await;
         self.next_control(|m| matches!(m, ServerMessage::Subscribed { .. }))

@@ -3,8 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod codecs;
+mod conflation;
 mod connect;
 mod control;
+mod devices;
+mod devices_api;
 mod drain;
 mod fanout;
 mod heartbeat;
@@ -14,3 +17,4 @@ mod limits;
 mod nodes;
 mod publish_api;
 mod publishing;
+mod seed003;
