@@ -1,8 +1,9 @@
 //! `switchboard`: every Switchboard service in one process on the embedded engine (the
 //! in-memory bus and store), so a newcomer sees it working with one command and nothing
 //! else installed: the gateway with its dashboard, the publisher, the aggregator,
-//! batch-ingest with one simulated ML node, and simulated node agents
-//! that report through the gateway like real ones. Auth stays on: when no key is configured,
+//! batch-ingest with one simulated ML node, the device reader with two mock instruments (one
+//! with occasional faults), and simulated node agents that report through the gateway like
+//! real ones. Auth stays on: when no key is configured,
 //! a secret is generated for the run and a ready-to-use development token is printed.
 //!
 //! Contract: [`Standalone::bind`] prepares everything (bus, store, keys, every service's
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aggregator::{Aggregator, AggregatorConfig};
 use auth::{Claims, Issuer, Role};
 use batch_ingest::{BatchIngest, BatchIngestConfig, HashRecords, NodeConfig};
+use device_reader::{DeviceConfig, DeviceReader, DeviceReaderConfig};
 use gateway::{Gateway, GatewayConfig};
 use mlnode_sim::{MlNodeSim, SimConfig};
 use publisher::{Publisher, PublisherConfig};
@@ -43,6 +45,8 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     /// ML-node batches into the batch stream.
     pub batch_ingest: BatchIngestConfig,
+    /// Lab instruments read into rooms `devices.<id>.m<module>`.
+    pub device_reader: DeviceReaderConfig,
     /// Simulated node agents.
     pub simulation: SimulationConfig,
     /// The bus; unset `nats_url` keeps it in memory.
@@ -65,6 +69,7 @@ impl Default for Config {
             ..BatchIngestConfig::default()
         };
         Self {
+            device_reader: demo_device_reader(),
             gateway: GatewayConfig::default(),
             publisher: PublisherConfig::default(),
             aggregator: AggregatorConfig::default(),
@@ -75,6 +80,25 @@ impl Default for Config {
             auth: AuthConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
+    }
+}
+
+/// The device reader of the embedded demo: a free port and two mock power meters, `opm-1`
+/// (modules 1 and 4 at seed 003's 0.1 s) and `opm-2` (module 1 every 0.5 s, with a
+/// "hardware temporarily unavailable" error now and then), so instrument data and recoverable
+/// errors show with the first command.
+fn demo_device_reader() -> DeviceReaderConfig {
+    let mut faulty = DeviceConfig::mock("opm-2", vec![1], Duration::from_millis(500));
+    faulty.fault_rate = 0.05;
+    faulty.wavelength_nm = 1550.0;
+    faulty.level_dbm = -12.0;
+    DeviceReaderConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        devices: vec![
+            DeviceConfig::mock("opm-1", vec![1, 4], Duration::from_millis(100)),
+            faulty,
+        ],
+        ..DeviceReaderConfig::default()
     }
 }
 
@@ -96,6 +120,9 @@ pub enum StartError {
     /// Batch-ingest could not start.
     #[error("batch-ingest: {0}")]
     BatchIngest(#[from] batch_ingest::StartError),
+    /// The device reader could not start.
+    #[error("device reader: {0}")]
+    DeviceReader(#[from] device_reader::StartError),
     /// The simulated ML node could not bind.
     #[error("simulated ML node: {0}")]
     MlNode(#[source] std::io::Error),
@@ -119,6 +146,9 @@ pub enum RunError {
     /// Batch-ingest failed.
     #[error("batch-ingest: {0}")]
     BatchIngest(#[from] batch_ingest::RunError),
+    /// The device reader failed.
+    #[error("device reader: {0}")]
+    DeviceReader(#[from] device_reader::RunError),
 }
 
 impl Config {
@@ -139,6 +169,7 @@ impl Config {
             parts.publisher.validate(),
             parts.aggregator.validate(),
             parts.batch_ingest.validate(),
+            parts.device_reader.validate(),
             parts.simulation.validate(),
         ] {
             for problem in result.err().unwrap_or_default() {
@@ -173,6 +204,7 @@ struct ServiceConfigs {
     publisher: publisher::Config,
     aggregator: aggregator::Config,
     batch_ingest: batch_ingest::Config,
+    device_reader: device_reader::Config,
     simulation: SimulationConfig,
 }
 
@@ -205,6 +237,12 @@ impl ServiceConfigs {
             },
             batch_ingest: batch_ingest::Config {
                 batch_ingest: config.batch_ingest,
+                bus: config.bus.clone(),
+                store: config.store.clone(),
+                telemetry: quiet_telemetry.clone(),
+            },
+            device_reader: device_reader::Config {
+                device_reader: config.device_reader,
                 bus: config.bus,
                 store: config.store,
                 telemetry: quiet_telemetry,
@@ -225,6 +263,8 @@ pub struct Access {
     pub api_key: String,
     /// Batch-ingest's HTTP listener (callbacks, node management, metrics).
     pub batch_ingest_addr: SocketAddr,
+    /// The device reader's HTTP listener (device management, metrics).
+    pub device_reader_addr: SocketAddr,
 }
 
 /// The whole system in one process, bound and ready to serve.
@@ -233,6 +273,7 @@ pub struct Standalone {
     publisher: Publisher,
     aggregator: Aggregator,
     batch_ingest: BatchIngest,
+    device_reader: DeviceReader,
     ml_node: Option<MlNodeSim>,
     simulation: SimulationConfig,
     hmac_secret: Option<String>,
@@ -279,11 +320,13 @@ impl Standalone {
             publisher: publisher_config,
             aggregator: aggregator_config,
             batch_ingest: batch_config,
+            device_reader: device_config,
             simulation,
         } = ServiceConfigs::split(config);
         let bus = gateway::connect_bus(&gateway_config).await?;
         let store = gateway::connect_store(&gateway_config).await?;
         let (batch_ingest, ml_node) = bind_batches(batch_config, &simulation, &bus).await?;
+        let device_reader = DeviceReader::bind(device_config, bus.clone(), store.clone()).await?;
         let aggregator = Aggregator::bind(aggregator_config, bus.clone(), store.clone()).await?;
         let publisher = Publisher::bind(publisher_config, bus.clone(), store.clone()).await?;
         let gateway = Gateway::bind(gateway_config, bus, store).await?;
@@ -292,12 +335,14 @@ impl Standalone {
             dev_token,
             api_key,
             batch_ingest_addr: batch_ingest.local_addr(),
+            device_reader_addr: device_reader.local_addr(),
         };
         Ok(Self {
             gateway,
             publisher,
             aggregator,
             batch_ingest,
+            device_reader,
             ml_node,
             simulation,
             hmac_secret,
@@ -320,6 +365,7 @@ impl Standalone {
             publisher,
             aggregator,
             batch_ingest,
+            device_reader,
             ml_node,
             simulation,
             hmac_secret,
@@ -330,6 +376,7 @@ impl Standalone {
         let publisher_task = tokio::spawn(publisher.serve(services.clone()));
         let aggregator_task = tokio::spawn(aggregator.serve(services.clone()));
         let batch_task = tokio::spawn(batch_ingest.serve(services.clone()));
+        let device_task = tokio::spawn(device_reader.serve(services.clone()));
         // The ML node stops last-but-one: after batch-ingest has drained it has nobody to send to.
         let ml_node_task = ml_node.map(|node| tokio::spawn(node.serve(services.clone())));
         let gateway_url = format!("ws://{}/api/ws/connect", access.addr);
@@ -355,6 +402,7 @@ impl Standalone {
         let publisher_result = publisher_task.await.unwrap_or(Ok(()));
         let aggregator_result = aggregator_task.await.unwrap_or(Ok(()));
         let batch_result = batch_task.await.unwrap_or(Ok(()));
+        let device_result = device_task.await.unwrap_or(Ok(()));
         if let Some(task) = ml_node_task
             && let Ok(Err(error)) = task.await
         {
@@ -364,6 +412,7 @@ impl Standalone {
         publisher_result?;
         aggregator_result?;
         batch_result?;
+        device_result?;
         Ok(())
     }
 }
@@ -377,6 +426,7 @@ impl service::ServiceError for RunError {
                     | StartError::Publisher(publisher::StartError::Config(_))
                     | StartError::Aggregator(aggregator::StartError::Config(_))
                     | StartError::BatchIngest(batch_ingest::StartError::Config(_))
+                    | StartError::DeviceReader(device_reader::StartError::Config(_))
             )
         )
     }

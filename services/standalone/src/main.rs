@@ -39,5 +39,9 @@ fn print_access(access: &Access) {
         "  batches:    curl http://{}/v1/progress",
         access.batch_ingest_addr
     );
+    println!(
+        "  devices:    curl http://{}/v1/devices   (rooms devices.opm-1.m1, devices.opm-1.m4, devices.opm-2.m1)",
+        access.device_reader_addr
+    );
     println!("Press Ctrl-C to stop.\n");
 }
