@@ -20,6 +20,9 @@ tests/deploy/local-cluster-test.sh
 echo "==> Helm chart: render, validate, podman kube play" >&2
 tests/deploy/helm-test.sh target/debug
 
+echo "==> Docker Compose: images, schema, podman-compose up, cluster checks, down" >&2
+tests/deploy/compose-test.sh target/debug
+
 if [ -f tests/dashboard/package.json ]; then
   ensure_browser_tools
   ensure_node_packages tests/dashboard
