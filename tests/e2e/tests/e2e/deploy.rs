@@ -14,21 +14,23 @@ use protocol::envelope::encode_bus;
 use serde_json::json;
 
 /// Every binary with its example configuration file under `deploy/config/`.
-const BINARIES: [(&str, &str); 6] = [
+const BINARIES: [(&str, &str); 7] = [
     ("switchboard-gateway", "gateway.toml"),
     ("switchboard-publisher", "publisher.toml"),
     ("switchboard-aggregator", "aggregator.toml"),
     ("switchboard-batch-ingest", "batch-ingest.toml"),
+    ("switchboard-device-reader", "device-reader.toml"),
     ("switchboard-agent", "agent.toml"),
     ("switchboard", "standalone.toml"),
 ];
 
 /// The binaries that run as their own process on NATS and Redis.
-const CLUSTER_SERVICES: [&str; 4] = [
+const CLUSTER_SERVICES: [&str; 5] = [
     "switchboard-gateway",
     "switchboard-publisher",
     "switchboard-aggregator",
     "switchboard-batch-ingest",
+    "switchboard-device-reader",
 ];
 
 fn hmac_secret() -> String {
