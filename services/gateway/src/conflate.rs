@@ -7,7 +7,8 @@
 //! after each delivery the subscription stays quiet for its interval, then delivers what it
 //! holds. So a connection gets at most one message per event type per interval, always the
 //! newest, never a backlog, and its interval is its own: other members of the room are not
-//! affected. `error` events (seed 003's instrument faults) are never held back: they are
+//! affected (deliveries keep to the interval's grid within 5 ms while the room is busy).
+//! `error` events (seed 003's instrument faults) are never held back: they are
 //! delivered as they arrive, and the values still held are discarded, being older than the
 //! error (a reading from before a fault must not follow the fault).
 //!
@@ -35,6 +36,12 @@ pub(crate) type Held = Arc<(RoomMessage, u64)>;
 /// Event types one subscription holds at once. Rooms carry a handful; a publisher inventing
 /// a new type per message would otherwise grow the slot without bound (the oldest is dropped).
 const MAX_HELD_TYPES: usize = 16;
+
+/// A delivery this close to its earliest time counts as on time, and the next one is due a
+/// whole interval after that earliest time (not after the delivery): timer lateness stays
+/// below this bound instead of accumulating, and no two deliveries are closer than
+/// `interval - GRID_SLACK`.
+const GRID_SLACK: Duration = Duration::from_millis(5);
 
 /// How a conflated member sees room messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,22 +117,33 @@ impl Slot {
     }
 
     async fn run(&self, shared: &Shared) {
+        // Deliveries keep to a grid while the room is busy, so timer lateness (about a
+        // millisecond a wake-up) does not add up: with a device and a client both at 100 ms, a
+        // drifting client would fall a whole reading behind every hundred readings.
+        let mut earliest = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return,
                 () = self.wake.notified() => {}
             }
+            // The quiet period: whatever arrives meanwhile replaces what is held.
+            if tokio::time::Instant::now() < earliest {
+                tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => return,
+                    () = tokio::time::sleep_until(earliest) => {}
+                }
+            }
             if !self.deliver_held(shared) {
                 continue;
             }
-            // The quiet period: whatever arrives meanwhile replaces what is held, and the
-            // stored wake-up sends the newest right after it.
-            tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return,
-                () = tokio::time::sleep(self.interval) => {}
-            }
+            let delivered_at = tokio::time::Instant::now();
+            earliest = if delivered_at.saturating_duration_since(earliest) <= GRID_SLACK {
+                earliest + self.interval
+            } else {
+                delivered_at + self.interval
+            };
         }
     }
 

@@ -10,19 +10,18 @@ mod close;
 pub(crate) mod conn;
 mod inbound;
 pub(crate) mod ratelimit;
+mod seed;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
 use auth::{Claims, Role};
 use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use protocol::{Codec, ErrorCode, RoomName, ServerMessage};
+use protocol::{Codec, ErrorCode, ServerMessage};
 use tracing::{Instrument, debug, info_span};
 
-use crate::conflate::{Delivery, Render};
 use crate::frames::control;
 use crate::nodes::{self, NodeLink};
 use crate::presence::PresenceOp;
@@ -30,6 +29,7 @@ use crate::state::Shared;
 pub(crate) use close::close_gracefully;
 use conn::{Conn, Outgoing, Owner};
 use ratelimit::TokenBucket;
+pub(crate) use seed::{run_health, run_power};
 
 /// Batches up to this many frames release their buffer after the write.
 const SMALL_BATCH: usize = 4;
@@ -125,59 +125,6 @@ pub(crate) fn run<S: Socket>(
     let session = Session::new(shared, socket, claims, codec, Kind::Protocol);
     let span = session.span();
     session.run().instrument(span)
-}
-
-/// Runs a seed 003 health connection: heartbeats, and `pong` for each `ping`.
-pub(crate) fn run_health<S: Socket>(
-    shared: Arc<Shared>,
-    socket: S,
-    claims: Claims,
-) -> impl Future<Output = ()> + Send {
-    let session = Session::new(shared, socket, claims, Codec::Json, Kind::Health);
-    let span = session.span();
-    session.run().instrument(span)
-}
-
-/// Runs a seed 003 instrument stream: the connection joins `room` conflated at `interval`
-/// with seed 003's flat frames, then lives like any session (heartbeats, drain, expiry).
-pub(crate) fn run_power<S: Socket>(
-    shared: Arc<Shared>,
-    socket: S,
-    claims: Claims,
-    room: RoomName,
-    interval: Duration,
-) -> impl Future<Output = ()> + Send {
-    let mut session = Session::new(shared.clone(), socket, claims, Codec::Json, Kind::Power);
-    let span = session.span();
-    async move {
-        shared.metrics.device_streams.inc();
-        let delivery = Delivery::Conflated {
-            interval,
-            render: Render::SeedFlat,
-        };
-        match shared
-            .rooms
-            .join(&shared, &room, &session.conn, delivery)
-            .await
-        {
-            Ok(()) => {
-                session.rooms.insert(room.as_str().to_owned());
-                session.conn.room_count.store(1, Ordering::Relaxed);
-                shared.presence.submit(
-                    PresenceOp::Join {
-                        connection_id: session.conn.connection_id.clone(),
-                        room: room.as_str().to_owned(),
-                    },
-                    &shared.metrics,
-                );
-            }
-            // The session's first turn sends the error and closes.
-            Err(_) => session.conn.close(ErrorCode::Unavailable),
-        }
-        session.run().await;
-        shared.metrics.device_streams.dec();
-    }
-    .instrument(span)
 }
 
 impl<S: Socket> Session<S> {
