@@ -249,6 +249,7 @@ async fn one_shared_environment_starts_every_service_and_the_probe_sees_them_hea
     let publisher_admin = format!("127.0.0.1:{}", free_port());
     let aggregator_admin = format!("127.0.0.1:{}", free_port());
     let batch_listen = format!("127.0.0.1:{}", free_port());
+    let device_listen = format!("127.0.0.1:{}", free_port());
     // One environment, as compose's env_file or a Helm ConfigMap gives every container: each
     // binary sees sections it does not use (the publisher sees [auth], [gateway], [agent] …).
     let shared: Vec<(String, String)> = [
@@ -272,10 +273,7 @@ async fn one_shared_environment_starts_every_service_and_the_probe_sees_them_hea
         ("SWITCHBOARD__AGENT__NODE_ID", "shared-env-node".to_owned()),
         ("SWITCHBOARD__AGENT__UPDATE_INTERVAL", "1s".to_owned()),
         ("SWITCHBOARD__TELEMETRY__LOG_FORMAT", "json".to_owned()),
-        (
-            "SWITCHBOARD__DEVICE_READER__LISTEN",
-            "127.0.0.1:1".to_owned(),
-        ),
+        ("SWITCHBOARD__DEVICE_READER__LISTEN", device_listen.clone()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
@@ -297,6 +295,7 @@ async fn one_shared_environment_starts_every_service_and_the_probe_sees_them_hea
     let publisher = Service::spawn("switchboard-publisher", &with_admin(&publisher_admin));
     let aggregator = Service::spawn("switchboard-aggregator", &with_admin(&aggregator_admin));
     let batch_ingest = Service::spawn("switchboard-batch-ingest", &shared);
+    let device_reader = Service::spawn("switchboard-device-reader", &shared);
     let health = [
         (
             "switchboard-gateway",
@@ -313,6 +312,10 @@ async fn one_shared_environment_starts_every_service_and_the_probe_sees_them_hea
         (
             "switchboard-batch-ingest",
             format!("http://{batch_listen}/readyz"),
+        ),
+        (
+            "switchboard-device-reader",
+            format!("http://{device_listen}/readyz"),
         ),
     ];
     for (binary, url) in &health {
@@ -348,7 +351,14 @@ async fn one_shared_environment_starts_every_service_and_the_probe_sees_them_hea
     .await
     .expect("the agent's node appears in room nodes");
     assert_eq!(listed.event, "node_status_update");
-    for service in [agent, batch_ingest, aggregator, publisher, gateway] {
+    for service in [
+        agent,
+        device_reader,
+        batch_ingest,
+        aggregator,
+        publisher,
+        gateway,
+    ] {
         let name = service.name;
         let status = service.terminate();
         assert!(status.success(), "{name} exited {status}");
