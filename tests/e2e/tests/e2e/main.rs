@@ -7,5 +7,6 @@ mod bad_input;
 mod batches;
 mod cluster;
 mod deploy;
+mod devices;
 mod nodes;
 mod publisher;
