@@ -120,6 +120,21 @@ impl Config {
     }
 }
 
+impl service::ServiceConfig for Config {
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        self.validate()
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    /// Two workers: one report stream and a sampler need no more.
+    fn worker_threads(&self) -> usize {
+        2
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -163,20 +178,5 @@ mod tests {
         let problems = config.validate().unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(format!("{config:?}").contains("token: None"));
-    }
-}
-
-impl service::ServiceConfig for Config {
-    fn validate_for_start(&self) -> Result<(), Vec<String>> {
-        self.validate()
-    }
-
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    /// Two workers: one report stream and a sampler need no more.
-    fn worker_threads(&self) -> usize {
-        2
     }
 }

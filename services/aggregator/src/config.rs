@@ -194,6 +194,22 @@ impl AggregatorConfig {
     }
 }
 
+impl ::service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-aggregator` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        ::service::with_cluster_backends(
+            self.validate(),
+            "switchboard-aggregator",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,21 +251,5 @@ mod tests {
         assert_eq!(rule.cooldown, Some(Duration::from_secs(120)));
         let problems = config.validate().unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
-    }
-}
-
-impl ::service::ServiceConfig for Config {
-    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-aggregator` process needs.
-    fn validate_for_start(&self) -> Result<(), Vec<String>> {
-        ::service::with_cluster_backends(
-            self.validate(),
-            "switchboard-aggregator",
-            &self.bus,
-            &self.store,
-        )
-    }
-
-    fn telemetry(&self) -> &settings::TelemetryConfig {
-        &self.telemetry
     }
 }

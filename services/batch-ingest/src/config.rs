@@ -212,6 +212,22 @@ pub(crate) fn check_node(id: &str, url: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-batch-ingest` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        service::with_cluster_backends(
+            self.validate(),
+            "switchboard-batch-ingest",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,21 +309,5 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
-    }
-}
-
-impl service::ServiceConfig for Config {
-    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-batch-ingest` process needs.
-    fn validate_for_start(&self) -> Result<(), Vec<String>> {
-        service::with_cluster_backends(
-            self.validate(),
-            "switchboard-batch-ingest",
-            &self.bus,
-            &self.store,
-        )
-    }
-
-    fn telemetry(&self) -> &settings::TelemetryConfig {
-        &self.telemetry
     }
 }

@@ -156,6 +156,22 @@ impl Config {
     }
 }
 
+impl service::ServiceConfig for Config {
+    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-publisher` process needs.
+    fn validate_for_start(&self) -> Result<(), Vec<String>> {
+        service::with_cluster_backends(
+            self.validate(),
+            "switchboard-publisher",
+            &self.bus,
+            &self.store,
+        )
+    }
+
+    fn telemetry(&self) -> &settings::TelemetryConfig {
+        &self.telemetry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,21 +210,5 @@ mod tests {
         let config: Config = settings::load(None, &env).unwrap();
         assert_eq!(config.publisher.nodes_interval, Duration::from_millis(750));
         assert_eq!(config.publisher.lease_ttl, Duration::from_secs(9));
-    }
-}
-
-impl service::ServiceConfig for Config {
-    /// [`Config::validate`], plus the NATS and Redis URLs the `switchboard-publisher` process needs.
-    fn validate_for_start(&self) -> Result<(), Vec<String>> {
-        service::with_cluster_backends(
-            self.validate(),
-            "switchboard-publisher",
-            &self.bus,
-            &self.store,
-        )
-    }
-
-    fn telemetry(&self) -> &settings::TelemetryConfig {
-        &self.telemetry
     }
 }
