@@ -209,8 +209,8 @@ impl Devices {
         }
     }
 
-    /// Stops every reader (they publish `stopped` and release their leases), waiting up to
-    /// `grace`; returns how many were cut off.
+    /// Stops every reader (they release their leases, so other replicas take over at once),
+    /// waiting up to `grace`; returns how many were cut off.
     pub(crate) async fn stop_all(&self, grace: Duration) -> usize {
         self.work.cancel();
         let mut readers = match self.readers.lock() {
@@ -247,6 +247,7 @@ impl Devices {
             entry.faults.clone(),
             Arc::clone(&entry.shared),
             stop,
+            self.work.clone(),
         ));
     }
 

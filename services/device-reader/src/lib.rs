@@ -20,8 +20,8 @@
 //! configuration, binds and serves.
 //!
 //! Shutdown order when the token is cancelled: readiness turns false and the listener stops
-//! accepting; readers stop, publish `stopped` and release their leases (bounded by
-//! `shutdown_grace`); the bus tasks stop; the bus is flushed.
+//! accepting; readers stop and release their leases, so other replicas take over at once
+//! (bounded by `shutdown_grace`); the bus tasks stop; the bus is flushed.
 #![warn(missing_docs)]
 
 mod api;

@@ -78,13 +78,17 @@ fn unix_ms() -> u64 {
     protocol::time::now_unix_ms()
 }
 
-/// Reads `device` until `stop`, whenever this replica holds its lease.
+/// Reads `device` until `stop`, whenever this replica holds its lease. `stop` is a child of
+/// `drain`: a stop of this device alone (an operator's) publishes `stopped`; a drain of the
+/// whole replica only releases the lease, since another replica carries on reading and
+/// publishes its own status.
 pub(crate) async fn run(
     context: Arc<Context>,
     device: DeviceConfig,
     faults: FaultSwitches,
     shared: Arc<DeviceShared>,
     stop: CancellationToken,
+    drain: CancellationToken,
 ) {
     let timing = context.section.lease_timing(device.interval);
     let keeper_stop = CancellationToken::new();
@@ -131,7 +135,9 @@ pub(crate) async fn run(
         }
     }
     // Say "stopped" while still holding, then release so nobody waits for the TTL.
-    if let Some(lease) = lease_watch.current() {
+    if drain.is_cancelled() {
+        debug!(device = %reader.device.id, "replica draining; device lease released");
+    } else if let Some(lease) = lease_watch.current() {
         reader.health_state_stopped();
         reader.publish_status_if_changed(lease.fencing_token).await;
     } else {

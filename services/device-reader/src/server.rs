@@ -118,9 +118,8 @@ impl DeviceReader {
     }
 
     /// Starts the configured devices and serves until `shutdown` is cancelled, then drains:
-    /// readiness goes false and the listener stops accepting; every reader stops, publishes
-    /// `stopped` for the devices it holds and releases their leases (so another replica
-    /// takes over at once); after at most `shutdown_grace` the rest is cut off; the bus is
+    /// readiness goes false and the listener stops accepting; every reader stops and releases
+    /// its lease (so another replica takes over at once and publishes its own status); after at most `shutdown_grace` the rest is cut off; the bus is
     /// flushed.
     ///
     /// Dropping the future instead (a crash, as far as the cluster can tell) aborts every
