@@ -201,6 +201,8 @@ impl Reader {
                 self.driver.disconnect();
                 // Another holder may have read ticks meanwhile; the store's claims decide.
                 self.settled = None;
+                // And it publishes its own status: ours is news again when we hold once more.
+                self.published = None;
             }
         }
     }
