@@ -374,7 +374,10 @@ fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
 }
 
 /// Hands a batch to the room's conflated members: one shared copy of each message, each
-/// member's slot keeps the newest per event type (see `conflate`).
+/// member's slot keeps the newest per event type (see `conflate`). Kept out of line so the
+/// plain members' loop in `dispatch` compiles as it did before conflation existed.
+#[cold]
+#[inline(never)]
 fn offer_conflated(shared: &Shared, room: &Room, messages: Vec<(RoomMessage, u64)>) {
     let held: Vec<crate::conflate::Held> = messages.into_iter().map(Arc::new).collect();
     let slots = room.conflated.read().unwrap_or_else(|p| p.into_inner());

@@ -41,6 +41,8 @@ fn sweep_shard(shared: &Shared, shard: usize) {
     // Connections differ only by codec and room count, so a handful of encodings serve all.
     let mut heartbeats: HashMap<(Codec, u32), Option<(Message, usize)>> = HashMap::new();
     let mut queued = 0usize;
+    let seed_connections = shared.seed_connections.snapshot();
+    let device_streams = u32::try_from(shared.metrics.device_streams.get()).unwrap_or(0);
     for conn in shared.connections.shard(shard) {
         if now_ms.saturating_sub(conn.last_inbound_ms()) > timeout_ms {
             conn.close(ErrorCode::HeartbeatTimeout);
@@ -51,8 +53,9 @@ fn sweep_shard(shared: &Shared, shard: usize) {
             bytes: 2,
             published_at_ms: 0,
         });
-        let active_streams = if conn.seed_compat {
-            u32::try_from(shared.metrics.device_streams.get()).unwrap_or(0)
+        // Seed 003's endpoints count the gateway's instrument streams, as seed 003's server does.
+        let active_streams = if seed_connections.contains(&conn.key) {
+            device_streams
         } else {
             conn.room_count.load(Ordering::Relaxed)
         };

@@ -197,6 +197,7 @@ pub(crate) fn build_shared(
         next_key: AtomicU64::new(1),
         delivered_since_flush: AtomicU64::new(0),
         queued_per_shard: std::array::from_fn(|_| Default::default()),
+        seed_connections: Default::default(),
         config: gateway,
     });
     Ok((shared, presence_rx))

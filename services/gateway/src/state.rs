@@ -47,4 +47,28 @@ pub(crate) struct Shared {
     pub delivered_since_flush: AtomicU64,
     /// Outbound queue depth per connection shard, sampled by the heartbeat sweep.
     pub queued_per_shard: [AtomicUsize; SHARDS],
+    /// Connections of seed 003's endpoints (their heartbeats differ).
+    pub seed_connections: SeedConnections,
+}
+
+/// Keys of the connections on seed 003's endpoints. Kept apart from `Conn`, whose layout
+/// the fan-out loop is sensitive to; the heartbeat sweep reads a snapshot per shard.
+#[derive(Default)]
+pub(crate) struct SeedConnections(std::sync::Mutex<std::collections::HashSet<u64>>);
+
+impl SeedConnections {
+    pub fn insert(&self, key: u64) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    }
+
+    pub fn remove(&self, key: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    pub fn snapshot(&self) -> std::collections::HashSet<u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }

@@ -89,9 +89,6 @@ pub(crate) struct Conn {
     last_inbound_ms: AtomicU64,
     /// Rooms this connection is subscribed to (for `heartbeat.active_streams`).
     pub room_count: AtomicU32,
-    /// A seed 003 endpoint's connection: its heartbeats count the gateway's instrument
-    /// streams, as seed 003's server does, rather than its own rooms.
-    pub seed_compat: bool,
 }
 
 impl Conn {
@@ -113,7 +110,6 @@ impl Conn {
             close_reason: OnceLock::new(),
             last_inbound_ms: AtomicU64::new(protocol::time::now_unix_ms()),
             room_count: AtomicU32::new(0),
-            seed_compat: false,
         }
     }
 

@@ -139,8 +139,7 @@ impl<S: Socket> Session<S> {
             node_id: claims.node_id.clone(),
             connected_at_ms: protocol::time::now_unix_ms(),
         };
-        let mut conn = Conn::new(key, connection_id, codec, owner, shared.queue_limits);
-        conn.seed_compat = kind != Kind::Protocol;
+        let conn = Conn::new(key, connection_id, codec, owner, shared.queue_limits);
         let config = &shared.config;
         Session {
             bucket: TokenBucket::new(config.messages_per_second, config.message_burst),

@@ -21,9 +21,15 @@ pub(crate) fn run_health<S: Socket>(
     socket: S,
     claims: Claims,
 ) -> impl Future<Output = ()> + Send {
-    let session = Session::new(shared, socket, claims, Codec::Json, Kind::Health);
+    let session = Session::new(shared.clone(), socket, claims, Codec::Json, Kind::Health);
     let span = session.span();
-    session.run().instrument(span)
+    let key = session.conn.key;
+    shared.seed_connections.insert(key);
+    async move {
+        session.run().await;
+        shared.seed_connections.remove(key);
+    }
+    .instrument(span)
 }
 
 /// Runs a seed 003 instrument stream: the connection joins `room` conflated at `interval`
@@ -39,6 +45,7 @@ pub(crate) fn run_power<S: Socket>(
     let span = session.span();
     async move {
         shared.metrics.device_streams.inc();
+        shared.seed_connections.insert(session.conn.key);
         let delivery = Delivery::Conflated {
             interval,
             render: Render::SeedFlat,
@@ -62,7 +69,9 @@ pub(crate) fn run_power<S: Socket>(
             // The session's first turn sends the error and closes.
             Err(_) => session.conn.close(ErrorCode::Unavailable),
         }
+        let key = session.conn.key;
         session.run().await;
+        shared.seed_connections.remove(key);
         shared.metrics.device_streams.dec();
     }
     .instrument(span)

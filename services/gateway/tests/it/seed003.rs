@@ -109,6 +109,32 @@ async fn each_power_client_gets_the_newest_reading_once_per_its_own_interval() {
 }
 
 #[tokio::test]
+async fn a_client_at_the_device_rate_gets_every_reading() {
+    let bus = Bus::memory();
+    let gateway = gateway_on(&bus, |_| {}).await;
+    let mut client = SeedClient::connect(
+        &gateway,
+        &power("device=opm-1&module=4&interval=0.1", "matched"),
+    )
+    .await
+    .expect("upgrade");
+    wait_for_subscribers(&gateway, ROOM, 1).await;
+    let feed = Feed::start(&bus, "opm-1", 4, Duration::from_millis(100));
+    client.next_of("data").await;
+    let frames = client
+        .collect(Duration::from_secs(3), Some(&feed.latest))
+        .await;
+    let readings = of_kind(&frames, "data");
+    // Deliveries keep to the interval's grid, so timer lateness does not add up into
+    // skipped readings; allow for a loaded machine's jitter.
+    assert!(
+        (26..=31).contains(&readings.len()),
+        "a 100 ms client of a 100 ms device got {} readings in 3 s",
+        readings.len()
+    );
+}
+
+#[tokio::test]
 async fn faults_are_never_conflated_and_the_stream_carries_on() {
     let bus = Bus::memory();
     let gateway = gateway_on(&bus, |_| {}).await;
