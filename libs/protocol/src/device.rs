@@ -19,7 +19,10 @@ pub const STATUS_ROOM: &str = "devices";
 /// Event of a reading in a device room.
 pub const EVENT_DATA: &str = "data";
 /// Event of a hardware error in a device room.
-pub const EVENT_ERROR: &str = "error";
+/// Not `error`: on `/api/ws/connect` a room message's `type` is its event, and `error` is the
+/// protocol's own error message, so a client could not tell a device fault from a refusal.
+/// Seed 003's flat frame still says `"type": "error"` ([`DeviceFault::flat_frame`]).
+pub const EVENT_ERROR: &str = "device_error";
 /// Event of a status change in [`STATUS_ROOM`].
 pub const EVENT_STATUS: &str = "device_status";
 

@@ -1,6 +1,7 @@
 //! Hardware errors never end the stream: error_count 1, 2, 3 …, unavailable after the
 //! configured number, retried with backoff, connected again on the first good reading.
 
+use protocol::device::EVENT_ERROR;
 use std::time::Duration;
 
 use bus::Bus;
@@ -38,10 +39,10 @@ async fn errors_count_up_turn_unavailable_and_recover_to_connected() {
     )
     .await;
     eventually(Duration::from_secs(5), "five errors", || async {
-        collector.events(room, "error").len() >= 5
+        collector.events(room, EVENT_ERROR).len() >= 5
     })
     .await;
-    let errors = collector.events(room, "error");
+    let errors = collector.events(room, EVENT_ERROR);
     let counts: Vec<u64> = errors
         .iter()
         .map(|seen| seen.data["error_count"].as_u64().unwrap())
@@ -115,10 +116,10 @@ async fn errors_count_up_turn_unavailable_and_recover_to_connected() {
     )
     .await;
     eventually(Duration::from_secs(2), "one transient error", || async {
-        !collector.events(room, "error").is_empty()
+        !collector.events(room, EVENT_ERROR).is_empty()
     })
     .await;
-    let error = &collector.events(room, "error")[0].data;
+    let error = &collector.events(room, EVENT_ERROR)[0].data;
     assert_eq!(error["error_count"], 1);
     assert_eq!(error["recoverable"], true);
     assert_eq!(error["message"], "Hardware temporarily unavailable");
@@ -134,10 +135,10 @@ async fn a_stuck_mock_is_timed_out_and_the_stream_goes_on() {
     device.stuck = true;
     let reader = spawn(config("dr-a", vec![device]), &bus, &store).await;
     eventually(Duration::from_secs(3), "two timeouts", || async {
-        collector.events("devices.opm-s.m1", "error").len() >= 2
+        collector.events("devices.opm-s.m1", EVENT_ERROR).len() >= 2
     })
     .await;
-    let error = &collector.events("devices.opm-s.m1", "error")[0].data;
+    let error = &collector.events("devices.opm-s.m1", EVENT_ERROR)[0].data;
     assert!(
         error["message"]
             .as_str()

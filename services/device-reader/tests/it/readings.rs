@@ -1,5 +1,6 @@
 //! Readings reach the rooms at the configured rate, in seed 003's shape, with metric samples.
 
+use protocol::device::EVENT_ERROR;
 use std::time::Duration;
 
 use bus::Bus;
@@ -43,7 +44,7 @@ async fn readings_reach_each_module_room_at_the_configured_rate() {
         assert_eq!(seqs.len(), readings.len());
         assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
     }
-    assert!(collector.events("devices.opm-1.m1", "error").is_empty());
+    assert!(collector.events("devices.opm-1.m1", EVENT_ERROR).is_empty());
     let status = collector.statuses("opm-1");
     assert!(
         status.is_empty() || status.iter().all(|s| s["state"] == "connected"),

@@ -1,6 +1,7 @@
 //! The scpi-tcp driver against the fake instrument: garbage is an error, a hang times out, a
 //! closed connection is reconnected, and readings come back when the instrument recovers.
 
+use protocol::device::EVENT_ERROR;
 use std::time::Duration;
 
 use bus::Bus;
@@ -128,10 +129,10 @@ async fn silence_then_recovery_through_the_reader() {
     .await;
     sim.go_silent_for(Duration::from_millis(1500));
     eventually(Duration::from_secs(3), "timeouts counted", || async {
-        collector.events(room, "error").len() >= 3
+        collector.events(room, EVENT_ERROR).len() >= 3
     })
     .await;
-    let errors = collector.events(room, "error");
+    let errors = collector.events(room, EVENT_ERROR);
     assert_eq!(errors[0].data["error_count"], 1);
     assert_eq!(errors[1].data["error_count"], 2);
     assert_eq!(errors[2].data["recoverable"], false);
@@ -155,7 +156,7 @@ async fn silence_then_recovery_through_the_reader() {
     collector.clear();
     sim.set_mode(Mode::Garbage);
     eventually(Duration::from_secs(2), "garbage reported", || async {
-        !collector.events(room, "error").is_empty()
+        !collector.events(room, EVENT_ERROR).is_empty()
     })
     .await;
     sim.set_mode(Mode::Close);
