@@ -2,7 +2,8 @@
 # A Switchboard cluster as local processes, no containers:
 #
 #   deploy/local-cluster.sh up       start nats-server -js, redis-server, N gateways, publisher,
-#                                    aggregator, batch-ingest (DEMO=1: agents and an ML node too),
+#                                    aggregator, batch-ingest, device-reader (DEMO=1: agents, an ML
+#                                    node and two mock devices too),
 #                                    wait until every one is ready, write STATE_DIR/cluster.env
 #   deploy/local-cluster.sh status   each process alive or dead, and its /healthz (and /readyz)
 #   deploy/local-cluster.sh down     SIGTERM by PID, bounded wait, then SIGKILL; logs are kept
@@ -16,7 +17,10 @@
 #                                    missing (--release for target/release), or always with BUILD=1
 #   DEMO=0                1: DEMO_AGENTS (3) switchboard-agent processes (each signs its own node
 #                         token with the cluster's HMAC secret) and one switchboard-mlnode-sim
-#                         registered with batch-ingest (POST /v1/nodes)
+#                         registered with batch-ingest (POST /v1/nodes); the device reader
+#                         reads two mock devices, demo-opm-1 (modules 1 and 2, every 500 ms) and
+#                         demo-opm-2 (module 1, every second), from STATE_DIR/device-reader.toml
+#                         (device tables are file only), rooms devices.<id>.m<module>
 #   UP_TIMEOUT=60         seconds `up` waits for every process to be ready
 #   STOP_TIMEOUT=15       seconds `down` waits after SIGTERM (per stage) before SIGKILL
 #   SWITCHBOARD_HMAC_SECRET, SWITCHBOARD_API_KEY   reused when set (else
@@ -25,7 +29,8 @@
 #                         SWITCHBOARD__TELEMETRY__LOG_FORMAT=pretty); SWITCHBOARD_CONFIG is ignored
 #
 # Ports, from BASE_PORT: +0 NATS, +1 NATS monitoring, +2 Redis, +3 publisher admin,
-# +4 aggregator admin, +5 batch-ingest, +6 ML node simulator, +10... gateways.
+# +4 aggregator admin, +5 batch-ingest, +6 ML node simulator, +7 device-reader (management API,
+# /metrics, /healthz, /readyz), +10... gateways.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,7 +53,8 @@ REDIS_CLI=$(command -v redis-cli || echo /usr/bin/redis-cli)
 # Never collide with the NATS, Redis and gateway defaults a developer may be running.
 RESERVED_PORTS=" 4222 6379 8000 8222 "
 
-SERVICE_BINARIES=(switchboard-gateway switchboard-publisher switchboard-aggregator switchboard-batch-ingest)
+SERVICE_BINARIES=(switchboard-gateway switchboard-publisher switchboard-aggregator switchboard-batch-ingest
+  switchboard-device-reader)
 DEMO_BINARIES=(switchboard-agent switchboard-mlnode-sim)
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
@@ -228,7 +234,7 @@ cmd_down() {
   fi
   local started stage names
   started=$(now_ms)
-  for stage in 'agent-|mlnode-sim' 'gateway-|publisher|aggregator|batch-ingest' 'nats|redis'; do
+  for stage in 'agent-|mlnode-sim' 'gateway-|publisher|aggregator|batch-ingest|device-reader' 'nats|redis'; do
     names=$(manifest_lines | awk '{ print $1 }' | grep -E "^($stage)" || true)
     # shellcheck disable=SC2086 # names are single words
     [ -z "$names" ] || stop_stage $names
@@ -296,7 +302,7 @@ choose_ports() {
   fi
   NATS_PORT=$base NATS_MONITOR_PORT=$((base + 1)) REDIS_PORT=$((base + 2))
   PUBLISHER_PORT=$((base + 3)) AGGREGATOR_PORT=$((base + 4)) BATCH_INGEST_PORT=$((base + 5))
-  MLNODE_PORT=$((base + 6)) GATEWAY_BASE_PORT=$((base + 10))
+  MLNODE_PORT=$((base + 6)) DEVICE_READER_PORT=$((base + 7)) GATEWAY_BASE_PORT=$((base + 10))
 }
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
@@ -409,7 +415,7 @@ cmd_up() {
   ensure_binaries "${binaries[@]}"
   choose_ports
   choose_secrets
-  rm -f "$PID_DIR"/*.pid "$ENV_FILE"
+  rm -f "$PID_DIR"/*.pid "$ENV_FILE" "$STATE_DIR/device-reader.toml"
   echo "# NAME BINARY URL PROBE (written by deploy/local-cluster.sh up)" >"$MANIFEST"
   STARTED=() UP_DONE=0
   trap abort_up EXIT
@@ -421,10 +427,19 @@ cmd_up() {
   export SWITCHBOARD__BUS__NATS_URL=nats://127.0.0.1:$NATS_PORT
   export SWITCHBOARD__STORE__REDIS_URL=redis://127.0.0.1:$REDIS_PORT
   export SWITCHBOARD__AUTH__HMAC_SECRET=$HMAC_SECRET SWITCHBOARD__AUTH__API_KEY=$API_KEY
+  # The device reader's devices come from a file only ([[device_reader.devices]] tables):
+  # with DEMO=1 it gets two mock devices from a TOML file written here.
+  local -a device_reader_args=() check_args=()
+  if [ "$DEMO" = 1 ]; then
+    write_demo_devices "$STATE_DIR/device-reader.toml"
+    device_reader_args=(--config "$STATE_DIR/device-reader.toml")
+  fi
   # Checked before anything starts; the agent's check also proves it can sign its own token.
   for binary in "${binaries[@]}"; do
     [ "$binary" != switchboard-mlnode-sim ] || continue # command-line arguments only
-    if ! output=$("$BIN_DIR/$binary" --check-config 2>&1); then
+    check_args=(--check-config)
+    [ "$binary" != switchboard-device-reader ] || check_args+=("${device_reader_args[@]}")
+    if ! output=$("$BIN_DIR/$binary" "${check_args[@]}" 2>&1); then
       echo "$output" >&2
       die "$binary refuses the cluster's configuration (above)"
     fi
@@ -454,7 +469,10 @@ cmd_up() {
     "SWITCHBOARD__TELEMETRY__ADMIN_LISTEN=127.0.0.1:$AGGREGATOR_PORT" "SWITCHBOARD__AGGREGATOR__REPLICA_ID=aggregator-1"
   launch batch-ingest "$BIN_DIR/switchboard-batch-ingest" "http://127.0.0.1:$BATCH_INGEST_PORT" \
     "http://127.0.0.1:$BATCH_INGEST_PORT/readyz" "SWITCHBOARD__BATCH_INGEST__LISTEN=127.0.0.1:$BATCH_INGEST_PORT"
-  wait_ready "${services[@]}" publisher aggregator batch-ingest
+  launch device-reader "$BIN_DIR/switchboard-device-reader" "http://127.0.0.1:$DEVICE_READER_PORT" \
+    "http://127.0.0.1:$DEVICE_READER_PORT/readyz" "SWITCHBOARD__DEVICE_READER__LISTEN=127.0.0.1:$DEVICE_READER_PORT" \
+    "SWITCHBOARD__DEVICE_READER__INSTANCE_ID=device-reader-1" -- "${device_reader_args[@]}"
+  wait_ready "${services[@]}" publisher aggregator batch-ingest device-reader
 
   if [ "$DEMO" = 1 ]; then start_demo; fi
 
@@ -464,6 +482,31 @@ cmd_up() {
   echo "local cluster up in $(since "$started"): $GATEWAYS gateways (${GATEWAY_URLS[*]}), state in $STATE_DIR"
   [ -z "$DASHBOARD_URL" ] || echo "dashboard: $DASHBOARD_URL"
   echo "environment: source $ENV_FILE"
+}
+
+# write_demo_devices FILE: the device reader's configuration with DEMO=1, two mock devices (the
+# other settings come from the environment, like every process's).
+write_demo_devices() {
+  cat >"$1" <<'EOF'
+# Written by deploy/local-cluster.sh up (DEMO=1): two simulated instruments for the demo.
+# Readings go to rooms devices.<id>.m<module> (event data), statuses to room devices.
+[[device_reader.devices]]
+id = "demo-opm-1"
+driver = "mock"
+modules = [1, 2]
+interval = "500ms"
+wavelength_nm = 1550.0
+level_dbm = -20.0
+fault_rate = 0.01
+
+[[device_reader.devices]]
+id = "demo-opm-2"
+driver = "mock"
+modules = [1]
+interval = "1s"
+wavelength_nm = 1310.0
+level_dbm = -12.0
+EOF
 }
 
 # Node agents spread over the gateways, and one simulated ML node that batch-ingest is told to
@@ -516,6 +559,7 @@ write_env_file() {
       kv SWITCHBOARD_PUBLISHER_ADMIN_URL "http://127.0.0.1:$PUBLISHER_PORT"
       kv SWITCHBOARD_AGGREGATOR_ADMIN_URL "http://127.0.0.1:$AGGREGATOR_PORT"
       kv SWITCHBOARD_BATCH_INGEST_URL "http://127.0.0.1:$BATCH_INGEST_PORT"
+      kv SWITCHBOARD_DEVICE_READER_URL "http://127.0.0.1:$DEVICE_READER_PORT"
       kv SWITCHBOARD_API_KEY "$API_KEY"
       kv SWITCHBOARD_HMAC_SECRET "$HMAC_SECRET"
       echo "# an admin token for the dashboard and tests, valid 24 h (empty without openssl)"

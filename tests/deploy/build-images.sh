@@ -31,9 +31,9 @@ BIN_DIR=${1:-target/debug}
 REGISTRY=${SWITCHBOARD_REGISTRY:-localhost}
 TAG=${SWITCHBOARD_TAG:-dev}
 WORK=$ROOT/target/deploy-images
-TARGETS=(gateway publisher aggregator batch-ingest agent standalone mlnode-sim)
+TARGETS=(gateway publisher aggregator batch-ingest device-reader agent standalone mlnode-sim)
 BINARIES=(switchboard-gateway switchboard-publisher switchboard-aggregator switchboard-batch-ingest
-  switchboard-agent switchboard switchboard-mlnode-sim)
+  switchboard-device-reader switchboard-agent switchboard switchboard-mlnode-sim)
 mkdir -p "$WORK"
 
 log() { echo "==> $*" >&2; }

@@ -13,8 +13,9 @@
 #   3. up: `podman-compose --profile demo up -d`, then every health check passes (Podman 4.3 runs
 #      health checks only on demand without systemd, so this script runs them)
 #   4. checks: tests/deploy/compose/check_cluster.py (load balancer, Prometheus scraping every
-#      service, two gateways, HTTP and NATS publish exactly once, node agents, batch into
-#      JetStream, killing a gateway)
+#      service, two gateways, HTTP and NATS publish exactly once, node agents, a mock device's
+#      readings in room devices.<id>.m1 and GET /api/ws/devices, batch into JetStream, killing a
+#      gateway)
 #   5. down: `podman-compose down -v`; no container, network or volume of the project is left
 #
 # Environment: COMPOSE_TEST_TIMEOUT (whole run, default 600 s), COMPOSE_TEST_PROJECT (default
@@ -124,9 +125,9 @@ if [ -n "$(project_leftovers)" ]; then
 fi
 
 # --- settings: free host ports, fresh secrets ----------------------------------------------
-read -r HTTP_PORT NATS_PORT NATS_MONITOR_PORT BATCH_PORT PROM_PORT GRAFANA_PORT < <("$PY" - <<'EOF'
+read -r HTTP_PORT NATS_PORT NATS_MONITOR_PORT BATCH_PORT PROM_PORT GRAFANA_PORT DEVICE_READER_PORT < <("$PY" - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -134,7 +135,8 @@ EOF
 )
 export SWITCHBOARD_BIND=127.0.0.1 SWITCHBOARD_HTTP_PORT=$HTTP_PORT SWITCHBOARD_NATS_PORT=$NATS_PORT \
   SWITCHBOARD_NATS_MONITOR_PORT=$NATS_MONITOR_PORT SWITCHBOARD_BATCH_INGEST_PORT=$BATCH_PORT \
-  SWITCHBOARD_PROMETHEUS_PORT=$PROM_PORT SWITCHBOARD_GRAFANA_PORT=$GRAFANA_PORT
+  SWITCHBOARD_PROMETHEUS_PORT=$PROM_PORT SWITCHBOARD_GRAFANA_PORT=$GRAFANA_PORT \
+  SWITCHBOARD_DEVICE_READER_PORT=$DEVICE_READER_PORT
 SWITCHBOARD_HMAC_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
 SWITCHBOARD_API_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
 export SWITCHBOARD_HMAC_SECRET SWITCHBOARD_API_KEY

@@ -13,7 +13,8 @@
 # 3. run the rendered Deployments, ConfigMap and Secret with `podman kube play` next to NATS and
 #    Redis pods, connect a WebSocket client to the gateway pod (hostPort on 127.0.0.1) with an
 #    HS256 token, subscribe, publish with POST /api/ws/publish and receive it, receive the
-#    publisher pod's stream, probe the other pods' /readyz; then `podman kube down`.
+#    publisher pod's stream, probe the other pods' /readyz (and the device reader's mock device
+#    through its management API); then `podman kube down`.
 #    Podman does not implement Services, Ingress, HPA, PDB, NetworkPolicy or ServiceMonitor:
 #    those are checked statically in step 1 only.
 #
@@ -125,8 +126,9 @@ ensure_podman
 ensure_command catatonit catatonit
 PODMAN_USED=1
 
-SERVICES=(gateway publisher aggregator batch-ingest)
-BINARIES=(switchboard-gateway switchboard-publisher switchboard-aggregator switchboard-batch-ingest)
+SERVICES=(gateway publisher aggregator batch-ingest device-reader)
+BINARIES=(switchboard-gateway switchboard-publisher switchboard-aggregator switchboard-batch-ingest
+  switchboard-device-reader)
 SB_REGISTRY=localhost
 SB_TAG=dev
 NATS_IMAGE=""
@@ -233,9 +235,11 @@ app() {
   # Podman 4.3's kube play also publishes every containerPort that has no hostPort on the host
   # (0.0.0.0:<containerPort>): free ports keep those from colliding with anything else here.
   GATEWAY_PORT=$(free_port) PUBLISHER_PORT=$(free_port) AGGREGATOR_PORT=$(free_port) BATCH_INGEST_PORT=$(free_port)
+  DEVICE_READER_PORT=$(free_port)
   local overrides
-  overrides=$(printf '{"fullnameOverride":"%s","nats":{"url":"nats://%s:4222"},"redis":{"url":"redis://%s:6379"},"image":{"registry":"%s","tag":"%s"},"gateway":{"hostPort":%s},"publisher":{"adminPort":%s},"aggregator":{"adminPort":%s},"batchIngest":{"port":%s}}' \
-    "$RUN_ID" "$NATS_IP" "$REDIS_IP" "$SB_REGISTRY" "$SB_TAG" "$GATEWAY_PORT" "$PUBLISHER_PORT" "$AGGREGATOR_PORT" "$BATCH_INGEST_PORT")
+  overrides=$(printf '{"fullnameOverride":"%s","nats":{"url":"nats://%s:4222"},"redis":{"url":"redis://%s:6379"},"image":{"registry":"%s","tag":"%s"},"gateway":{"hostPort":%s},"publisher":{"adminPort":%s},"aggregator":{"adminPort":%s},"batchIngest":{"port":%s},"deviceReader":{"port":%s}}' \
+    "$RUN_ID" "$NATS_IP" "$REDIS_IP" "$SB_REGISTRY" "$SB_TAG" "$GATEWAY_PORT" "$PUBLISHER_PORT" "$AGGREGATOR_PORT" "$BATCH_INGEST_PORT" \
+    "$DEVICE_READER_PORT")
   timeout 120 "$PY" "$HERE/check.py" render "$HERE/values/kube-play.yaml" "$WORK/release.yaml" "$KUBE_VERSION" "$overrides"
   timeout 60 "$PY" "$HERE/check.py" kube-play-files "$WORK/release.yaml" "$WORK/app.yaml" "$WORK/secret.json" >"$WORK/info.txt"
   mapfile -t info <"$WORK/info.txt"
@@ -269,7 +273,8 @@ step "WebSocket through the gateway pod: subscribe, publish, receive" 150 ws
 # `--probe` (the images are distroless: no shell, no curl).
 probe_pods() {
   local svc port container entry deadline
-  for svc in "publisher:$PUBLISHER_PORT" "aggregator:$AGGREGATOR_PORT" "batch-ingest:$BATCH_INGEST_PORT"; do
+  for svc in "publisher:$PUBLISHER_PORT" "aggregator:$AGGREGATOR_PORT" "batch-ingest:$BATCH_INGEST_PORT" \
+    "device-reader:$DEVICE_READER_PORT"; do
     port=${svc#*:} svc=${svc%%:*}
     container=$(podman ps --format '{{.Names}}' | grep -E "^$RUN_ID-$svc-pod-[0-9]+-$svc\$" | head -1)
     [ -n "$container" ] || { echo "$svc: no running container" >&2; return 1; }
@@ -290,9 +295,15 @@ probe_pods() {
         { echo "$svc: $path on port $port is not 2xx" >&2; return 1; }
     done
     echo "$container: /readyz, /healthz, /metrics 2xx on port $port"
+    if [ "$svc" = device-reader ]; then
+      # The mock device of kube-play.yaml's deviceReader.configToml (ConfigMap file) is known.
+      timeout 10 podman exec "$container" "$entry" --probe "http://127.0.0.1:$port/v1/devices/kube-mock-1" >/dev/null 2>&1 ||
+        { echo "$svc: GET /v1/devices/kube-mock-1 is not 2xx (device table of the ConfigMap not read?)" >&2; return 1; }
+      echo "$container: GET /v1/devices/kube-mock-1 2xx (device from deviceReader.configToml)"
+    fi
   done
 }
-step "publisher, aggregator, batch-ingest pods: /readyz, /healthz, /metrics (--probe)" 240 probe_pods
+step "publisher, aggregator, batch-ingest, device-reader pods: /readyz, /healthz, /metrics (--probe)" 240 probe_pods
 
 # Stopping the gateway as Kubernetes deletes a pod: SIGTERM to the container while the pod's
 # network stays up. The gateway must tell its client to reconnect and close it with 1001

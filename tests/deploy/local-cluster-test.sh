@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Test of deploy/local-cluster.sh: `up` a cluster of debug binaries (2 gateways, publisher,
-# aggregator, batch-ingest and the demo extras) on free loopback ports, check it over HTTP (no
+# aggregator, batch-ingest, device-reader and the demo extras) on free loopback ports, check it over HTTP (no
 # WebSocket client), `status`, `down`, and that no process of the cluster is left.
 #
 #   tests/deploy/local-cluster-test.sh      # from anywhere; needs nats-server, redis-server, curl
 #
-# BIN_DIR (default target/debug; missing binaries are built), DEMO (default 1: agents and the
-# ML node simulator too). Every step is bounded (timeout, curl --max-time, polls with a
+# BIN_DIR (default target/debug; missing binaries are built), DEMO (default 1: agents, the
+# ML node simulator and two mock devices of the device reader too). Every step is bounded (timeout, curl --max-time, polls with a
 # deadline), so the test ends within about 4 minutes even when everything hangs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -90,10 +90,11 @@ record_pids
 took
 # shellcheck source=/dev/null
 source "$STATE_DIR/cluster.env"
-expected=$((5 + GATEWAYS + (DEMO == 1 ? DEMO_AGENTS + 1 : 0)))
+expected=$((6 + GATEWAYS + (DEMO == 1 ? DEMO_AGENTS + 1 : 0)))
 [ ${#PIDS[@]} -eq "$expected" ] || fail "expected $expected PID files, found ${#PIDS[@]}: ${!PIDS[*]}"
 for name in "${!PIDS[@]}"; do pid_alive "${PIDS[$name]}" || fail "$name (pid ${PIDS[$name]}) is not running after up"; done
-for variable in SWITCHBOARD_GATEWAY_URLS SWITCHBOARD_NATS_URL SWITCHBOARD_REDIS_URL SWITCHBOARD_API_KEY SWITCHBOARD_HMAC_SECRET; do
+for variable in SWITCHBOARD_GATEWAY_URLS SWITCHBOARD_NATS_URL SWITCHBOARD_REDIS_URL SWITCHBOARD_API_KEY SWITCHBOARD_HMAC_SECRET \
+  SWITCHBOARD_DEVICE_READER_URL; do
   [ -n "${!variable:-}" ] || fail "cluster.env lacks $variable"
 done
 case ",$SWITCHBOARD_GATEWAY_URLS,$SWITCHBOARD_NATS_URL,$SWITCHBOARD_REDIS_URL," in
@@ -119,8 +120,9 @@ for url in "${gateway_urls[@]}"; do
 done
 took
 
-step "publisher, aggregator and batch-ingest answer /healthz"
-for url in "$SWITCHBOARD_PUBLISHER_ADMIN_URL" "$SWITCHBOARD_AGGREGATOR_ADMIN_URL" "$SWITCHBOARD_BATCH_INGEST_URL"; do
+step "publisher, aggregator, batch-ingest and device-reader answer /healthz"
+for url in "$SWITCHBOARD_PUBLISHER_ADMIN_URL" "$SWITCHBOARD_AGGREGATOR_ADMIN_URL" "$SWITCHBOARD_BATCH_INGEST_URL" \
+  "$SWITCHBOARD_DEVICE_READER_URL"; do
   code=$(http_code "$url/healthz")
   [ "$code" = 200 ] || fail "$url/healthz answered $code"
   echo "    $url/healthz 200" >&2
@@ -142,6 +144,17 @@ if [ "$DEMO" = 1 ]; then
   stats=$(curl -s --max-time 5 "${gateway_urls[0]}/api/ws/stats")
   grep -q '"active_connections":[3-9]' <<<"$stats" || fail "the 3 demo agents are not connected: $stats"
   took
+
+  step "demo: the device reader reads its two mock devices"
+  devices=""
+  devices_connected() {
+    devices=$(curl -s --max-time 5 "$SWITCHBOARD_DEVICE_READER_URL/v1/devices" || true)
+    [ "$(grep -o '"state":"connected"' <<<"$devices" | wc -l)" -eq 2 ] &&
+      grep -q '"device_id":"demo-opm-1"' <<<"$devices" && grep -q '"device_id":"demo-opm-2"' <<<"$devices"
+  }
+  eventually 20 devices_connected || fail "device reader /v1/devices: $devices"
+  echo "    $devices" | cut -c1-300 >&2
+  took
 fi
 
 step "status"
@@ -160,7 +173,7 @@ step "no process of the cluster is left"
 for name in "${!PIDS[@]}"; do
   if pid_alive "${PIDS[$name]}"; then fail "$name (pid ${PIDS[$name]}) survived down"; fi
 done
-for url in "${gateway_urls[@]}" "$SWITCHBOARD_PUBLISHER_ADMIN_URL" "$SWITCHBOARD_BATCH_INGEST_URL"; do
+for url in "${gateway_urls[@]}" "$SWITCHBOARD_PUBLISHER_ADMIN_URL" "$SWITCHBOARD_BATCH_INGEST_URL" "$SWITCHBOARD_DEVICE_READER_URL"; do
   [ "$(http_code "$url/healthz")" = 000 ] || fail "$url still answers after down"
 done
 echo "    ${#PIDS[@]} PIDs gone: $(for name in "${!PIDS[@]}"; do printf '%s=%s ' "$name" "${PIDS[$name]}"; done)" >&2

@@ -25,6 +25,7 @@ gateway: {name: gateway, binary: switchboard-gateway}
 publisher: {name: publisher, binary: switchboard-publisher}
 aggregator: {name: aggregator, binary: switchboard-aggregator}
 batchIngest: {name: batch-ingest, binary: switchboard-batch-ingest}
+deviceReader: {name: device-reader, binary: switchboard-device-reader}
 {{- end }}
 
 {{/* Labels of every object. */}}
@@ -83,9 +84,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- required "redis.url is required: the URL of your Redis 7 server, e.g. --set redis.url=redis://redis:6379" .Values.redis.url }}
 {{- end }}
 
-{{/* The admin port (metrics and probes) of a component. */}}
+{{/* The admin port (metrics and probes) of a component: batch-ingest and the device reader
+serve them on their one listener. */}}
 {{- define "switchboard.adminPort" -}}
-{{- if eq .key "batchIngest" }}{{ .values.port }}{{ else }}{{ .values.adminPort }}{{ end }}
+{{- if has .key (list "batchIngest" "deviceReader") }}{{ .values.port }}{{ else }}{{ .values.adminPort }}{{ end }}
 {{- end }}
 
 {{/* Whether the admin endpoints have a port of their own (not the main listener). */}}

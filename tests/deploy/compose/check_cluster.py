@@ -1,7 +1,7 @@
 """Black-box check of the Switchboard cluster that docker-compose.yml starts.
 
 Everything goes through the ports the compose file publishes: the load balancer (dashboard, HTTP
-API, WebSocket), NATS (for a backend publish and JetStream) and batch-ingest. The only look
+API, WebSocket, the device list), NATS (for a backend publish and JetStream) and batch-ingest. The only look
 behind the curtain is `podman kill` of one gateway container, found by its compose labels.
 
     python check_cluster.py --http http://127.0.0.1:8000 --nats nats://127.0.0.1:4222 \
@@ -29,6 +29,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOM = "compose.check"
+# The demo profile's mock devices (service device-register in docker-compose.yml).
+DEMO_DEVICES = ("demo-opm-1", "demo-opm-2")
 SUBPROTOCOL = "switchboard.v1.json"
 QUIET = 1.5  # seconds to wait for duplicates after a delivery
 
@@ -264,6 +266,46 @@ class Checks:
         finally:
             await watcher.close()
 
+    @step("device reader (demo profile): a mock device's readings reach a WebSocket client in room devices.<id>.m1")
+    async def device_readings(self) -> None:
+        room = f"devices.{DEMO_DEVICES[0]}.m1"
+        watcher = await Client.open("device-watcher", self.ws_url, self.new_token([room]))
+        try:
+            await watcher.subscribe([room])
+            deadline = time.monotonic() + 45  # device-register retries until the reader is up
+            readings: list[dict] = []
+            while time.monotonic() < deadline and len(readings) < 2:
+                try:
+                    frame = await asyncio.wait_for(watcher.messages.get(), deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                if frame.get("room") == room and frame.get("type") == "data":
+                    readings.append(frame.get("data") or {})
+            if len(readings) < 2:
+                raise CheckFailed(f"{len(readings)} data messages in room {room} within 45 s, expected 2 or more")
+            print(f"       {room} on {watcher.server_id}: {json.dumps(readings[-1])[:200]}")
+        finally:
+            await watcher.close()
+
+    @step("GET /api/ws/devices through the load balancer lists the demo devices")
+    async def device_list(self) -> None:
+        deadline = time.monotonic() + 20
+        status, body = 0, b""
+        while time.monotonic() < deadline:
+            status, body = http("GET", self.args.http + "/api/ws/devices")
+            if status == 404:
+                # The gateway's device endpoint came with the device reader; an older gateway has
+                # no such route.
+                print("       SKIPPED: this gateway has no GET /api/ws/devices (404); not checked")
+                return
+            if status == 200:
+                listed = {device.get("device_id") for device in json.loads(body)}
+                if set(DEMO_DEVICES) <= listed:
+                    print(f"       listed: {sorted(listed)}")
+                    return
+            await asyncio.sleep(1)
+        raise CheckFailed(f"GET /api/ws/devices: {status} {body[:300]!r}, expected {list(DEMO_DEVICES)}")
+
     @step("a batch POSTed to batch-ingest lands in JetStream stream SB_BATCHES (once)")
     async def batch(self) -> None:
         stamp = f"{time.time_ns():x}"
@@ -317,7 +359,7 @@ class Checks:
     @step("Prometheus (observability profile) scrapes every Switchboard service")
     async def prometheus(self) -> None:
         want = {"switchboard-gateway": 2, "switchboard-publisher": 1, "switchboard-aggregator": 1,
-                "switchboard-batch-ingest": 1}
+                "switchboard-batch-ingest": 1, "switchboard-device-reader": 1}
         deadline = time.monotonic() + 45  # the first scrape comes within one scrape_interval
         summary: dict[str, list[str]] = {}
         while time.monotonic() < deadline:
@@ -384,6 +426,8 @@ class Checks:
         await self.nats_publish()
         if self.args.demo:
             await self.node_agents()
+            await self.device_readings()
+            await self.device_list()
         await self.batch()
         if not self.args.no_kill:
             await self.failover()
