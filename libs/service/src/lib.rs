@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod probe;
+pub mod supervise;
 
 use std::collections::HashMap;
 use std::error::Error;

@@ -50,8 +50,14 @@ pub enum RunError {
     #[error("admin server failed")]
     Admin(#[source] std::io::Error),
     /// A task panicked (a bug); the publisher drained and stopped.
-    #[error("publisher task panicked")]
-    TaskPanicked(#[source] tokio::task::JoinError),
+    #[error("publisher task {task} panicked")]
+    TaskPanicked {
+        /// The task's name.
+        task: String,
+        /// The panic.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl service::ServiceError for RunError {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use bus::Bus;
 use protocol::Subjects;
+use service::supervise::{Supervisor, TaskFailure};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{RunError, StartError};
@@ -100,49 +101,33 @@ impl Publisher {
         election.spawn(leader::run(shared.clone(), state_tx, election_stop.clone()));
 
         let work = shutdown.child_token();
-        let mut tasks: JoinSet<Result<(), RunError>> = JoinSet::new();
+        let mut tasks: Supervisor<RunError> = Supervisor::new();
         inputs.spawn(&shared, &mut tasks, &work);
-        let (sweeper_shared, sweeper_stop) = (shared.clone(), work.clone());
-        tasks.spawn(async move {
-            events::run_sweeper(sweeper_shared, sweeper_stop).await;
-            Ok(())
-        });
-        let (events_shared, events_leader, events_stop) =
-            (shared.clone(), leader.clone(), work.clone());
-        tasks.spawn(async move {
-            events::run(events_shared, events_leader, events_stop).await;
-            Ok(())
-        });
+        tasks.spawn_plain(
+            "event sweeper",
+            events::run_sweeper(shared.clone(), work.clone()),
+        );
+        tasks.spawn_plain(
+            "events",
+            events::run(shared.clone(), leader.clone(), work.clone()),
+        );
         for stream in Periodic::ALL {
-            let (stream_shared, stream_leader, stream_stop) =
-                (shared.clone(), leader.clone(), work.clone());
-            tasks.spawn(async move {
-                streams::run(stream_shared, stream, stream_leader, stream_stop).await;
-                Ok(())
-            });
+            tasks.spawn_plain(
+                format!("stream {stream:?}"),
+                streams::run(shared.clone(), stream, leader.clone(), work.clone()),
+            );
         }
         if let Some(listener) = admin {
-            tasks.spawn(admin::serve(listener, shared.clone(), work.clone()));
+            tasks.spawn(
+                "admin server",
+                admin::serve(listener, shared.clone(), work.clone()),
+            );
         }
 
-        let failure = tokio::select! {
-            () = work.cancelled() => None,
-            failure = first_failure(&mut tasks) => failure,
-        };
-        if let Some(failure) = &failure {
-            error!(error = %failure, "publisher task failed; draining");
-        }
+        let failure = tasks.watch(&work).await;
         work.cancel();
         let grace = config.shutdown_grace;
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            warn!(
-                remaining = tasks.len(),
-                "shutdown grace reached; cutting off remaining tasks"
-            );
-            tasks.abort_all();
-        }
+        let failure = failure.or(tasks.drain(grace).await);
         election_stop.cancel();
         if tokio::time::timeout(grace, election.join_next())
             .await
@@ -154,20 +139,16 @@ impl Publisher {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!(instance_id = %shared.instance_id, "publisher drained");
-        failure.map_or(Ok(()), Err)
-    }
-}
-
-/// Waits for the first task that fails; `None` if all end cleanly.
-async fn first_failure(tasks: &mut JoinSet<Result<(), RunError>>) -> Option<RunError> {
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(failure)) => return Some(failure),
-            Err(join_error) => return Some(RunError::TaskPanicked(join_error)),
+        match failure {
+            None => Ok(()),
+            // The task's own error already says what failed (an input, the admin server).
+            Some(TaskFailure::Failed { error, .. }) => Err(error),
+            Some(TaskFailure::Panicked { task, error }) => Err(RunError::TaskPanicked {
+                task,
+                source: error,
+            }),
         }
     }
-    None
 }
 
 /// Connects the bus and store named in `config`, binds, and serves until `shutdown`.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bus::{Bus, Subscription};
 use protocol::Subjects;
-use tokio::task::JoinSet;
+use service::supervise::Supervisor;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{RunError, StartError};
@@ -43,13 +43,12 @@ impl Inputs {
     pub(crate) fn spawn(
         self,
         shared: &Arc<Shared>,
-        tasks: &mut JoinSet<Result<(), RunError>>,
+        tasks: &mut Supervisor<RunError>,
         shutdown: &CancellationToken,
     ) {
-        tasks.spawn(node_state::consume(
-            shared.clone(),
-            self.node_states,
-            shutdown.clone(),
-        ));
+        tasks.spawn(
+            "node state input",
+            node_state::consume(shared.clone(), self.node_states, shutdown.clone()),
+        );
     }
 }
