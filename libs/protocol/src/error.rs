@@ -10,6 +10,8 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// The server is going away (shutdown, drain).
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame was not valid UTF-8 (RFC 6455 "invalid frame payload data").
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A message was larger than the configured maximum (RFC 6455 "message too big").
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Unexpected server condition.

@@ -75,9 +75,10 @@ fn error_code_table_matches_the_rust_error_codes() {
 }
 
 /// Every `protocol::close_code` constant, by name.
-const CLOSE_CODES: [(&str, u16); 12] = [
+const CLOSE_CODES: [(&str, u16); 13] = [
     ("NORMAL", close_code::NORMAL),
     ("GOING_AWAY", close_code::GOING_AWAY),
+    ("INVALID_PAYLOAD", close_code::INVALID_PAYLOAD),
     ("MESSAGE_TOO_BIG", close_code::MESSAGE_TOO_BIG),
     ("INTERNAL", close_code::INTERNAL),
     ("TRY_AGAIN_LATER", close_code::TRY_AGAIN_LATER),
