@@ -3,11 +3,14 @@
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ErrorCode, ServerMessage};
+use protocol::{ErrorCode, ServerMessage, close_code};
 use rand::Rng;
 
 use super::{EndReason, FAREWELL_TIMEOUT, Session, Socket};
 use crate::frames::encode_frame;
+
+/// Close reason, and `bad_input_total` label, of a text frame that is not UTF-8.
+const INVALID_UTF8: &str = "invalid_utf8";
 
 /// Sends `frame` (if any) and a close frame, then reads and discards until the peer's close
 /// or [`FAREWELL_TIMEOUT`]. Dropping a socket with unread input makes the kernel answer with
@@ -78,20 +81,32 @@ impl<S: Socket> Session<S> {
     }
 
     pub(super) async fn on_socket_error(&mut self, error: axum::Error) -> EndReason {
-        let too_big = error
-            .into_inner()
-            .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-            .is_some_and(|inner| {
-                matches!(inner, tokio_tungstenite::tungstenite::Error::Capacity(_))
-            });
-        if too_big {
-            self.shared
-                .metrics
-                .bad_input
-                .with_label_values(&[ErrorCode::MessageTooLarge.as_str()])
-                .inc();
-            return self.farewell(ErrorCode::MessageTooLarge).await;
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let error = error.into_inner();
+        match error.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(_)) => {
+                self.count_bad_input(ErrorCode::MessageTooLarge.as_str());
+                self.farewell(ErrorCode::MessageTooLarge).await
+            }
+            // RFC 6455 §8.1: an endpoint that receives a text frame that is not UTF-8 fails
+            // the connection with 1007. The frame is not a protocol message at all (no codec
+            // ever saw it), so there is no `error` frame, only the close; tungstenite keeps
+            // the connection writable after this error, so the close frame goes out.
+            Some(WsError::Utf8(_)) => {
+                self.count_bad_input(INVALID_UTF8);
+                self.send_farewell(None, close_code::INVALID_PAYLOAD, INVALID_UTF8)
+                    .await;
+                EndReason::Error(ErrorCode::InvalidMessage)
+            }
+            _ => EndReason::SocketError,
         }
-        EndReason::SocketError
+    }
+
+    fn count_bad_input(&self, label: &str) {
+        self.shared
+            .metrics
+            .bad_input
+            .with_label_values(&[label])
+            .inc();
     }
 }
