@@ -16,21 +16,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth::{Claims, Role};
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use http_front::ConnectionSlot;
 use protocol::device::{self, DeviceStatus, ListDevicesRequest, MAX_MODULE, api};
 use protocol::message::MIN_DELIVERY_INTERVAL_MS;
 use protocol::{Codec, ErrorCode};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use crate::bus_api::{AskError, ask, refuse};
 use crate::config::GatewayConfig;
 use crate::handshake::{
-    admit, bearer_token, holding, origin_allowed, refuse as refuse_socket, sized, verify_token,
+    admission, admit, bearer_token, holding, refuse as refuse_socket, sized, verify_token,
 };
 use crate::http::error_response;
 use crate::session;
@@ -101,6 +102,7 @@ fn power_params(
 /// `GET /api/v1/ws/v2/power`: seed 003's instrument stream.
 pub(crate) async fn power(
     State(shared): State<Arc<Shared>>,
+    Extension(slot): Extension<ConnectionSlot>,
     params: Params,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -119,7 +121,7 @@ pub(crate) async fn power(
             return refuse(ErrorCode::InvalidMessage, &reason);
         }
     };
-    let permit = match admission(&shared, &headers) {
+    let permit = match admission(&shared, &slot, &headers) {
         Ok(permit) => permit,
         Err(code) => return error_response(code),
     };
@@ -168,11 +170,12 @@ pub(crate) async fn power(
 /// load balancer probes more often than a user connects).
 pub(crate) async fn health(
     State(shared): State<Arc<Shared>>,
+    Extension(slot): Extension<ConnectionSlot>,
     params: Params,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let permit = match admission(&shared, &headers) {
+    let permit = match admission(&shared, &slot, &headers) {
         Ok(permit) => permit,
         Err(code) => return error_response(code),
     };
@@ -200,33 +203,6 @@ pub(crate) async fn health(
                 }
             }
             std::future::ready(())
-        })
-}
-
-/// The checks every upgrade passes first: not draining, an allowed origin, a free slot.
-fn admission(shared: &Shared, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, ErrorCode> {
-    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ErrorCode::ShuttingDown);
-    }
-    if !origin_allowed(&shared.config.allowed_origins, headers) {
-        shared
-            .metrics
-            .auth_failures
-            .with_label_values(&["origin"])
-            .inc();
-        return Err(ErrorCode::OriginNotAllowed);
-    }
-    shared
-        .connection_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            shared
-                .metrics
-                .rate_limited
-                .with_label_values(&["connection_cap"])
-                .inc();
-            ErrorCode::TooManyConnections
         })
 }
 

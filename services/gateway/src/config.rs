@@ -36,9 +36,21 @@ pub struct GatewayConfig {
     pub server_id: Option<String>,
     /// URL other components may use to reach this gateway (shown in stats); defaults to `ws://<listen>`.
     pub advertise_url: Option<String>,
-    /// Connection cap of this process. One process can hold about 19,900 sockets on a
-    /// 20,000-file limit; raise only with the file limit.
-    pub max_connections: usize,
+    /// Connection cap of this process: every TCP connection holds a slot from accept on,
+    /// through the upgrade, until its session ends. Unset, it is derived at start from the
+    /// soft file limit (`RLIMIT_NOFILE` minus 256 files for the bus, store and the like and
+    /// minus `probe_headroom`); set it to stay below that, never above.
+    pub max_connections: Option<usize>,
+    /// Connections served beyond `max_connections` when it is reached, one request each and
+    /// never upgraded, so health probes and `/metrics` still get an answer.
+    pub probe_headroom: usize,
+    /// How long a client may take to send a request head, and how long an idle keep-alive
+    /// HTTP connection stays open. Lower it when half-open connections pile up.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long `POST /api/ws/publish` waits for its body (at most `max_message_bytes`).
+    #[serde(with = "humantime_serde")]
+    pub request_body_timeout: Duration,
     /// Largest accepted client frame/message in bytes; larger ones close the connection with 1009.
     pub max_message_bytes: usize,
     /// Per-connection socket read buffer. Allocated (and zero-filled) up front for every
@@ -80,7 +92,9 @@ pub struct GatewayConfig {
     /// before clients are told to reconnect; give a load balancer time to stop routing here.
     #[serde(with = "humantime_serde")]
     pub shutdown_delay: Duration,
-    /// Upper bound on the graceful drain after SIGTERM.
+    /// Budget of the whole drain after SIGTERM (after `shutdown_delay`): HTTP requests in
+    /// progress, sessions' farewells, deregistration and the bus flush all end by this
+    /// deadline; what is left is cut off.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
     /// Lower bound of the jittered `retry_after` sent in `reconnect` during drain.
@@ -126,7 +140,10 @@ impl Default for GatewayConfig {
             listen_backlog: 4096,
             server_id: None,
             advertise_url: None,
-            max_connections: 19_500,
+            max_connections: None,
+            probe_headroom: http_front::DEFAULT_PROBE_HEADROOM,
+            header_read_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(10),
             max_message_bytes: 64 * 1024,
             read_buffer_bytes: 256,
             write_buffer_bytes: 8 * 1024,
@@ -177,8 +194,13 @@ impl Config {
                 "auth: set auth.hmac_secret or auth.public_key_pem/public_key_file; tokens cannot be verified otherwise".to_owned(),
             );
         }
-        if gateway.max_connections == 0 {
+        if gateway.max_connections == Some(0) {
             problems.push("gateway.max_connections must be at least 1".to_owned());
+        }
+        if gateway.header_read_timeout.is_zero() || gateway.request_body_timeout.is_zero() {
+            problems.push(
+                "gateway.header_read_timeout and request_body_timeout must be positive".to_owned(),
+            );
         }
         if gateway.max_message_bytes < 256 {
             problems.push("gateway.max_message_bytes must be at least 256".to_owned());

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth::Claims;
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, ORIGIN};
+use axum::http::header::ORIGIN;
 use axum::response::Response;
 use futures_util::FutureExt;
+use http_front::ConnectionSlot;
 use protocol::codec::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 use protocol::{Codec, ErrorCode, ServerMessage};
 use serde::Deserialize;
@@ -40,28 +42,14 @@ pub(crate) struct ConnectQuery {
 
 pub(crate) async fn connect(
     State(shared): State<Arc<Shared>>,
+    Extension(slot): Extension<ConnectionSlot>,
     Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        return error_response(ErrorCode::ShuttingDown);
-    }
-    if !origin_allowed(&shared.config.allowed_origins, &headers) {
-        shared
-            .metrics
-            .auth_failures
-            .with_label_values(&["origin"])
-            .inc();
-        return error_response(ErrorCode::OriginNotAllowed);
-    }
-    let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
-        shared
-            .metrics
-            .rate_limited
-            .with_label_values(&["connection_cap"])
-            .inc();
-        return error_response(ErrorCode::TooManyConnections);
+    let permit = match admission(&shared, &slot, &headers) {
+        Ok(permit) => permit,
+        Err(code) => return error_response(code),
     };
     let upgrade = upgrade.protocols([SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON]);
     let codec = upgrade
@@ -92,6 +80,35 @@ pub(crate) async fn connect(
             }
             std::future::ready(())
         })
+}
+
+/// The checks every upgrade passes first: not draining, an allowed origin, a slot under the
+/// connection cap. The slot is the connection's own, taken at accept; a connection served
+/// from the probe headroom has none to hand over.
+pub(crate) fn admission(
+    shared: &Shared,
+    slot: &ConnectionSlot,
+    headers: &HeaderMap,
+) -> Result<OwnedSemaphorePermit, ErrorCode> {
+    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ErrorCode::ShuttingDown);
+    }
+    if !origin_allowed(&shared.config.allowed_origins, headers) {
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&["origin"])
+            .inc();
+        return Err(ErrorCode::OriginNotAllowed);
+    }
+    slot.take().ok_or_else(|| {
+        shared
+            .metrics
+            .rate_limited
+            .with_label_values(&["connection_cap"])
+            .inc();
+        ErrorCode::TooManyConnections
+    })
 }
 
 /// Applies the configured buffer and message sizes to an upgrade.
@@ -171,12 +188,9 @@ pub(crate) async fn refuse<S: Socket>(mut socket: S, codec: Codec, code: ErrorCo
     session::close_gracefully(&mut socket, frame, code.close_code(), code.as_str()).await;
 }
 
+/// The token of `Authorization: Bearer …` (the scheme in any case, RFC 9110).
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
-    Some(token.trim().to_owned())
+    http_front::bearer(headers).map(str::to_owned)
 }
 
 pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
@@ -198,6 +212,7 @@ pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+    use axum::http::header::AUTHORIZATION;
 
     use super::*;
 
@@ -238,6 +253,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer_token(&headers), None);
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(bearer_token(&headers).as_deref(), Some("abc"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("BEARER abc"));
         assert_eq!(bearer_token(&headers).as_deref(), Some("abc"));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer_token(&headers), None);

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bus::Headers;
+use http_front::BodyError;
 use protocol::envelope::{HEADER_ORIGIN_SERVER, encode_bus};
 use protocol::room::STANDARD_ROOMS;
 use protocol::{ErrorCode, RoomEnvelope, RoomName};
@@ -199,19 +200,19 @@ struct PublishAccepted {
 }
 
 /// Server API: publishes `{room, type, data}` to the room, authorised by `Authorization: Bearer <api key>`.
+///
+/// The key is checked before a byte of the body is read; the body is then read up to
+/// `max_message_bytes` within `request_body_timeout` (a longer declared length is refused
+/// at once).
 pub(crate) async fn publish(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(expected) = shared.api_key.as_ref() else {
         return error_response(ErrorCode::Forbidden);
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(presented) = presented else {
+    let Some(presented) = http_front::bearer(&headers) else {
         shared
             .metrics
             .auth_failures
@@ -219,7 +220,7 @@ pub(crate) async fn publish(
             .inc();
         return error_response(ErrorCode::TokenMissing);
     };
-    if !constant_time_eq(presented.trim().as_bytes(), expected.expose().as_bytes()) {
+    if !constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
         shared
             .metrics
             .auth_failures
@@ -227,9 +228,20 @@ pub(crate) async fn publish(
             .inc();
         return error_response(ErrorCode::TokenInvalid);
     }
-    if body.len() > shared.config.max_message_bytes {
-        return error_response(ErrorCode::MessageTooLarge);
-    }
+    let body = match http_front::read_body(
+        &headers,
+        body,
+        shared.config.max_message_bytes,
+        shared.config.request_body_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return error_response(ErrorCode::MessageTooLarge),
+        Err(BodyError::Timeout | BodyError::Read(_)) => {
+            return error_response(ErrorCode::InvalidMessage);
+        }
+    };
     let Ok(request) = serde_json::from_slice::<PublishRequest>(&body) else {
         return error_response(ErrorCode::InvalidMessage);
     };

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub conflated_subscriptions: IntGauge,
     /// Open seed 003 instrument streams (`/api/v1/ws/v2/power`).
     pub device_streams: IntGauge,
+    /// TCP connections closed at accept: the connection cap and its probe headroom were full.
+    pub http_connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -160,6 +162,10 @@ impl Metrics {
             device_streams: gauge(
                 "switchboard_gateway_device_streams_active",
                 "Open seed 003 instrument streams (/api/v1/ws/v2/power)",
+            ),
+            http_connections_refused: counter(
+                "switchboard_gateway_http_connections_refused_total",
+                "TCP connections closed at accept because the connection cap and its probe headroom were full",
             ),
             registry,
         }

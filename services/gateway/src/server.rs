@@ -11,7 +11,6 @@ use bus::Bus;
 use protocol::Subjects;
 use store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -97,34 +96,51 @@ impl Gateway {
         ));
         let liveness = tokio::spawn(presence::run_liveness(shared.clone(), background.clone()));
         let heartbeats = tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
+        let (front_door, derived_cap) =
+            crate::http_server::front_door(&shared.config, &shared.metrics);
         info!(
             server_id = %shared.server_id,
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             bus = shared.bus.backend_name(),
             store = shared.store.backend_name(),
+            max_connections = front_door.limits().max_connections,
+            max_connections_from = %derived_cap.map_or_else(|| "gateway.max_connections".to_owned(), |cap| cap.to_string()),
             "gateway listening"
         );
 
         let drain_shared = shared.clone();
-        let accepting = crate::http_server::serve(listener, router(shared.clone()), async move {
+        let accepting = front_door.serve(listener, router(shared.clone()), async move {
             shutdown.cancelled().await;
             drain_shared.draining.store(true, Ordering::Relaxed);
             // Readiness is false and upgrades are refused from here; a load balancer gets
             // `shutdown_delay` to notice before the listener closes and clients are moved.
             tokio::time::sleep(drain_shared.config.shutdown_delay).await;
             drain_shared.sessions_shutdown.cancel();
+            // One budget for the whole drain: HTTP requests, sessions, deregistration, flush.
+            tokio::time::Instant::now() + drain_shared.config.drain_timeout
         });
         // On a worker, not on the thread that called `serve` (the binary's main thread): there
         // every accepted connection would be handed across threads, with a wake-up each.
-        if let Err(error) = tokio::spawn(accepting).await {
-            warn!(error = %error, "accept loop ended abnormally");
-        }
+        let deadline = match tokio::spawn(accepting).await {
+            Ok(drained) => {
+                if drained.cut_off > 0 {
+                    warn!(
+                        cut_off = drained.cut_off,
+                        "drain deadline reached; HTTP connections cut off"
+                    );
+                }
+                drained.deadline
+            }
+            Err(error) => {
+                warn!(error = %error, "accept loop ended abnormally");
+                tokio::time::Instant::now() + shared.config.drain_timeout
+            }
+        };
 
         shared.draining.store(true, Ordering::Relaxed);
         shared.sessions_shutdown.cancel();
         shared.tasks.close();
-        let drain_timeout = shared.config.drain_timeout;
-        if tokio::time::timeout(drain_timeout, shared.tasks.wait())
+        if tokio::time::timeout_at(deadline, shared.tasks.wait())
             .await
             .is_err()
         {
@@ -135,11 +151,8 @@ impl Gateway {
         }
         background.cancel();
         let _ = tokio::join!(presence_writer, liveness, heartbeats);
-        match tokio::time::timeout(
-            drain_timeout,
-            shared.store.remove_gateway(&shared.server_id),
-        )
-        .await
+        match tokio::time::timeout_at(deadline, shared.store.remove_gateway(&shared.server_id))
+            .await
         {
             Ok(Ok(())) => info!(server_id = %shared.server_id, "gateway drained and deregistered"),
             Ok(Err(error)) => {
@@ -147,8 +160,10 @@ impl Gateway {
             }
             Err(_) => warn!("store did not answer; entries expire with the liveness TTL"),
         }
-        if let Err(error) = shared.bus.flush().await {
-            warn!(error = %error, "bus flush at shutdown failed");
+        match tokio::time::timeout_at(deadline, shared.bus.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(error = %error, "bus flush at shutdown failed"),
+            Err(_) => warn!("drain deadline reached before the bus flush"),
         }
         Ok(())
     }
@@ -178,7 +193,6 @@ pub(crate) fn build_shared(
             max_bytes: gateway.outbound_queue_bytes,
             slow_consumer_grace: gateway.slow_consumer_grace,
         },
-        connection_slots: Arc::new(Semaphore::new(gateway.max_connections)),
         server_id,
         advertise_url,
         started_at_ms: protocol::time::now_unix_ms(),

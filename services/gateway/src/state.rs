@@ -1,6 +1,5 @@
 //! State shared by every handler and task of one gateway instance.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use auth::Verifier;
@@ -8,7 +7,6 @@ use bus::Bus;
 use protocol::Subjects;
 use settings::Secret;
 use store::Store;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,8 +34,6 @@ pub(crate) struct Shared {
     pub queue_limits: QueueLimits,
     /// Set when shutdown begins: readiness turns false and new connections are refused.
     pub draining: AtomicBool,
-    /// Connection cap; a permit is held for the life of each connection.
-    pub connection_slots: Arc<Semaphore>,
     /// Cancelled to ask every session to send `reconnect` and close.
     pub sessions_shutdown: CancellationToken,
     /// Owns every session and background task of this gateway.

@@ -134,7 +134,8 @@ async fn stats_count_connections_rooms_and_delivered_messages() {
 }
 
 /// Every metric name registered in `src/metrics.rs`.
-const METRIC_NAMES: [&str; 14] = [
+const METRIC_NAMES: [&str; 15] = [
+    "switchboard_gateway_http_connections_refused_total",
     "switchboard_gateway_connections_active",
     "switchboard_gateway_connections_opened_total",
     "switchboard_gateway_connections_closed_total",
@@ -153,7 +154,8 @@ const METRIC_NAMES: [&str; 14] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_expose_every_gateway_metric_once_it_has_a_sample() {
-    let gateway = TestGateway::start_memory(|config| config.gateway.max_connections = 2).await;
+    let gateway =
+        TestGateway::start_memory(|config| config.gateway.max_connections = Some(2)).await;
     // Labelled families only appear once a label has a value, so give each one.
     let mut client = gateway.connect(&token(&viewer("metered"))).await;
     client.subscribe(&["alerts"]).await; // messages_received, messages_sent

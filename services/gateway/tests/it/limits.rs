@@ -11,7 +11,8 @@ use crate::helpers::{eventually_some, http_refusal, metric, token, viewer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_refuses_upgrades_with_503_until_a_slot_frees() {
-    let gateway = TestGateway::start_memory(|config| config.gateway.max_connections = 2).await;
+    let gateway =
+        TestGateway::start_memory(|config| config.gateway.max_connections = Some(2)).await;
     let url = |user: &str| gateway.ws_url(&token(&viewer(user)));
     let mut first = gateway.connect(&token(&viewer("one"))).await;
     let _second = gateway.connect(&token(&viewer("two"))).await;

@@ -10,6 +10,7 @@ mod devices;
 mod devices_api;
 mod drain;
 mod fanout;
+mod front_door;
 mod heartbeat;
 mod helpers;
 mod http_api;
