@@ -81,6 +81,11 @@ pub struct GatewayConfig {
     pub messages_per_second: u32,
     /// Burst size of the per-connection token bucket.
     pub message_burst: u32,
+    /// How long a connection may keep exceeding its message rate (a dropped message at least
+    /// every second) before it is closed with 4429. Lower it to cut floods sooner; a client
+    /// that only bursts now and then is never closed by it.
+    #[serde(with = "humantime_serde")]
+    pub rate_limit_close_after: Duration,
     /// New connections per user per minute across the whole cluster (counted in the store).
     pub connections_per_user_per_minute: u32,
     /// Rooms one connection may be subscribed to at once.
@@ -155,6 +160,7 @@ impl Default for GatewayConfig {
             heartbeat_timeout: Duration::from_secs(60),
             messages_per_second: 100,
             message_burst: 100,
+            rate_limit_close_after: Duration::from_secs(3),
             connections_per_user_per_minute: 10,
             max_rooms_per_connection: 256,
             allowed_origins: Vec::new(),
@@ -226,6 +232,9 @@ impl Config {
         if gateway.messages_per_second == 0 || gateway.message_burst == 0 {
             problems
                 .push("gateway.messages_per_second and message_burst must be positive".to_owned());
+        }
+        if gateway.rate_limit_close_after < Duration::from_secs(1) {
+            problems.push("gateway.rate_limit_close_after must be at least 1s".to_owned());
         }
         if gateway.reconnect_delay_max < gateway.reconnect_delay_min {
             problems.push(

@@ -33,10 +33,9 @@ impl<S: Socket> Session<S> {
     }
 
     async fn on_data(&mut self, codec: Codec, bytes: &[u8]) -> Option<EndReason> {
-        if !self.bucket.try_take() {
-            return self.rate_limit_exceeded();
+        if !self.admit_message() {
+            return None;
         }
-        self.rate_strikes = 0;
         // Seed 003's health check sends a bare `ping` text frame.
         if codec == Codec::Json && bytes == b"ping" {
             self.send_control(&ServerMessage::Pong {

@@ -28,7 +28,7 @@ use crate::presence::PresenceOp;
 use crate::state::Shared;
 pub(crate) use close::close_gracefully;
 use conn::{Conn, Outgoing, Owner};
-use ratelimit::TokenBucket;
+use ratelimit::{MessageLimit, Verdict};
 pub(crate) use seed::{run_health, run_power};
 
 /// Batches up to this many frames release their buffer after the write.
@@ -96,10 +96,7 @@ pub(crate) struct Session<S> {
     claims: Claims,
     socket: S,
     rooms: HashSet<String>,
-    bucket: TokenBucket,
-    /// Messages rejected by the rate limit since the bucket last had a token.
-    rate_strikes: u32,
-    last_rate_error_ms: u64,
+    message_limit: MessageLimit,
     node: Option<Arc<NodeLink>>,
     batch: VecDeque<Outgoing>,
     kind: Kind,
@@ -142,14 +139,12 @@ impl<S: Socket> Session<S> {
         let conn = Conn::new(key, connection_id, codec, owner, shared.queue_limits);
         let config = &shared.config;
         Session {
-            bucket: TokenBucket::new(config.messages_per_second, config.message_burst),
+            message_limit: MessageLimit::new(config.messages_per_second, config.message_burst),
             shared: shared.clone(),
             conn: Arc::new(conn),
             claims,
             socket,
             rooms: HashSet::new(),
-            rate_strikes: 0,
-            last_rate_error_ms: 0,
             node: None,
             batch: VecDeque::new(),
             kind,
@@ -357,24 +352,28 @@ impl<S: Socket> Session<S> {
         Ok(())
     }
 
-    fn rate_limit_exceeded(&mut self) -> Option<EndReason> {
+    /// Applies the per-connection message limit (see `ratelimit`); returns false when the
+    /// message must be dropped. A flood is closed with 4429 through the close request, so
+    /// queued frames and the `error` farewell still go out in order.
+    fn admit_message(&mut self) -> bool {
+        let config = &self.shared.config;
+        let verdict = self
+            .message_limit
+            .check(config.message_burst, config.rate_limit_close_after);
+        if verdict == Verdict::Accepted {
+            return true;
+        }
         self.shared
             .metrics
             .rate_limited
             .with_label_values(&["messages"])
             .inc();
-        self.rate_strikes += 1;
-        // A client that keeps sending at twice its allowance is flooding, not bursting.
-        if self.rate_strikes > self.shared.config.message_burst {
-            self.conn.close(ErrorCode::RateLimited);
-            return None;
+        match verdict {
+            Verdict::Flooding => self.conn.close(ErrorCode::RateLimited),
+            Verdict::Dropped { warn: true } => self.send_error(ErrorCode::RateLimited, None),
+            Verdict::Dropped { warn: false } | Verdict::Accepted => {}
         }
-        let now_ms = protocol::time::now_unix_ms();
-        if now_ms.saturating_sub(self.last_rate_error_ms) >= 1000 {
-            self.last_rate_error_ms = now_ms;
-            self.send_error(ErrorCode::RateLimited, None);
-        }
-        None
+        false
     }
 }
 
