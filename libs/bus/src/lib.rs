@@ -161,6 +161,17 @@ impl Bus {
         }
     }
 
+    /// Ends every subscription on exactly `subject` (tests of what a service does when the
+    /// bus ends a subscription, which NATS does when the connection closes for good).
+    /// In-memory bus only: returns how many ended, always 0 on NATS.
+    #[cfg(feature = "test-util")]
+    pub fn end_subscriptions(&self, subject: &str) -> usize {
+        match &self.backend {
+            Backend::Memory(engine) => engine.end_subscriptions(subject),
+            Backend::Nats(_) => 0,
+        }
+    }
+
     /// Subscribes to `subject`, which may contain `*` (one token) and `>` (the rest).
     ///
     /// # Errors

@@ -233,6 +233,31 @@ impl Engine {
     }
 
     // No code panics while holding the table lock, so poisoning cannot leave it half-updated.
+    /// Ends every subscription on exactly `subject` (pattern as subscribed): their
+    /// receivers see the end of the stream, as after a closed NATS connection. Returns how
+    /// many ended.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn end_subscriptions(&self, subject: &str) -> usize {
+        let mut table = self.write_table();
+        let interest = if pattern::has_wildcard(subject) {
+            table
+                .wildcard
+                .iter()
+                .position(|(p, _)| p == subject)
+                .map(|index| table.wildcard.swap_remove(index).1)
+        } else {
+            table.exact.remove(subject)
+        };
+        interest.map_or(0, |interest| {
+            interest.plain.len()
+                + interest
+                    .groups
+                    .iter()
+                    .map(|group| group.members.len())
+                    .sum::<usize>()
+        })
+    }
+
     fn read_table(&self) -> RwLockReadGuard<'_, Table> {
         self.table.read().unwrap_or_else(PoisonError::into_inner)
     }
