@@ -43,6 +43,9 @@ pub enum RunError {
     /// The gateway could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// A background task failed or panicked; the gateway drained and stopped.
+    #[error("gateway background {0}")]
+    Task(#[source] service::supervise::TaskFailure),
 }
 
 impl service::ServiceError for RunError {

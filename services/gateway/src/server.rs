@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use bus::Bus;
 use protocol::Subjects;
+use service::supervise::{Supervisor, TaskFailure};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,9 @@ pub struct Gateway {
     listener: TcpListener,
     shared: Arc<Shared>,
     presence_rx: tokio::sync::mpsc::Receiver<PresenceOp>,
+    /// A panic injected into a background task by tests (`test-util` only).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    fault: Fault,
 }
 
 impl Gateway {
@@ -51,7 +55,15 @@ impl Gateway {
             listener,
             shared,
             presence_rx,
+            fault: Fault::default(),
         })
+    }
+
+    /// Makes the background task `fault.task` panic `fault.after` into [`Gateway::serve`]
+    /// (tests of supervision only).
+    #[cfg(feature = "test-util")]
+    pub fn inject_fault(&mut self, fault: crate::test_util::Fault) {
+        self.fault = Some(fault);
     }
 
     /// Returns the bound address (useful with port 0 in tests).
@@ -70,15 +82,24 @@ impl Gateway {
     /// connections are refused, every client gets `reconnect` and a 1001 close, sessions get
     /// up to `drain_timeout`, and this gateway's store entries are removed.
     ///
+    /// A background task (heartbeat sweep, liveness, presence writer, the accept loop) that
+    /// fails or panics makes the gateway drain the same way and return the failure, so the
+    /// process exits non-zero and is restarted rather than running on without it.
+    ///
     /// # Errors
-    /// None at present: accept errors are logged and retried; the `Result` leaves room for
-    /// failures a caller must see.
+    /// [`RunError::Task`] naming the background task that failed or panicked.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let Gateway {
             listener,
             shared,
             presence_rx,
+            fault,
         } = self;
+        #[cfg(feature = "test-util")]
+        if let Some(fault) = fault.filter(|fault| fault.task == crate::test_util::Fault::SERVE) {
+            tokio::time::sleep(fault.after).await;
+            panic!("injected fault in serve");
+        }
         // Entries of a gateway without liveness are swept, so register before any connection.
         let info = presence::gateway_info(&shared);
         if let Err(error) = shared
@@ -89,13 +110,31 @@ impl Gateway {
             warn!(error = %error, "store unreachable at start; presence and stats degraded until it returns");
         }
         let background = CancellationToken::new();
-        let presence_writer = tokio::spawn(presence::run_writer(
-            shared.clone(),
-            presence_rx,
-            background.clone(),
-        ));
-        let liveness = tokio::spawn(presence::run_liveness(shared.clone(), background.clone()));
-        let heartbeats = tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
+        let mut tasks: Supervisor = Supervisor::new();
+        tasks.spawn_plain(
+            PRESENCE_WRITER,
+            with_fault(
+                &fault,
+                PRESENCE_WRITER,
+                presence::run_writer(shared.clone(), presence_rx, background.clone()),
+            ),
+        );
+        tasks.spawn_plain(
+            LIVENESS,
+            with_fault(
+                &fault,
+                LIVENESS,
+                presence::run_liveness(shared.clone(), background.clone()),
+            ),
+        );
+        tasks.spawn_plain(
+            HEARTBEAT,
+            with_fault(
+                &fault,
+                HEARTBEAT,
+                heartbeat::run(shared.clone(), background.clone()),
+            ),
+        );
         let (front_door, derived_cap) =
             crate::http_server::front_door(&shared.config, &shared.metrics);
         info!(
@@ -108,9 +147,13 @@ impl Gateway {
             "gateway listening"
         );
 
+        // Cancelled by the caller's shutdown, or here when a background task fails: either
+        // way the gateway drains the same way.
+        let stop = shutdown.child_token();
         let drain_shared = shared.clone();
+        let drain_signal = stop.clone();
         let accepting = front_door.serve(listener, router(shared.clone()), async move {
-            shutdown.cancelled().await;
+            drain_signal.cancelled().await;
             drain_shared.draining.store(true, Ordering::Relaxed);
             // Readiness is false and upgrades are refused from here; a load balancer gets
             // `shutdown_delay` to notice before the listener closes and clients are moved.
@@ -121,7 +164,16 @@ impl Gateway {
         });
         // On a worker, not on the thread that called `serve` (the binary's main thread): there
         // every accepted connection would be handed across threads, with a wake-up each.
-        let deadline = match tokio::spawn(accepting).await {
+        let mut accept_loop = tokio::spawn(accepting);
+        let (accepted, mut failure) = tokio::select! {
+            accepted = &mut accept_loop => (accepted, None),
+            failure = tasks.watch(&stop) => {
+                stop.cancel();
+                ((&mut accept_loop).await, failure)
+            }
+        };
+        stop.cancel();
+        let deadline = match accepted {
             Ok(drained) => {
                 if drained.cut_off > 0 {
                     warn!(
@@ -132,7 +184,10 @@ impl Gateway {
                 drained.deadline
             }
             Err(error) => {
-                warn!(error = %error, "accept loop ended abnormally");
+                failure = failure.or(Some(TaskFailure::Panicked {
+                    task: ACCEPT_LOOP.to_owned(),
+                    error,
+                }));
                 tokio::time::Instant::now() + shared.config.drain_timeout
             }
         };
@@ -150,7 +205,8 @@ impl Gateway {
             );
         }
         background.cancel();
-        let _ = tokio::join!(presence_writer, liveness, heartbeats);
+        let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
+        failure = failure.or(tasks.drain(budget).await);
         match tokio::time::timeout_at(deadline, shared.store.remove_gateway(&shared.server_id))
             .await
         {
@@ -165,7 +221,46 @@ impl Gateway {
             Ok(Err(error)) => warn!(error = %error, "bus flush at shutdown failed"),
             Err(_) => warn!("drain deadline reached before the bus flush"),
         }
-        Ok(())
+        failure.map_or(Ok(()), |failure| Err(RunError::Task(failure)))
+    }
+}
+
+/// Names of the gateway's background tasks, in logs and errors.
+const PRESENCE_WRITER: &str = "presence writer";
+const LIVENESS: &str = "liveness";
+const HEARTBEAT: &str = "heartbeat";
+const ACCEPT_LOOP: &str = "accept loop";
+
+#[cfg(not(feature = "test-util"))]
+type Fault = ();
+
+#[cfg(feature = "test-util")]
+type Fault = Option<crate::test_util::Fault>;
+
+/// Returns `task` as it is; with the `test-util` feature, one that panics instead when the
+/// gateway's injected fault names it.
+#[cfg(not(feature = "test-util"))]
+fn with_fault<F: std::future::Future>(_fault: &Fault, _name: &str, task: F) -> F {
+    task
+}
+
+#[cfg(feature = "test-util")]
+fn with_fault<F>(
+    fault: &Fault,
+    name: &'static str,
+    task: F,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match fault.filter(|fault| fault.task == name) {
+        Some(fault) => Box::pin(async move {
+            tokio::select! {
+                () = task => {}
+                () = tokio::time::sleep(fault.after) => panic!("injected fault in {name}"),
+            }
+        }),
+        None => Box::pin(task),
     }
 }
 

@@ -41,6 +41,28 @@ pub fn test_config() -> Config {
     config
 }
 
+/// A panic injected into one of the gateway's background tasks (see
+/// [`Gateway::inject_fault`]), to test supervision without touching production paths.
+#[derive(Debug, Clone, Copy)]
+pub struct Fault {
+    /// Which task panics: [`Fault::HEARTBEAT`], [`Fault::LIVENESS`],
+    /// [`Fault::PRESENCE_WRITER`], or [`Fault::SERVE`] (the `serve` future itself).
+    pub task: &'static str,
+    /// How long after `serve` starts.
+    pub after: Duration,
+}
+
+impl Fault {
+    /// The heartbeat sweep.
+    pub const HEARTBEAT: &'static str = "heartbeat";
+    /// The liveness refresh.
+    pub const LIVENESS: &'static str = "liveness";
+    /// The presence writer.
+    pub const PRESENCE_WRITER: &'static str = "presence writer";
+    /// [`Gateway::serve`] itself (what an embedding process supervises).
+    pub const SERVE: &'static str = "serve";
+}
+
 /// A gateway serving in this process.
 pub struct TestGateway {
     /// `host:port` it listens on.
@@ -102,7 +124,10 @@ impl TestGateway {
     pub async fn shutdown(mut self) -> Result<(), RunError> {
         self.shutdown.cancel();
         match self.handle.take() {
-            Some(handle) => handle.await.unwrap_or(Ok(())),
+            Some(handle) => match handle.await {
+                Ok(result) => result,
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
+            },
             None => Ok(()),
         }
     }

@@ -19,3 +19,4 @@ mod nodes;
 mod publish_api;
 mod publishing;
 mod seed003;
+mod supervision;
