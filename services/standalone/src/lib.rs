@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 pub mod simulation;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +27,7 @@ use mlnode_sim::{MlNodeSim, SimConfig};
 use publisher::{Publisher, PublisherConfig};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use service::supervise::{Supervisor, TaskFailure};
 use settings::{AuthConfig, BusConfig, Secret, StoreConfig, TelemetryConfig};
 use simulation::{SimulatedNodes, SimulationConfig};
 use tokio_util::sync::CancellationToken;
@@ -149,6 +152,15 @@ pub enum RunError {
     /// The device reader failed.
     #[error("device reader: {0}")]
     DeviceReader(#[from] device_reader::RunError),
+    /// A service's task panicked (a bug); the others drained and stopped.
+    #[error("{service} panicked")]
+    ServicePanicked {
+        /// The service.
+        service: String,
+        /// The panic.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl Config {
@@ -278,6 +290,7 @@ pub struct Standalone {
     simulation: SimulationConfig,
     hmac_secret: Option<String>,
     access: Access,
+    drain_grace: Duration,
 }
 
 fn random_secret() -> String {
@@ -315,6 +328,7 @@ impl Standalone {
                 "(tokens come from your own issuer: auth.public_key_pem is configured)",
             ),
         };
+        let drain_grace = drain_grace(&config);
         let ServiceConfigs {
             gateway: gateway_config,
             publisher: publisher_config,
@@ -347,6 +361,7 @@ impl Standalone {
             simulation,
             hmac_secret,
             access,
+            drain_grace,
         })
     }
 
@@ -357,8 +372,11 @@ impl Standalone {
 
     /// Serves until `shutdown` is cancelled, then stops the simulated agents and drains.
     ///
+    /// The first service that fails or panics stops the others (they drain as on a
+    /// shutdown) and its error is returned.
+    ///
     /// # Errors
-    /// [`RunError`] when a service fails.
+    /// [`RunError`] naming the service that failed or panicked.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let Standalone {
             gateway,
@@ -370,13 +388,27 @@ impl Standalone {
             simulation,
             hmac_secret,
             access,
+            drain_grace,
         } = self;
         let services = shutdown.child_token();
-        let gateway_task = tokio::spawn(gateway.serve(services.clone()));
-        let publisher_task = tokio::spawn(publisher.serve(services.clone()));
-        let aggregator_task = tokio::spawn(aggregator.serve(services.clone()));
-        let batch_task = tokio::spawn(batch_ingest.serve(services.clone()));
-        let device_task = tokio::spawn(device_reader.serve(services.clone()));
+        let mut tasks: Supervisor<RunError> = Supervisor::new();
+        let stop = services.clone();
+        tasks.spawn("gateway", async move { Ok(gateway.serve(stop).await?) });
+        let stop = services.clone();
+        tasks.spawn("publisher", async move { Ok(publisher.serve(stop).await?) });
+        let stop = services.clone();
+        tasks.spawn(
+            "aggregator",
+            async move { Ok(aggregator.serve(stop).await?) },
+        );
+        let stop = services.clone();
+        tasks.spawn("batch-ingest", async move {
+            Ok(batch_ingest.serve(stop).await?)
+        });
+        let stop = services.clone();
+        tasks.spawn("device reader", async move {
+            Ok(device_reader.serve(stop).await?)
+        });
         // The ML node stops last-but-one: after batch-ingest has drained it has nobody to send to.
         let ml_node_task = ml_node.map(|node| tokio::spawn(node.serve(services.clone())));
         let gateway_url = format!("ws://{}/api/ws/connect", access.addr);
@@ -392,29 +424,46 @@ impl Standalone {
             }
             None => None,
         };
-        shutdown.cancelled().await;
+        // Until asked to stop, or until a service fails or panics: then the others drain too
+        // and the process exits non-zero instead of running on without it.
+        let failure = tasks.watch(&shutdown).await;
         // Agents leave first, so their final states reach the publisher before it stops.
         if let Some(nodes) = nodes {
             nodes.stop().await;
         }
         services.cancel();
-        let gateway_result = gateway_task.await.unwrap_or(Ok(()));
-        let publisher_result = publisher_task.await.unwrap_or(Ok(()));
-        let aggregator_result = aggregator_task.await.unwrap_or(Ok(()));
-        let batch_result = batch_task.await.unwrap_or(Ok(()));
-        let device_result = device_task.await.unwrap_or(Ok(()));
-        if let Some(task) = ml_node_task
-            && let Ok(Err(error)) = task.await
-        {
-            warn!(error = %error, "simulated ML node stopped with an error");
+        let failure = failure.or(tasks.drain(drain_grace).await);
+        if let Some(task) = ml_node_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => warn!(error = %error, "simulated ML node stopped with an error"),
+                Err(error) => warn!(error = %error, "simulated ML node panicked"),
+            }
         }
-        gateway_result?;
-        publisher_result?;
-        aggregator_result?;
-        batch_result?;
-        device_result?;
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(TaskFailure::Failed { error, .. }) => Err(error),
+            Some(TaskFailure::Panicked { task, error }) => Err(RunError::ServicePanicked {
+                service: task,
+                source: error,
+            }),
+        }
     }
+}
+
+/// How long the standalone waits for its services to drain after the first has stopped:
+/// each bounds its own drain, so this is a backstop above the longest of them.
+fn drain_grace(config: &Config) -> Duration {
+    let longest_service = [
+        config.publisher.shutdown_grace,
+        config.batch_ingest.shutdown_grace,
+        config.device_reader.shutdown_grace,
+        config.gateway.shutdown_delay + config.gateway.drain_timeout * 2,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    longest_service + Duration::from_secs(5)
 }
 
 impl service::ServiceError for RunError {
