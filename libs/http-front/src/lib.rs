@@ -142,6 +142,12 @@ impl ConnectionSlot {
     pub fn take(&self) -> Option<OwnedSemaphorePermit> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+
+    /// Gives back a permit taken by [`ConnectionSlot::take`] when the handler answers
+    /// without upgrading after all, so the connection stays counted while it lives on.
+    pub fn put_back(&self, permit: OwnedSemaphorePermit) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+    }
 }
 
 /// What the drain did.

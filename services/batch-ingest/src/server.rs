@@ -185,12 +185,19 @@ impl BatchIngest {
         );
 
         let drain_app = Arc::clone(&app);
-        let served = axum::serve(listener, http::router(Arc::clone(&app)))
-            .with_graceful_shutdown(async move {
+        let drained = http_front::FrontDoor::new(http_front::Limits::default())
+            .serve(listener, http::router(Arc::clone(&app)), async move {
                 shutdown.cancelled().await;
                 drain_app.draining.store(true, Ordering::Relaxed);
+                tokio::time::Instant::now() + drain_app.config.shutdown_grace
             })
             .await;
+        if drained.cut_off > 0 {
+            warn!(
+                cut_off = drained.cut_off,
+                "shutdown grace reached; HTTP callbacks cut off"
+            );
+        }
 
         app.draining.store(true, Ordering::Relaxed);
         let cut_off = app.nodes.stop_all(app.config.shutdown_grace).await;
@@ -203,7 +210,7 @@ impl BatchIngest {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!("batch-ingest drained");
-        served.map_err(RunError::Serve)
+        Ok(())
     }
 }
 

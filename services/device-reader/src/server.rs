@@ -169,12 +169,20 @@ impl DeviceReader {
         );
 
         let draining = Arc::clone(&app.draining);
-        let served = axum::serve(listener, http::router(Arc::clone(&app)))
-            .with_graceful_shutdown(async move {
+        let grace = app.context.section.shutdown_grace;
+        let drained = http_front::FrontDoor::new(http_front::Limits::default())
+            .serve(listener, http::router(Arc::clone(&app)), async move {
                 shutdown.cancelled().await;
                 draining.store(true, Ordering::Relaxed);
+                tokio::time::Instant::now() + grace
             })
             .await;
+        if drained.cut_off > 0 {
+            warn!(
+                cut_off = drained.cut_off,
+                "shutdown grace reached; HTTP connections cut off"
+            );
+        }
 
         app.draining.store(true, Ordering::Relaxed);
         let cut_off = app
@@ -190,7 +198,7 @@ impl DeviceReader {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!(instance_id = %app.context.instance_id, "device reader drained");
-        served.map_err(RunError::Serve)
+        Ok(())
     }
 }
 

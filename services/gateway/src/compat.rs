@@ -135,13 +135,19 @@ pub(crate) async fn power(
                 Some(device_id) => device_id,
                 None => match only_device(&shared, asked.module).await {
                     Ok(device_id) => device_id,
-                    Err(response) => return response,
+                    Err(response) => {
+                        slot.put_back(permit);
+                        return response;
+                    }
                 },
             };
             match device::reading_room(&device_id, asked.module) {
                 Ok(room) if claims.can_subscribe(room.as_str()) => Ok((claims, room)),
                 Ok(_) => Err(ErrorCode::Forbidden),
-                Err(_) => return refuse(ErrorCode::InvalidMessage, "device id is not valid"),
+                Err(_) => {
+                    slot.put_back(permit);
+                    return refuse(ErrorCode::InvalidMessage, "device id is not valid");
+                }
             }
         }
         Err(code) => Err(code),

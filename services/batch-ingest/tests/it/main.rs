@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod callbacks;
+mod front_door;
 mod helpers;
 mod management;
 mod websocket;

@@ -5,6 +5,7 @@
 mod api;
 mod bench;
 mod faults;
+mod front_door;
 mod helpers;
 mod readings;
 mod scpi;
