@@ -39,7 +39,7 @@ pub(crate) struct Outgoing {
 pub(crate) struct PushedCounts {
     pub queued: u64,
     pub dropped: u64,
-    /// The queue stayed full past the grace period; the connection is now closing.
+    /// The queue stayed full past the grace period and this push closed the connection.
     pub slow_consumer: bool,
 }
 
@@ -49,7 +49,7 @@ pub(crate) enum PushOutcome {
     Queued,
     /// The queue was full; the frame was dropped.
     Dropped,
-    /// The queue stayed full past the grace period; the connection is now closing.
+    /// The queue stayed full past the grace period and this push closed the connection.
     SlowConsumer,
     /// The connection is already closing; the frame was discarded.
     Closing,
@@ -179,8 +179,9 @@ impl Conn {
         if let Some(full_since) = full_since
             && full_since.elapsed() >= self.limits.slow_consumer_grace
         {
-            self.close(ErrorCode::SlowConsumer);
-            counts.slow_consumer = true;
+            // Only the push that closes the connection reports it, so concurrent pushes
+            // (several rooms, conflated slots) count one slow consumer once.
+            counts.slow_consumer = self.close(ErrorCode::SlowConsumer);
             return counts;
         }
         if was_empty && !now_empty {
@@ -208,11 +209,14 @@ impl Conn {
             .unwrap_or(0)
     }
 
-    /// Asks the connection to close with `reason`; the first reason wins.
-    pub fn close(&self, reason: ErrorCode) {
-        if self.close_reason.set(reason).is_ok() {
+    /// Asks the connection to close with `reason`; the first reason wins. Returns whether this
+    /// call was the first (the one whose reason the connection closes with).
+    pub fn close(&self, reason: ErrorCode) -> bool {
+        let first = self.close_reason.set(reason).is_ok();
+        if first {
             self.wake.notify_one();
         }
+        first
     }
 
     /// Returns the close reason, once closing was requested.

@@ -37,6 +37,10 @@ const SMALL_BATCH: usize = 4;
 /// How long the farewell frames (error, reconnect, close) may take before the socket is dropped.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How often a blocked socket write looks whether the connection was asked to close: the
+/// delay between fan-out's slow-consumer decision and the session acting on it.
+const CLOSE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why a session ended; the label of `switchboard_gateway_connections_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EndReason {
@@ -302,28 +306,59 @@ impl<S: Socket> Session<S> {
     }
 
     /// Writes everything queued, coalesced into one flush.
+    ///
+    /// A write the client does not read blocks; meanwhile fan-out may decide to close the
+    /// connection (its queue stayed full for `slow_consumer_grace`), or another close may be
+    /// asked for. The write is therefore awaited in steps of [`CLOSE_CHECK_INTERVAL`], and a
+    /// requested close ends it at once, so the close happens at the grace rather than when
+    /// `write_timeout` expires. Only a write that blocks longer than that, while nothing asked
+    /// for a close, arms a timer again; writes that complete in time cost what they did.
     async fn write_queued(&mut self) -> Result<(), EndReason> {
         self.conn.take_queued(&mut self.batch);
         if self.batch.is_empty() {
             return Ok(());
         }
         let write_timeout = self.shared.config.write_timeout;
-        let socket = &mut self.socket;
-        let batch = &self.batch;
-        let written = tokio::time::timeout(write_timeout, async {
-            for outgoing in batch {
-                socket.feed(outgoing.message.clone()).await?;
+        let mut waited = Duration::ZERO;
+        let written = {
+            let conn = &self.conn;
+            let socket = &mut self.socket;
+            let batch = &self.batch;
+            let write = async {
+                for outgoing in batch {
+                    socket.feed(outgoing.message.clone()).await?;
+                }
+                socket.flush().await
+            };
+            tokio::pin!(write);
+            loop {
+                match tokio::time::timeout(CLOSE_CHECK_INTERVAL, &mut write).await {
+                    Ok(result) => break Some(result),
+                    Err(_) if conn.close_reason().is_some() => break None,
+                    Err(_) if waited + CLOSE_CHECK_INTERVAL >= write_timeout => {
+                        // Nothing asked for a close, yet the client has not taken a write for
+                        // `write_timeout`: a slow consumer all the same (counted once, here or
+                        // where the close was first asked for).
+                        if conn.close(ErrorCode::SlowConsumer) {
+                            self.shared.metrics.slow_consumer_closes.inc();
+                        }
+                        break None;
+                    }
+                    Err(_) => waited += CLOSE_CHECK_INTERVAL,
+                }
             }
-            socket.flush().await
-        })
-        .await;
+        };
         match written {
-            Err(_) => {
-                self.shared.metrics.slow_consumer_closes.inc();
-                return Err(EndReason::Error(ErrorCode::SlowConsumer));
+            // The unfinished write is dropped: what tungstenite already buffered stays in
+            // order ahead of the farewell, which gets as far as the socket allows within
+            // `FAREWELL_TIMEOUT`.
+            None => {
+                let reason = self.conn.close_reason().unwrap_or(ErrorCode::SlowConsumer);
+                self.batch.clear();
+                return Err(Box::pin(self.farewell(reason)).await);
             }
-            Ok(Err(_)) => return Err(EndReason::SocketError),
-            Ok(Ok(())) => {}
+            Some(Err(_)) => return Err(EndReason::SocketError),
+            Some(Ok(())) => {}
         }
         // One observation per write, of its oldest room message: the worst wait in the write,
         // at a cost that does not grow with the burst.
@@ -369,7 +404,9 @@ impl<S: Socket> Session<S> {
             .with_label_values(&["messages"])
             .inc();
         match verdict {
-            Verdict::Flooding => self.conn.close(ErrorCode::RateLimited),
+            Verdict::Flooding => {
+                self.conn.close(ErrorCode::RateLimited);
+            }
             Verdict::Dropped { warn: true } => self.send_error(ErrorCode::RateLimited, None),
             Verdict::Dropped { warn: false } | Verdict::Accepted => {}
         }

@@ -19,7 +19,9 @@ const CALM: Duration = Duration::from_secs(1);
 pub(crate) enum Verdict {
     Accepted,
     /// Dropped; `warn` when the client is due its (at most one per second) `rate_limited` error.
-    Dropped { warn: bool },
+    Dropped {
+        warn: bool,
+    },
     /// The client keeps exceeding its rate: close with 4429.
     Flooding,
 }

@@ -67,7 +67,9 @@ pub(crate) fn run_power<S: Socket>(
                 );
             }
             // The session's first turn sends the error and closes.
-            Err(_) => session.conn.close(ErrorCode::Unavailable),
+            Err(_) => {
+                session.conn.close(ErrorCode::Unavailable);
+            }
         }
         let key = session.conn.key;
         session.run().await;
