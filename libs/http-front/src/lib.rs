@@ -86,6 +86,26 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits of an internal listener (batch-ingest's callbacks, the device reader's
+    /// management API): few clients, so at most [`INTERNAL_MAX_CONNECTIONS`] connections
+    /// (less if the file limit says so) and 8 for probes. Several services in one process
+    /// (the standalone) then leave the file limit to the gateway.
+    pub fn internal() -> Self {
+        let headroom = 8;
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: ConnectionCap::derive(headroom)
+                .max_connections
+                .min(INTERNAL_MAX_CONNECTIONS),
+            probe_headroom: headroom,
+        }
+    }
+}
+
+/// Connection cap of an internal listener ([`Limits::internal`]).
+pub const INTERNAL_MAX_CONNECTIONS: usize = 1024;
+
 /// A connection cap derived from the process's file limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionCap {

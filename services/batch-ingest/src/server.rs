@@ -185,7 +185,7 @@ impl BatchIngest {
         );
 
         let drain_app = Arc::clone(&app);
-        let drained = http_front::FrontDoor::new(http_front::Limits::default())
+        let drained = http_front::FrontDoor::new(http_front::Limits::internal())
             .serve(listener, http::router(Arc::clone(&app)), async move {
                 shutdown.cancelled().await;
                 drain_app.draining.store(true, Ordering::Relaxed);

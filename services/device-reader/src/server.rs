@@ -170,7 +170,7 @@ impl DeviceReader {
 
         let draining = Arc::clone(&app.draining);
         let grace = app.context.section.shutdown_grace;
-        let drained = http_front::FrontDoor::new(http_front::Limits::default())
+        let drained = http_front::FrontDoor::new(http_front::Limits::internal())
             .serve(listener, http::router(Arc::clone(&app)), async move {
                 shutdown.cancelled().await;
                 draining.store(true, Ordering::Relaxed);
