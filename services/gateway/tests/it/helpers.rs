@@ -198,6 +198,44 @@ impl RawClient {
             .await;
     }
 
+    /// Sends `per_tick` copies of `frame` every `tick` while reading what the server sends,
+    /// until the server closes or `limit` passes. Returns the data frames seen and the close
+    /// frame's code (`None` when `limit` passed with the connection still open).
+    pub async fn flood_until_closed(
+        &mut self,
+        frame: Message,
+        per_tick: usize,
+        tick: Duration,
+        limit: Duration,
+    ) -> (Vec<Message>, Option<u16>) {
+        let mut ticker = tokio::time::interval(tick);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let mut seen = Vec::new();
+        loop {
+            tokio::select! {
+                () = &mut deadline => return (seen, None),
+                _ = ticker.tick() => {
+                    for _ in 0..per_tick {
+                        if self.socket.feed(frame.clone()).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = self.socket.flush().await;
+                }
+                incoming = self.socket.next() => match incoming {
+                    Some(Ok(Message::Close(close))) => {
+                        let code = close.map_or(1005, |close| u16::from(close.code));
+                        return (seen, Some(code));
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(data)) => seen.push(data),
+                    other => panic!("connection ended without a close frame: {other:?}"),
+                },
+            }
+        }
+    }
+
     /// Reads (answering pings) until `duration` has passed; returns every data frame seen and
     /// the number of pings. Panics if the connection ends meanwhile.
     pub async fn read_for(&mut self, duration: Duration) -> (Vec<Message>, usize) {
@@ -312,6 +350,44 @@ impl SilentClient {
         })
         .await;
         Self { stream, received }
+    }
+
+    /// Sends one client frame with `opcode` (1 text, 2 binary, …) and `payload` exactly as
+    /// given: no UTF-8 check, so a text frame may carry bytes a real client would refuse.
+    pub async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        // Client frames are masked; an all-zero mask leaves the payload as it is.
+        let mut frame = vec![0x80 | opcode];
+        match u16::try_from(payload.len()) {
+            Ok(len) if len < 126 => frame.push(0x80 | u8::try_from(len).expect("len < 126")),
+            Ok(len) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&len.to_be_bytes());
+            }
+            Err(_) => panic!("payload too long for this helper"),
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).await.expect("frame is sent");
+    }
+
+    /// Reads until a data frame containing `needle` has arrived (at most [`FRAME_TIMEOUT`]);
+    /// what was read stays for [`SilentClient::frames`].
+    pub async fn wait_for_text(&mut self, needle: &str) {
+        within(FRAME_TIMEOUT, async {
+            loop {
+                let seen = parse_frames(&self.received)
+                    .iter()
+                    .any(|frame| find(&frame.payload, needle.as_bytes()).is_some());
+                if seen {
+                    return;
+                }
+                let mut chunk = [0u8; 4096];
+                let read = self.stream.read(&mut chunk).await.expect("a frame");
+                assert!(read > 0, "connection closed while waiting for {needle:?}");
+                self.received.extend_from_slice(&chunk[..read]);
+            }
+        })
+        .await;
     }
 
     /// Sends ping frames (125-byte payloads) until `bytes` were written or a write stalls

@@ -13,6 +13,7 @@ mod fanout;
 mod front_door;
 mod heartbeat;
 mod helpers;
+mod hostile;
 mod http_api;
 mod limits;
 mod nodes;
