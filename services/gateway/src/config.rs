@@ -115,6 +115,9 @@ pub struct GatewayConfig {
     /// How long a command on `sb.node.<id>.cmd` waits for the node's `ack`.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Most commands one node connection has in flight (forwarded, waiting for the node's
+    /// `ack`); a further one is answered `unavailable` at once.
+    pub max_node_commands: usize,
     /// Worker threads of the runtime; 0 uses one per core.
     pub worker_threads: usize,
     /// Serve the web dashboard at `/` (a static page that connects back to this gateway).
@@ -170,6 +173,7 @@ impl Default for GatewayConfig {
             reconnect_delay_max: Duration::from_secs(5),
             liveness_ttl: Duration::from_secs(15),
             command_timeout: Duration::from_secs(10),
+            max_node_commands: 64,
             worker_threads: 0,
             dashboard: true,
             max_delivery_interval: Duration::from_secs(60),
@@ -199,6 +203,9 @@ impl Config {
             problems.push(
                 "auth: set auth.hmac_secret or auth.public_key_pem/public_key_file; tokens cannot be verified otherwise".to_owned(),
             );
+        }
+        if gateway.max_node_commands == 0 {
+            problems.push("gateway.max_node_commands must be at least 1".to_owned());
         }
         if gateway.max_connections == Some(0) {
             problems.push("gateway.max_connections must be at least 1".to_owned());

@@ -1,6 +1,10 @@
 //! Commands to node agents (seed 000): while a node is connected, its gateway serves
 //! requests on `sb.node.<node_id>.cmd`, forwards each as `command {id, name, params}` and
 //! answers with the node's `ack`, or with `command_timeout` after `command_timeout`.
+//!
+//! At most `max_node_commands` commands per node connection are in flight; a further one is
+//! answered `unavailable` at once (counted as `rate_limited_total{limit="node_commands"}`),
+//! so a burst of requests cannot pile up tasks and pending acks without bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use bus::{Headers, Message};
 use protocol::envelope::{decode_bus, encode_bus};
 use protocol::{Ack, CommandReply, CommandRequest, ErrorCode, ServerMessage};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -21,6 +25,8 @@ pub(crate) struct NodeLink {
     pub node_id: String,
     pending: Mutex<HashMap<String, oneshot::Sender<Ack>>>,
     cancel: CancellationToken,
+    /// One permit per command in flight (`max_node_commands`).
+    slots: Arc<Semaphore>,
 }
 
 impl NodeLink {
@@ -64,6 +70,7 @@ pub(crate) async fn serve_commands(
         node_id: node_id.to_owned(),
         pending: Mutex::new(HashMap::new()),
         cancel: shared.sessions_shutdown.child_token(),
+        slots: Arc::new(Semaphore::new(shared.config.max_node_commands)),
     });
     let (task_shared, task_conn, task_link) = (shared.clone(), conn.clone(), link.clone());
     shared.tasks.spawn(async move {
@@ -75,13 +82,55 @@ pub(crate) async fn serve_commands(
                     None => break,
                 },
             };
+            let Ok(permit) = task_link.slots.clone().try_acquire_owned() else {
+                refuse_command(&task_shared, &task_link, &request).await;
+                continue;
+            };
             let (shared, conn, link) = (task_shared.clone(), task_conn.clone(), task_link.clone());
-            task_shared
-                .tasks
-                .spawn(async move { answer_command(&shared, &conn, &link, request).await });
+            task_shared.tasks.spawn(async move {
+                answer_command(&shared, &conn, &link, request).await;
+                drop(permit);
+            });
         }
     });
     Ok(link)
+}
+
+/// Answers a command beyond `max_node_commands` with `unavailable` without forwarding it.
+async fn refuse_command(shared: &Shared, link: &NodeLink, request: &Message) {
+    shared
+        .metrics
+        .rate_limited
+        .with_label_values(&["node_commands"])
+        .inc();
+    let id = decode_bus::<CommandRequest>(&request.payload)
+        .ok()
+        .and_then(|command| command.id)
+        .unwrap_or_default();
+    let reply = CommandReply {
+        id,
+        ok: false,
+        result: None,
+        error: Some(ErrorCode::Unavailable.as_str().to_owned()),
+    };
+    send_reply(shared, link, request, &reply).await;
+}
+
+async fn send_reply(shared: &Shared, link: &NodeLink, request: &Message, reply: &CommandReply) {
+    let payload = match encode_bus(reply) {
+        Ok(payload) => payload,
+        Err(error) => {
+            warn!(error = %error, "command reply cannot be encoded");
+            return;
+        }
+    };
+    if let Err(error) = shared
+        .bus
+        .respond(request, Headers::new(), payload.into())
+        .await
+    {
+        debug!(node_id = %link.node_id, error = %error, "command reply not delivered");
+    }
 }
 
 async fn answer_command(shared: &Shared, conn: &Conn, link: &NodeLink, request: Message) {
@@ -94,20 +143,7 @@ async fn answer_command(shared: &Shared, conn: &Conn, link: &NodeLink, request: 
             error: Some(ErrorCode::InvalidMessage.as_str().to_owned()),
         },
     };
-    let payload = match encode_bus(&reply) {
-        Ok(payload) => payload,
-        Err(error) => {
-            warn!(error = %error, "command reply cannot be encoded");
-            return;
-        }
-    };
-    if let Err(error) = shared
-        .bus
-        .respond(&request, Headers::new(), payload.into())
-        .await
-    {
-        debug!(node_id = %link.node_id, error = %error, "command reply not delivered");
-    }
+    send_reply(shared, link, &request, &reply).await;
 }
 
 async fn forward_and_wait(

@@ -11,7 +11,7 @@ use serde_json::json;
 use store::Store;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{node, token};
+use crate::helpers::{metric, node, token};
 
 fn command(id: Option<&str>, name: &str, params: serde_json::Value) -> Bytes {
     let request = CommandRequest {
@@ -152,4 +152,77 @@ async fn a_failed_ack_is_passed_back_to_the_requester() {
             error: Some("disk full".into()),
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_beyond_max_node_commands_are_answered_unavailable_at_once() {
+    let bus = Bus::memory();
+    let mut config = test_config();
+    config.gateway.command_timeout = Duration::from_secs(5);
+    config.gateway.max_node_commands = 2;
+    let gateway = TestGateway::start(config, bus.clone(), Store::memory()).await;
+    let mut agent = gateway.connect(&token(&node("agent-9", "edge-9"))).await;
+    let ask = |id: &'static str| {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let reply = bus
+                .request(
+                    "sb.node.edge-9.cmd",
+                    Headers::new(),
+                    command(Some(id), "restart", json!({})),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("a reply");
+            decode_bus::<CommandReply>(&reply.payload).expect("reply decodes")
+        })
+    };
+    // Two commands in flight: the node has them and has not answered.
+    let first = ask("cmd-1");
+    let second = ask("cmd-2");
+    for _ in 0..2 {
+        agent
+            .next_control(|m| matches!(m, ServerMessage::Command { .. }))
+            .await;
+    }
+    let started = std::time::Instant::now();
+    let refused = ask("cmd-3").await.unwrap();
+    assert_eq!(
+        (refused.id.as_str(), refused.ok, refused.error.as_deref()),
+        ("cmd-3", false, Some("unavailable"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once, not after command_timeout"
+    );
+    assert_eq!(
+        metric(
+            gateway.addr,
+            "switchboard_gateway_rate_limited_total{limit=\"node_commands\"}"
+        )
+        .await,
+        1.0
+    );
+
+    // An answer frees a slot: the next command reaches the node again.
+    agent
+        .send_json(json!({"type": "ack", "id": "cmd-1", "ok": true}))
+        .await;
+    assert!(first.await.unwrap().ok);
+    let fourth = ask("cmd-4");
+    match agent
+        .next_control(|m| matches!(m, ServerMessage::Command { .. }))
+        .await
+    {
+        ServerMessage::Command { id, .. } => assert_eq!(id, "cmd-4"),
+        _ => unreachable!("filtered to command"),
+    }
+    agent
+        .send_json(json!({"type": "ack", "id": "cmd-4", "ok": true}))
+        .await;
+    agent
+        .send_json(json!({"type": "ack", "id": "cmd-2", "ok": true}))
+        .await;
+    assert!(fourth.await.unwrap().ok);
+    assert!(second.await.unwrap().ok);
 }
