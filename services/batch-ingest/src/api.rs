@@ -13,6 +13,7 @@ use protocol::envelope::{decode_bus, encode_bus};
 use protocol::{ErrorCode, Subjects};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::RunError;
 use crate::nodes::{NodeError, Nodes};
 
 /// Subscribes to every method of the API.
@@ -41,19 +42,23 @@ pub(crate) fn register(nodes: &Nodes, request: &NodeRequest) -> Result<NodeInfo,
 }
 
 /// Answers requests until `shutdown`.
+///
+/// # Errors
+/// [`RunError::ApiEnded`] when the bus ends the subscription (the connection closed for
+/// good): a replica that cannot be managed any more is restarted rather than kept.
 pub(crate) async fn serve(
     mut requests: Subscription,
     bus: Bus,
     nodes: Arc<Nodes>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), RunError> {
     loop {
         let request = tokio::select! {
             request = requests.next() => request,
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
         };
         let Some(request) = request else {
-            return;
+            return Err(RunError::ApiEnded);
         };
         let reply = answer(&nodes, &request);
         let payload = match encode_bus(&reply) {

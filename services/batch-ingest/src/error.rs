@@ -40,6 +40,12 @@ pub enum RunError {
     /// Batch-ingest could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The management API's bus subscription ended: the bus connection closed for good.
+    #[error("the management api's subscription ended")]
+    ApiEnded,
+    /// A background task failed or panicked; batch-ingest drained and stopped.
+    #[error("batch-ingest background {0}")]
+    Task(#[source] service::supervise::TaskFailure),
 }
 
 /// Why one batch was not stored; what the node is told follows from the variant.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bus::{Bus, StorageKind, StreamSpec, Subscription};
 use protocol::Subjects;
 use protocol::batch::{STREAM_NAME, stream_subjects};
+use service::supervise::{Supervisor, TaskFailure};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -147,8 +148,12 @@ impl BatchIngest {
     /// `shutdown_grace` what remains is cut off; the last progress events go out and the bus
     /// is flushed.
     ///
+    /// A background task that fails or panics (the progress publisher, the management API)
+    /// makes batch-ingest drain the same way and return the failure.
+    ///
     /// # Errors
-    /// [`RunError::Serve`] when the HTTP server fails.
+    /// [`RunError::ApiEnded`] when the management API's subscription ends,
+    /// [`RunError::Task`] when a task panics.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let BatchIngest {
             listener,
@@ -156,20 +161,27 @@ impl BatchIngest {
             api_requests,
         } = self;
         let background = CancellationToken::new();
-        let progress_task = tokio::spawn(progress::publish_progress(
-            Arc::clone(&app.progress),
-            app.bus.clone(),
-            app.subjects.clone(),
-            Arc::clone(&app.metrics),
-            app.config.progress_interval,
-            background.clone(),
-        ));
-        let api_task = tokio::spawn(api::serve(
-            api_requests,
-            app.bus.clone(),
-            Arc::clone(&app.nodes),
-            background.clone(),
-        ));
+        let mut tasks: Supervisor<RunError> = Supervisor::new();
+        tasks.spawn_plain(
+            "progress publisher",
+            progress::publish_progress(
+                Arc::clone(&app.progress),
+                app.bus.clone(),
+                app.subjects.clone(),
+                Arc::clone(&app.metrics),
+                app.config.progress_interval,
+                background.clone(),
+            ),
+        );
+        tasks.spawn(
+            "management api",
+            api::serve(
+                api_requests,
+                app.bus.clone(),
+                Arc::clone(&app.nodes),
+                background.clone(),
+            ),
+        );
         for node in &app.config.nodes {
             if let Err(error) = app.nodes.register(&node.id, &node.url, node.active) {
                 // Validated at bind; only reachable if validation and registration drift.
@@ -184,14 +196,29 @@ impl BatchIngest {
             "batch-ingest listening"
         );
 
+        // Cancelled by the caller's shutdown, or here when a background task fails.
+        let stop = shutdown.child_token();
         let drain_app = Arc::clone(&app);
-        let drained = http_front::FrontDoor::new(http_front::Limits::internal())
-            .serve(listener, http::router(Arc::clone(&app)), async move {
-                shutdown.cancelled().await;
+        let drain_signal = stop.clone();
+        let serving = http_front::FrontDoor::new(http_front::Limits::internal()).serve(
+            listener,
+            http::router(Arc::clone(&app)),
+            async move {
+                drain_signal.cancelled().await;
                 drain_app.draining.store(true, Ordering::Relaxed);
                 tokio::time::Instant::now() + drain_app.config.shutdown_grace
-            })
-            .await;
+            },
+        );
+        let mut serving = std::pin::pin!(serving);
+        let (drained, failure) = tokio::select! {
+            drained = &mut serving => (drained, None),
+            failure = tasks.watch(&stop) => {
+                if failure.is_some() {
+                    stop.cancel();
+                }
+                (serving.await, failure)
+            }
+        };
         if drained.cut_off > 0 {
             warn!(
                 cut_off = drained.cut_off,
@@ -205,12 +232,18 @@ impl BatchIngest {
             warn!(cut_off, "shutdown grace reached; node workers cut off");
         }
         background.cancel();
-        let _ = tokio::join!(progress_task, api_task);
+        let failure = failure.or(tasks.drain(app.config.shutdown_grace).await);
         if let Err(error) = app.bus.flush().await {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!("batch-ingest drained");
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(TaskFailure::Failed { error, .. }) => Err(error),
+            Some(TaskFailure::Panicked { task, error }) => {
+                Err(RunError::Task(TaskFailure::Panicked { task, error }))
+            }
+        }
     }
 }
 

@@ -6,4 +6,5 @@ mod callbacks;
 mod front_door;
 mod helpers;
 mod management;
+mod supervision;
 mod websocket;
