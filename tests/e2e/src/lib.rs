@@ -2,6 +2,10 @@
 //! gateways either in this process ([`Stack`]) or as `switchboard-gateway` processes
 //! configured only through `SWITCHBOARD__*` environment variables ([`GatewayProcess`]).
 //! Tests drive everything from outside, through WebSocket clients, HTTP and NATS.
+//! `switchboard-device-reader` runs as a process too ([`reader::DeviceReaderProcess`]); seed
+//! 003's clients (a plain socket and one reconnecting with the seed's backoff) are in [`seed`],
+//! and a TCP proxy that drops the network for a while in [`proxy`]. `E2E_GATEWAY_BIN` points
+//! [`GatewayProcess`] at another gateway binary (a release build, for measurements).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -15,6 +19,10 @@ use gateway::test_util::{TestGateway, get_json, test_config};
 use store::test_util::RedisServer;
 
 pub use gateway::test_util::{TEST_API_KEY, TestClient, eventually, publish_http, within};
+
+pub mod proxy;
+pub mod reader;
+pub mod seed;
 
 /// NATS and Redis for one test.
 pub struct Stack {
@@ -57,6 +65,22 @@ impl Stack {
             .await
             .expect("redis reachable");
         TestGateway::start(config, bus, store).await
+    }
+
+    /// The environment of a `switchboard-gateway` process on this stack (NATS, Redis, the test
+    /// HMAC secret and API key), named `server_id`.
+    pub fn gateway_env(&self, server_id: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("SWITCHBOARD__GATEWAY__SERVER_ID", server_id.to_owned()),
+            ("SWITCHBOARD__BUS__NATS_URL", self.nats.url()),
+            ("SWITCHBOARD__STORE__REDIS_URL", self.redis.url()),
+            ("SWITCHBOARD__STORE__KEY_PREFIX", self.key_prefix.clone()),
+            (
+                "SWITCHBOARD__AUTH__HMAC_SECRET",
+                String::from_utf8_lossy(auth::test_keys::TEST_HMAC_SECRET).into_owned(),
+            ),
+            ("SWITCHBOARD__AUTH__API_KEY", TEST_API_KEY.to_owned()),
+        ]
     }
 
     /// Connects a bus client to this stack's NATS.
@@ -114,7 +138,16 @@ impl GatewayProcess {
     pub async fn spawn(env: &[(&str, String)]) -> Self {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address parses");
-        let mut command = Command::new(workspace_binary("switchboard-gateway"));
+        Self::spawn_at(addr, env).await
+    }
+
+    /// Starts `switchboard-gateway` listening on `addr` (a restart on a known port), and
+    /// waits until `/readyz` answers 200.
+    pub async fn spawn_at(addr: SocketAddr, env: &[(&str, String)]) -> Self {
+        let binary = std::env::var_os("E2E_GATEWAY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_binary("switchboard-gateway"));
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -165,6 +198,11 @@ impl GatewayProcess {
     pub fn ws_url(&self, token: &str) -> String {
         format!("ws://{}/api/ws/connect?token={token}", self.addr)
     }
+
+    /// The process id, for `/proc/<pid>/stat`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for GatewayProcess {
@@ -172,6 +210,20 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Seed 003's instrument stream at `addr`: `/api/v1/ws/v2/power?device=&module=&interval=`
+/// (`interval` in seconds, as the seed writes it) with a viewer token for `sub`.
+pub fn power_url(addr: SocketAddr, device: &str, module: u16, interval: &str, sub: &str) -> String {
+    format!(
+        "ws://{addr}/api/v1/ws/v2/power?device={device}&module={module}&interval={interval}&token={}",
+        token(&viewer(sub))
+    )
+}
+
+/// Seed 003's health socket at `addr` (`/api/v1/ws/v2/health`, no token).
+pub fn health_url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/api/v1/ws/v2/health")
 }
 
 /// Connects a JSON client and waits for `connection_established`.

@@ -10,3 +10,4 @@ mod deploy;
 mod devices;
 mod nodes;
 mod publisher;
+mod seed003;
