@@ -319,6 +319,7 @@ impl<S: Socket> Session<S> {
             return Ok(());
         }
         let write_timeout = self.shared.config.write_timeout;
+        let step = CLOSE_CHECK_INTERVAL.min(write_timeout);
         let mut waited = Duration::ZERO;
         let written = {
             let conn = &self.conn;
@@ -332,10 +333,10 @@ impl<S: Socket> Session<S> {
             };
             tokio::pin!(write);
             loop {
-                match tokio::time::timeout(CLOSE_CHECK_INTERVAL, &mut write).await {
+                match tokio::time::timeout(step, &mut write).await {
                     Ok(result) => break Some(result),
                     Err(_) if conn.close_reason().is_some() => break None,
-                    Err(_) if waited + CLOSE_CHECK_INTERVAL >= write_timeout => {
+                    Err(_) if waited + step >= write_timeout => {
                         // Nothing asked for a close, yet the client has not taken a write for
                         // `write_timeout`: a slow consumer all the same (counted once, here or
                         // where the close was first asked for).
@@ -344,7 +345,7 @@ impl<S: Socket> Session<S> {
                         }
                         break None;
                     }
-                    Err(_) => waited += CLOSE_CHECK_INTERVAL,
+                    Err(_) => waited += step,
                 }
             }
         };
