@@ -144,7 +144,7 @@ impl ScpiDriver {
             let query = render_query(&self.wavelength_query, module, 1);
             let value = self.query_number(&query).await?;
             let nm = if self.wavelength_in_metres {
-                value * 1e9
+                metres_to_nm(value)
             } else {
                 value
             };
@@ -185,5 +185,21 @@ impl Driver for ScpiDriver {
 
     fn disconnect(&mut self) {
         self.connection = None;
+    }
+}
+
+/// `1.31E-06` m is `1310` nm, not `1310.0000000000002`: the product is rounded to a picometre,
+/// far below any instrument's resolution, so clients show what the instrument said.
+fn metres_to_nm(metres: f64) -> f64 {
+    (metres * 1e12).round() / 1e3
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metres_become_round_nanometres() {
+        assert_eq!(super::metres_to_nm(1.31e-6), 1310.0);
+        assert_eq!(super::metres_to_nm(1.550_12e-6), 1550.12);
     }
 }
