@@ -194,7 +194,6 @@ fn metres_to_nm(metres: f64) -> f64 {
     (metres * 1e12).round() / 1e3
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]
