@@ -27,3 +27,32 @@ pub(crate) fn front_door(
     let door = FrontDoor::new(limits).count_refused(metrics.http_connections_refused.clone());
     (door, derived)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn an_unset_cap_is_derived_from_the_file_limit_and_a_set_one_wins() {
+        let defaults: Config = settings::load(None, &HashMap::new()).expect("defaults load");
+        assert_eq!(defaults.gateway.max_connections, None);
+        let (door, derived) = front_door(&defaults.gateway, &Metrics::new());
+        let derived = derived.expect("an unset cap is derived");
+        assert_eq!(door.limits().max_connections, derived.max_connections);
+        assert!(
+            derived.to_string().starts_with("RLIMIT_NOFILE"),
+            "{derived}"
+        );
+
+        let env = HashMap::from([(
+            "SWITCHBOARD__GATEWAY__MAX_CONNECTIONS".to_owned(),
+            "500".to_owned(),
+        )]);
+        let set: Config = settings::load(None, &env).expect("the environment loads");
+        let (door, derived) = front_door(&set.gateway, &Metrics::new());
+        assert_eq!((door.limits().max_connections, derived), (500, None));
+    }
+}
