@@ -106,6 +106,11 @@ impl Slot {
         self.cancel.cancel();
     }
 
+    /// The member's connection.
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
     /// The member's public connection id.
     pub fn connection_id(&self) -> &str {
         &self.conn.connection_id

@@ -8,6 +8,9 @@
 //! Members that asked for a minimum interval are kept apart from the others (see
 //! `conflate`): the plain members' path costs one extra atomic load per batch, and a
 //! conflated member costs the dispatch one reference swap per message.
+//!
+//! A subscription the bus ends is made again; a room whose subscription cannot be kept is
+//! given up and its members closed `unavailable` (see `recover`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +22,13 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use self::recover::{close_dead_room, resubscribe};
 use crate::conflate::{Delivery, Slot};
 use crate::frames::encode_frame;
 use crate::session::conn::{Conn, Outgoing};
 use crate::state::Shared;
+
+mod recover;
 
 /// Most bus messages of one room handled as one batch: bounds the delay a burst adds before
 /// the first member's wake-up, and the batch's memory.
@@ -228,15 +234,23 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
         let mut subscription = subscription;
         // Reused across wake-ups; grows only as far as bursts of this room need.
         let mut batch = Vec::new();
+        // Ends of the subscription since it last delivered a message.
+        let mut ends = 0;
         loop {
             let first = tokio::select! {
                 () = task_room.cancel.cancelled() => break,
                 next = subscription.next() => next,
             };
             let Some(first) = first else {
-                warn!(room = %task_room.name, "room subscription ended");
-                break;
+                match resubscribe(&task_shared, &task_room, &mut ends).await {
+                    Some(renewed) => {
+                        subscription = renewed;
+                        continue;
+                    }
+                    None => break,
+                }
             };
+            ends = 0;
             // Whatever else has already arrived goes out with it (a burst becomes one queue
             // push and one wake-up per member).
             batch.clear();
@@ -254,9 +268,14 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
             }
             dispatch(&task_shared, &task_room, &batch);
             if ended {
-                warn!(room = %task_room.name, "room subscription ended");
-                break;
+                match resubscribe(&task_shared, &task_room, &mut ends).await {
+                    Some(renewed) => subscription = renewed,
+                    None => break,
+                }
             }
+        }
+        if !task_room.cancel.is_cancelled() {
+            close_dead_room(&task_shared, &task_room);
         }
         debug!(room = %task_room.name, "room subscription closed");
     });

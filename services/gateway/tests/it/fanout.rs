@@ -91,3 +91,89 @@ async fn two_hundred_clients_in_one_room_each_receive_fifty_messages_in_order() 
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_bus_subscription_ends_is_subscribed_again() {
+    let bus = Bus::memory();
+    let gateway = TestGateway::start(test_config(), bus.clone(), Store::memory()).await;
+    let mut client = gateway.connect(&token(&viewer("survivor"))).await;
+    client.subscribe(&["alerts"]).await;
+    assert_eq!(bus.end_subscriptions("sb.room.alerts"), 1);
+
+    // Published until the gateway has subscribed again (what goes out in the gap is lost,
+    // as for any core NATS subscriber); then the member receives again, still connected.
+    let envelope = RoomEnvelope {
+        event: "alert".into(),
+        data: json!({"message": "still here"}),
+        timestamp: None,
+        seq: None,
+        priority: None,
+    };
+    let payload = Bytes::from(encode_bus(&envelope).unwrap());
+    let publishing_bus = bus.clone();
+    let publisher = tokio::spawn(async move {
+        loop {
+            publishing_bus
+                .publish("sb.room.alerts", payload.clone())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let message = within(Duration::from_secs(5), client.next_room_message()).await;
+    publisher.abort();
+    assert_eq!(
+        (message.room.as_str(), message.data),
+        ("alerts", json!({"message": "still here"}))
+    );
+    assert_eq!(
+        metric(gateway.addr, "switchboard_gateway_rooms_active").await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_subscription_keeps_ending_is_given_up_and_its_members_closed_unavailable() {
+    let bus = Bus::memory();
+    let gateway = TestGateway::start(test_config(), bus.clone(), Store::memory()).await;
+    let mut client = gateway.connect(&token(&viewer("stranded"))).await;
+    client.subscribe(&["alerts"]).await;
+    // Every new subscription ends again before a message arrives: after five attempts the
+    // gateway gives the room up rather than keep a room that delivers nothing.
+    for _ in 0..6 {
+        gateway::test_util::eventually(Duration::from_secs(5), || {
+            let ended = bus.end_subscriptions("sb.room.alerts") == 1;
+            async move { ended }
+        })
+        .await;
+    }
+    client.expect_error(protocol::ErrorCode::Unavailable).await;
+    assert_eq!(
+        client.expect_close().await,
+        Some(protocol::close_code::TRY_AGAIN_LATER)
+    );
+    gateway::test_util::eventually(Duration::from_secs(5), || async {
+        metric(gateway.addr, "switchboard_gateway_rooms_active").await == 0.0
+    })
+    .await;
+    // The room starts afresh for the next subscriber.
+    let mut next = gateway.connect(&token(&viewer("next"))).await;
+    next.subscribe(&["alerts"]).await;
+    let envelope = RoomEnvelope {
+        event: "alert".into(),
+        data: json!({"message": "back"}),
+        timestamp: None,
+        seq: None,
+        priority: None,
+    };
+    bus.publish(
+        "sb.room.alerts",
+        Bytes::from(encode_bus(&envelope).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next.next_room_message().await.data,
+        json!({"message": "back"})
+    );
+}
