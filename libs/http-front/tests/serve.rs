@@ -156,3 +156,22 @@ async fn a_request_that_never_ends_is_cut_off_at_the_drain_deadline() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_request_head_over_the_header_count_or_the_buffer_is_refused_with_431() {
+    let served = serve(limits(10, 1), Duration::from_secs(1)).await;
+    let many: String = (0..http_front::MAX_HEADERS + 1)
+        .map(|n| format!("X-Header-{n}: v\r\n"))
+        .collect();
+    let long = format!("X-Long: {}\r\n", "a".repeat(http_front::MAX_BUF_SIZE));
+    for extra in [many, long] {
+        let mut stream = TcpStream::connect(served.addr).await.unwrap();
+        let request = format!("GET /ok HTTP/1.1\r\nHost: test\r\n{extra}\r\n");
+        // The server may close before reading all of an oversized head.
+        let _ = stream.write_all(request.as_bytes()).await;
+        let answer = closed_within(&mut stream, Duration::from_secs(2))
+            .await
+            .expect("closed after the refusal");
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+}

@@ -269,3 +269,25 @@ async fn the_bearer_scheme_is_case_insensitive_on_publish_and_connect() {
         client.expect_established().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_body_not_complete_within_the_body_timeout_is_refused_with_400() {
+    let gateway = TestGateway::start_memory(|config| {
+        config.gateway.request_body_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let (status, body) = raw_exchange(
+        gateway.addr,
+        &format!(
+            "POST /api/ws/publish HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Authorization: Bearer {TEST_API_KEY}\r\nContent-Length: 100\r\n",
+            gateway.addr
+        ),
+        b"{\"room\":",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "invalid_message");
+}
