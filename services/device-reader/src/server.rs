@@ -126,7 +126,8 @@ impl DeviceReader {
     /// reader and keeps the leases until their TTL runs out.
     ///
     /// # Errors
-    /// [`RunError::Serve`] when the HTTP server fails.
+    /// None at present: the front door logs accept errors and retries, and cuts off HTTP
+    /// connections still open when `shutdown_grace` ends.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let DeviceReader {
             listener,
@@ -208,7 +209,7 @@ impl DeviceReader {
 /// the standalone `switchboard` calls [`DeviceReader::bind`] with its in-memory bus and store.
 ///
 /// # Errors
-/// Any [`StartError`] (as [`RunError::Start`]) or [`RunError::Serve`].
+/// Any [`StartError`] (as [`RunError::Start`]).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     service::ServiceConfig::validate_for_start(&config).map_err(StartError::Config)?;
     let bus = connect_bus(&config).await?;
