@@ -22,7 +22,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use self::recover::{close_dead_room, resubscribe};
+use self::recover::{close_dead_room, resubscribe, run_guarded};
 use crate::conflate::{Delivery, Slot};
 use crate::frames::encode_frame;
 use crate::session::conn::{Conn, Outgoing};
@@ -228,58 +228,65 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
     if let Err(error) = shared.bus.flush().await {
         warn!(room = %room.name, error = %error, "bus flush after subscribe failed");
     }
-    let task_room = room.clone();
-    let task_shared = shared.clone();
-    shared.tasks.spawn(async move {
-        let mut subscription = subscription;
-        // Reused across wake-ups; grows only as far as bursts of this room need.
-        let mut batch = Vec::new();
-        // Ends of the subscription since it last delivered a message.
-        let mut ends = 0;
-        loop {
-            let first = tokio::select! {
-                () = task_room.cancel.cancelled() => break,
-                next = subscription.next() => next,
-            };
-            let Some(first) = first else {
-                match resubscribe(&task_shared, &task_room, &mut ends).await {
-                    Some(renewed) => {
-                        subscription = renewed;
-                        continue;
-                    }
-                    None => break,
-                }
-            };
-            ends = 0;
-            // Whatever else has already arrived goes out with it (a burst becomes one queue
-            // push and one wake-up per member).
-            batch.clear();
-            batch.push(first);
-            let mut ended = false;
-            while batch.len() < DISPATCH_BATCH_MESSAGES {
-                match subscription.next().now_or_never() {
-                    Some(Some(message)) => batch.push(message),
-                    Some(None) => {
-                        ended = true;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            dispatch(&task_shared, &task_room, &batch);
-            if ended {
-                match resubscribe(&task_shared, &task_room, &mut ends).await {
-                    Some(renewed) => subscription = renewed,
-                    None => break,
-                }
-            }
-        }
-        if !task_room.cancel.is_cancelled() {
-            close_dead_room(&task_shared, &task_room);
-        }
-        debug!(room = %task_room.name, "room subscription closed");
-    });
+    shared
+        .tasks
+        .spawn(run_guarded(shared.clone(), room.clone(), subscription));
     true
+}
+
+/// Delivers the room's bus messages to its members until the room closes, subscribing
+/// again when the bus ends the subscription, and closing the room when that fails.
+pub(super) async fn run_room(
+    shared: &Arc<Shared>,
+    room: &Arc<Room>,
+    subscription: bus::Subscription,
+) {
+    let mut subscription = subscription;
+    // Reused across wake-ups; grows only as far as bursts of this room need.
+    let mut batch = Vec::new();
+    // Ends of the subscription since it last delivered a message.
+    let mut ends = 0;
+    loop {
+        let first = tokio::select! {
+            () = room.cancel.cancelled() => break,
+            next = subscription.next() => next,
+        };
+        let Some(first) = first else {
+            match resubscribe(shared, room, &mut ends).await {
+                Some(renewed) => {
+                    subscription = renewed;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        ends = 0;
+        // Whatever else has already arrived goes out with it (a burst becomes one queue
+        // push and one wake-up per member).
+        batch.clear();
+        batch.push(first);
+        let mut ended = false;
+        while batch.len() < DISPATCH_BATCH_MESSAGES {
+            match subscription.next().now_or_never() {
+                Some(Some(message)) => batch.push(message),
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        dispatch(shared, room, &batch);
+        if ended {
+            match resubscribe(shared, room, &mut ends).await {
+                Some(renewed) => subscription = renewed,
+                None => break,
+            }
+        }
+    }
+    if !room.cancel.is_cancelled() {
+        close_dead_room(shared, room);
+    }
 }
 
 /// Frames of a batch of room messages, encoded lazily once per codec.
@@ -327,6 +334,10 @@ fn decode(shared: &Shared, room: &Room, payload: &[u8]) -> Option<(RoomMessage, 
             return None;
         }
     };
+    #[cfg(feature = "test-util")]
+    if envelope.event == crate::test_util::PANIC_EVENT {
+        panic!("injected fault in room dispatch");
+    }
     let published_at_ms = envelope
         .timestamp
         .as_deref()

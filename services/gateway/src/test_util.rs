@@ -63,6 +63,10 @@ impl Fault {
     pub const SERVE: &'static str = "serve";
 }
 
+/// A room message whose event is this makes the room's dispatch task panic (tests of what
+/// the gateway does with a room whose task died).
+pub const PANIC_EVENT: &str = "test_util.panic";
+
 /// A gateway serving in this process.
 pub struct TestGateway {
     /// `host:port` it listens on.

@@ -1,15 +1,39 @@
 //! A room whose bus subscription ends: subscribed again (backing off), or given up with its
 //! members closed `unavailable` — never left in the room map as a room that delivers nothing.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use protocol::ErrorCode;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Room;
 use crate::session::conn::Conn;
 use crate::state::Shared;
+
+/// Runs the room's dispatch task ([`super::run_room`]); a panic in it (a bug) would leave a
+/// room that delivers nothing, so the room is closed like a dead one.
+pub(super) async fn run_guarded(
+    shared: Arc<Shared>,
+    room: Arc<Room>,
+    subscription: bus::Subscription,
+) {
+    let dispatching = AssertUnwindSafe(super::run_room(&shared, &room, subscription));
+    if let Err(panic) = dispatching.catch_unwind().await {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        error!(room = %room.name, panic = %message, "room dispatch panicked");
+        if !room.cancel.is_cancelled() {
+            close_dead_room(&shared, &room);
+        }
+    }
+    debug!(room = %room.name, "room subscription closed");
+}
 
 /// How often a room's subscription may end (or fail to be made again) in a row, without a
 /// message in between, before the room is given up.

@@ -177,3 +177,33 @@ async fn a_room_whose_subscription_keeps_ending_is_given_up_and_its_members_clos
         json!({"message": "back"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_dispatch_task_panics_closes_its_members_unavailable() {
+    let bus = Bus::memory();
+    let gateway = TestGateway::start(test_config(), bus.clone(), Store::memory()).await;
+    let mut client = gateway.connect(&token(&viewer("unlucky"))).await;
+    client.subscribe(&["alerts"]).await;
+    let envelope = RoomEnvelope {
+        event: gateway::test_util::PANIC_EVENT.into(),
+        data: json!({}),
+        timestamp: None,
+        seq: None,
+        priority: None,
+    };
+    bus.publish(
+        "sb.room.alerts",
+        Bytes::from(encode_bus(&envelope).unwrap()),
+    )
+    .await
+    .unwrap();
+    client.expect_error(protocol::ErrorCode::Unavailable).await;
+    assert_eq!(
+        client.expect_close().await,
+        Some(protocol::close_code::TRY_AGAIN_LATER)
+    );
+    gateway::test_util::eventually(Duration::from_secs(5), || async {
+        metric(gateway.addr, "switchboard_gateway_rooms_active").await == 0.0
+    })
+    .await;
+}
