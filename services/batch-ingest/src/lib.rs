@@ -22,6 +22,10 @@
 //! accepting; callbacks in progress finish; node workers stop reading, acknowledge what they
 //! are storing and close with 1001; after `shutdown_grace` the rest is cut off; the last
 //! progress events are published and the bus is flushed.
+//!
+//! Supervision: the progress publisher and the management API run under
+//! `service::supervise`; the first that fails or panics drains batch-ingest the same way and
+//! [`BatchIngest::serve`] returns its error (exit status 1).
 #![warn(missing_docs)]
 
 mod api;

@@ -11,6 +11,10 @@
 //! are refused; every session sends `reconnect {reason, retry_after}` with a jittered delay
 //! and closes with 1001; sessions get up to `drain_timeout`; background tasks stop; this
 //! gateway's store entries are removed; the bus is flushed.
+//!
+//! Supervision: the background tasks (presence writer, liveness, heartbeat sweep, accept
+//! loop) run under `service::supervise`; the first that fails or panics drains the gateway
+//! the same way and [`Gateway::serve`] returns [`RunError::Task`] naming it (exit status 1).
 #![warn(missing_docs)]
 
 mod bus_api;

@@ -8,7 +8,8 @@
 //!
 //! Contract: [`Standalone::bind`] prepares everything (bus, store, keys, every service's
 //! set-up, the gateway's listener); [`Standalone::serve`] runs until the token is cancelled,
-//! then stops the simulated agents and drains every service.
+//! then stops the simulated agents and drains every service. The first service that fails
+//! or panics ends it the same way, and [`Standalone::serve`] returns that service's error.
 #![warn(missing_docs)]
 
 pub mod simulation;
