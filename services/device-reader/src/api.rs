@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::config::DeviceConfig;
 use crate::devices::{Control, ControlMessage, DeviceError};
+use crate::error::RunError;
 use crate::server::App;
 
 /// Subscribes to every method of the API.
@@ -56,18 +57,19 @@ pub(crate) async fn manage(app: &App, control: Control) -> Result<DeviceStatus, 
 }
 
 /// Applies changes other replicas received, until `shutdown`.
+/// [`RunError::InputEnded`] when the bus ends the subscription (its connection closed for good).
 pub(crate) async fn follow_control(
     app: Arc<App>,
     mut changes: Subscription,
     shutdown: CancellationToken,
-) {
+) -> Result<(), RunError> {
     loop {
         let message = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
             message = changes.next() => message,
         };
         let Some(message) = message else {
-            return;
+            return Err(RunError::InputEnded("device control"));
         };
         let Ok(change) = decode_bus::<ControlMessage>(&message.payload) else {
             warn!("malformed device control message ignored");
@@ -83,18 +85,19 @@ pub(crate) async fn follow_control(
 }
 
 /// Takes the statuses other replicas publish to room `devices`, until `shutdown`.
+/// [`RunError::InputEnded`] when the bus ends the subscription (its connection closed for good).
 pub(crate) async fn follow_status(
     app: Arc<App>,
     mut statuses: Subscription,
     shutdown: CancellationToken,
-) {
+) -> Result<(), RunError> {
     loop {
         let message = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
             message = statuses.next() => message,
         };
         let Some(message) = message else {
-            return;
+            return Err(RunError::InputEnded("device statuses"));
         };
         let Ok(envelope) = decode_bus::<protocol::RoomEnvelope>(&message.payload) else {
             continue;
@@ -109,14 +112,19 @@ pub(crate) async fn follow_status(
 }
 
 /// Answers requests until `shutdown`.
-pub(crate) async fn serve(app: Arc<App>, mut requests: Subscription, shutdown: CancellationToken) {
+/// [`RunError::InputEnded`] when the bus ends the subscription (its connection closed for good).
+pub(crate) async fn serve(
+    app: Arc<App>,
+    mut requests: Subscription,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     loop {
         let request = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
             request = requests.next() => request,
         };
         let Some(request) = request else {
-            return;
+            return Err(RunError::InputEnded("management api"));
         };
         let (payload, outcome, method) = answer(&app, &request).await;
         app.context

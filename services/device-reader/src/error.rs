@@ -37,6 +37,12 @@ pub enum RunError {
     /// The device reader could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// A bus subscription ended: the bus connection closed for good.
+    #[error("the {0} subscription ended")]
+    InputEnded(&'static str),
+    /// A background task panicked; the device reader drained and stopped.
+    #[error("device reader background {0}")]
+    Task(#[source] service::supervise::TaskFailure),
 }
 
 impl service::ServiceError for RunError {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bus::{Bus, Subscription};
 use protocol::device::{STATUS_ROOM, control_subject};
 use protocol::{RoomName, Subjects};
+use service::supervise::{Supervisor, TaskFailure};
 use store::Store;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -125,9 +125,12 @@ impl DeviceReader {
     /// Dropping the future instead (a crash, as far as the cluster can tell) aborts every
     /// reader and keeps the leases until their TTL runs out.
     ///
+    /// A background task (management API, control and status followers) that fails or
+    /// panics makes the device reader drain the same way and return the failure.
+    ///
     /// # Errors
-    /// None at present: the front door logs accept errors and retries, and cuts off HTTP
-    /// connections still open when `shutdown_grace` ends.
+    /// [`RunError::InputEnded`] when the bus ends one of its subscriptions,
+    /// [`RunError::Task`] when a background task panics.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let DeviceReader {
             listener,
@@ -138,22 +141,19 @@ impl DeviceReader {
             statuses,
         } = self;
         let background_stop = CancellationToken::new();
-        let mut background = JoinSet::new();
-        background.spawn(api::serve(
-            Arc::clone(&app),
-            api_requests,
-            background_stop.clone(),
-        ));
-        background.spawn(api::follow_control(
-            Arc::clone(&app),
-            control,
-            background_stop.clone(),
-        ));
-        background.spawn(api::follow_status(
-            Arc::clone(&app),
-            statuses,
-            background_stop.clone(),
-        ));
+        let mut background: Supervisor<RunError> = Supervisor::new();
+        background.spawn(
+            "management api",
+            api::serve(Arc::clone(&app), api_requests, background_stop.clone()),
+        );
+        background.spawn(
+            "control follower",
+            api::follow_control(Arc::clone(&app), control, background_stop.clone()),
+        );
+        background.spawn(
+            "status follower",
+            api::follow_status(Arc::clone(&app), statuses, background_stop.clone()),
+        );
         for device in &configured {
             if let Err(error) = app.devices.apply(&Control::Add(Box::new(device.clone()))) {
                 // Validated at bind; only reachable if validation and registration drift.
@@ -169,15 +169,30 @@ impl DeviceReader {
             "device reader listening"
         );
 
+        // Cancelled by the caller's shutdown, or here when a background task fails.
+        let stop = shutdown.child_token();
+        let drain_signal = stop.clone();
         let draining = Arc::clone(&app.draining);
         let grace = app.context.section.shutdown_grace;
-        let drained = http_front::FrontDoor::new(http_front::Limits::internal())
-            .serve(listener, http::router(Arc::clone(&app)), async move {
-                shutdown.cancelled().await;
+        let serving = http_front::FrontDoor::new(http_front::Limits::internal()).serve(
+            listener,
+            http::router(Arc::clone(&app)),
+            async move {
+                drain_signal.cancelled().await;
                 draining.store(true, Ordering::Relaxed);
                 tokio::time::Instant::now() + grace
-            })
-            .await;
+            },
+        );
+        let mut serving = std::pin::pin!(serving);
+        let (drained, failure) = tokio::select! {
+            drained = &mut serving => (drained, None),
+            failure = background.watch(&stop) => {
+                if failure.is_some() {
+                    stop.cancel();
+                }
+                (serving.await, failure)
+            }
+        };
         if drained.cut_off > 0 {
             warn!(
                 cut_off = drained.cut_off,
@@ -194,12 +209,18 @@ impl DeviceReader {
             warn!(cut_off, "shutdown grace reached; device readers cut off");
         }
         background_stop.cancel();
-        while background.join_next().await.is_some() {}
+        let failure = failure.or(background.drain(grace).await);
         if let Err(error) = app.context.bus.flush().await {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!(instance_id = %app.context.instance_id, "device reader drained");
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(TaskFailure::Failed { error, .. }) => Err(error),
+            Some(TaskFailure::Panicked { task, error }) => {
+                Err(RunError::Task(TaskFailure::Panicked { task, error }))
+            }
+        }
     }
 }
 

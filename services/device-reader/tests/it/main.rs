@@ -9,4 +9,5 @@ mod front_door;
 mod helpers;
 mod readings;
 mod scpi;
+mod supervision;
 mod takeover;
