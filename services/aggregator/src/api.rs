@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::error::RunError;
 use crate::metrics::Metrics;
 use crate::stats::statistics;
 
@@ -44,20 +45,28 @@ pub(crate) fn subject_pattern(subjects: &Subjects) -> String {
 
 /// Answers queries until `shutdown`, at most `max_concurrent` at once; the rest wait in the
 /// subscription (bounded by the bus; excess is dropped there and the caller times out).
+///
+/// # Errors
+/// [`RunError::QueriesEnded`] when the bus ends the subscription (its connection closed for
+/// good), after the queries in progress are answered.
 pub(crate) async fn serve(
     context: Arc<QueryContext>,
     mut queries: Subscription,
     max_concurrent: usize,
     shutdown: CancellationToken,
-) {
+) -> Result<(), RunError> {
     let slots = Arc::new(Semaphore::new(max_concurrent));
     let tasks = TaskTracker::new();
+    let mut outcome = Ok(());
     loop {
         let request = tokio::select! {
             () = shutdown.cancelled() => break,
             next = queries.next() => match next {
                 Some(request) => request,
-                None => break,
+                None => {
+                    outcome = Err(RunError::QueriesEnded);
+                    break;
+                }
             },
         };
         let permit = tokio::select! {
@@ -75,6 +84,7 @@ pub(crate) async fn serve(
     }
     tasks.close();
     tasks.wait().await;
+    outcome
 }
 
 async fn answer(context: &QueryContext, request: Message) {

@@ -43,6 +43,12 @@ pub enum RunError {
     /// The bus closed the sample subscription (the NATS client was closed).
     #[error("sample subscription ended")]
     SubscriptionEnded,
+    /// The bus closed the query subscription (the NATS client was closed).
+    #[error("query subscription ended")]
+    QueriesEnded,
+    /// A background task (query API, admin server) panicked; the aggregator drained.
+    #[error("aggregator background {0}")]
+    Task(#[source] ::service::supervise::TaskFailure),
 }
 
 impl ::service::ServiceError for RunError {

@@ -7,6 +7,7 @@ mod output;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::service::supervise::{Supervisor, TaskFailure};
 use bus::{Bus, Message, Subscription};
 use protocol::metrics::{MetricPayload, MetricSummary};
 use protocol::streams::rooms;
@@ -16,7 +17,6 @@ use store::history::{HistoryWrite, RAW_RETENTION_MS, ROLLUP_RETENTION_MS};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::admin::{self, AdminState};
@@ -40,6 +40,8 @@ const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(30);
 const ADOPTION_ATTEMPTS: u32 = 5;
 /// Bound on the final flush and deregistration at shutdown.
 const SHUTDOWN_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the query and admin tasks get to finish at shutdown before they are cut off.
+const SHUTDOWN_TASKS_GRACE: Duration = Duration::from_secs(10);
 
 /// One aggregator replica, bound and ready to serve.
 pub struct Aggregator {
@@ -217,10 +219,14 @@ impl Aggregator {
     /// membership (the others take over after their settle time, which covers this last
     /// flush), stop the query and admin tasks, flush the bus.
     ///
+    /// The query and admin tasks are supervised: one that fails or panics stops the
+    /// aggregator the same way and its error is returned.
+    ///
     /// # Errors
-    /// [`RunError::SubscriptionEnded`] when the bus closes the sample subscription.
+    /// [`RunError::SubscriptionEnded`] / [`RunError::QueriesEnded`] when the bus closes the
+    /// sample / query subscription, [`RunError::Task`] when a task panics.
     pub async fn serve(mut self, shutdown: CancellationToken) -> Result<(), RunError> {
-        let tasks = TaskTracker::new();
+        let mut tasks: Supervisor<RunError> = Supervisor::new();
         let background = CancellationToken::new();
         if let Some(queries) = self.queries.take() {
             let context = Arc::new(QueryContext {
@@ -229,12 +235,15 @@ impl Aggregator {
                 metrics: self.metrics.clone(),
                 max_skew_ms: millis(self.config.max_clock_skew),
             });
-            tasks.spawn(api::serve(
-                context,
-                queries,
-                self.config.max_concurrent_queries,
-                background.clone(),
-            ));
+            tasks.spawn(
+                "query api",
+                api::serve(
+                    context,
+                    queries,
+                    self.config.max_concurrent_queries,
+                    background.clone(),
+                ),
+            );
         }
         if let Some(listener) = self.admin.take() {
             let state = Arc::new(AdminState {
@@ -242,7 +251,10 @@ impl Aggregator {
                 bus: self.bus.clone(),
                 store: self.store.clone(),
             });
-            tasks.spawn(admin::serve(listener, state, background.clone()));
+            tasks.spawn_plain(
+                "admin server",
+                admin::serve(listener, state, background.clone()),
+            );
         }
         info!(
             replica_id = %self.replica_id,
@@ -261,12 +273,27 @@ impl Aggregator {
                     Some(message) => self.process_message(&message).await,
                     None => break Err(RunError::SubscriptionEnded),
                 },
+                Some(failure) = tasks.first_failure(), if !tasks.is_empty() => {
+                    tracing::error!(task = failure.task(), error = %::service::error_chain(&failure), "task failed; stopping");
+                    break Err(match failure {
+                        TaskFailure::Failed { error, .. } => error,
+                        TaskFailure::Panicked { task, error } => {
+                            RunError::Task(TaskFailure::Panicked { task, error })
+                        }
+                    });
+                }
             }
         };
         self.drain().await;
         background.cancel();
-        tasks.close();
-        tasks.wait().await;
+        let late = tasks.drain(SHUTDOWN_TASKS_GRACE).await;
+        let outcome = match (outcome, late) {
+            (Ok(()), Some(TaskFailure::Failed { error, .. })) => Err(error),
+            (Ok(()), Some(TaskFailure::Panicked { task, error })) => {
+                Err(RunError::Task(TaskFailure::Panicked { task, error }))
+            }
+            (outcome, _) => outcome,
+        };
         if let Err(error) = self.bus.flush().await {
             warn!(error = %error, "bus flush at shutdown failed");
         }

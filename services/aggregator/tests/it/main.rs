@@ -5,3 +5,4 @@
 mod helpers;
 mod replicas;
 mod service;
+mod supervision;
