@@ -58,6 +58,23 @@ impl<E> TaskFailure<E> {
         }
     }
 
+    /// The outcome of a service whose first failure was `failure`: a task's own error is the
+    /// service's (it already says what failed); a panic becomes the error `panicked` builds
+    /// from the task's name and the panic.
+    ///
+    /// # Errors
+    /// The failed task's error, or the one `panicked` builds.
+    pub fn into_outcome(
+        failure: Option<Self>,
+        panicked: impl FnOnce(String, JoinError) -> E,
+    ) -> Result<(), E> {
+        match failure {
+            None => Ok(()),
+            Some(TaskFailure::Failed { error, .. }) => Err(error),
+            Some(TaskFailure::Panicked { task, error }) => Err(panicked(task, error)),
+        }
+    }
+
     /// Describes a task that was joined outside a [`Supervisor`]: `None` when it ended
     /// cleanly.
     pub fn from_joined(task: &str, joined: Result<Result<(), E>, JoinError>) -> Option<Self> {

@@ -237,13 +237,9 @@ impl BatchIngest {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!("batch-ingest drained");
-        match failure {
-            None => Ok(()),
-            Some(TaskFailure::Failed { error, .. }) => Err(error),
-            Some(TaskFailure::Panicked { task, error }) => {
-                Err(RunError::Task(TaskFailure::Panicked { task, error }))
-            }
-        }
+        TaskFailure::into_outcome(failure, |task, error| {
+            RunError::Task(TaskFailure::Panicked { task, error })
+        })
     }
 }
 

@@ -214,13 +214,9 @@ impl DeviceReader {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!(instance_id = %app.context.instance_id, "device reader drained");
-        match failure {
-            None => Ok(()),
-            Some(TaskFailure::Failed { error, .. }) => Err(error),
-            Some(TaskFailure::Panicked { task, error }) => {
-                Err(RunError::Task(TaskFailure::Panicked { task, error }))
-            }
-        }
+        TaskFailure::into_outcome(failure, |task, error| {
+            RunError::Task(TaskFailure::Panicked { task, error })
+        })
     }
 }
 

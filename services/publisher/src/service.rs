@@ -139,15 +139,10 @@ impl Publisher {
             warn!(error = %error, "bus flush at shutdown failed");
         }
         info!(instance_id = %shared.instance_id, "publisher drained");
-        match failure {
-            None => Ok(()),
-            // The task's own error already says what failed (an input, the admin server).
-            Some(TaskFailure::Failed { error, .. }) => Err(error),
-            Some(TaskFailure::Panicked { task, error }) => Err(RunError::TaskPanicked {
-                task,
-                source: error,
-            }),
-        }
+        TaskFailure::into_outcome(failure, |task, source| RunError::TaskPanicked {
+            task,
+            source,
+        })
     }
 }
 

@@ -441,14 +441,10 @@ impl Standalone {
                 Err(error) => warn!(error = %error, "simulated ML node panicked"),
             }
         }
-        match failure {
-            None => Ok(()),
-            Some(TaskFailure::Failed { error, .. }) => Err(error),
-            Some(TaskFailure::Panicked { task, error }) => Err(RunError::ServicePanicked {
-                service: task,
-                source: error,
-            }),
-        }
+        TaskFailure::into_outcome(failure, |service, source| RunError::ServicePanicked {
+            service,
+            source,
+        })
     }
 }
 
