@@ -34,9 +34,6 @@ pub enum StartError {
 /// Why batch-ingest stopped other than by a clean drain.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The HTTP server failed.
-    #[error("http server failed")]
-    Serve(#[source] std::io::Error),
     /// Batch-ingest could not start.
     #[error(transparent)]
     Start(#[from] StartError),

@@ -249,7 +249,7 @@ impl BatchIngest {
 /// in-memory engine only makes sense inside the single-process `switchboard`.
 ///
 /// # Errors
-/// Any [`StartError`] (as [`RunError::Start`]) or [`RunError::Serve`].
+/// Any [`StartError`] (as [`RunError::Start`]), or the [`RunError`] of a task that failed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     service::ServiceConfig::validate_for_start(&config).map_err(StartError::Config)?;
     let bus = connect_bus(&config).await?;

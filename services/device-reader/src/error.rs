@@ -31,9 +31,6 @@ pub enum StartError {
 /// Why the device reader stopped other than by a clean drain.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The HTTP server failed.
-    #[error("http server failed")]
-    Serve(#[source] std::io::Error),
     /// The device reader could not start.
     #[error(transparent)]
     Start(#[from] StartError),
