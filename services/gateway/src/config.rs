@@ -135,6 +135,11 @@ pub struct GatewayConfig {
     /// carry none, and the endpoint reveals nothing but the gateway's liveness and its
     /// number of open instrument streams. Turn on where even that must stay private.
     pub health_requires_token: bool,
+    /// Whether the operational read endpoints (`/metrics`, `/api/ws/stats`,
+    /// `/api/ws/metrics/*`, `/api/ws/devices*`) need `Authorization: Bearer` with the API key
+    /// or a valid token. Off by default (Prometheus and the dashboard read them as they are);
+    /// turn it on when the gateway's port is public and no ingress filters those paths.
+    pub private_operations: bool,
     /// How long `/api/v1/ws/v2/power` without `device=` waits for the device reader's
     /// device list, and how long `/api/ws/devices` waits for its answer.
     #[serde(with = "humantime_serde")]
@@ -179,6 +184,7 @@ impl Default for GatewayConfig {
             max_delivery_interval: Duration::from_secs(60),
             power_default_interval: Duration::from_millis(100),
             health_requires_token: false,
+            private_operations: false,
             device_api_timeout: Duration::from_secs(3),
         }
     }

@@ -199,6 +199,40 @@ struct PublishAccepted {
     timestamp: String,
 }
 
+/// Lets a request to an operational endpoint through when `gateway.private_operations` is
+/// off, or when it carries `Authorization: Bearer` with the API key or a token that verifies
+/// (any role: a dashboard's viewer token reads the stats it shows).
+pub(crate) async fn operations_access(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !shared.config.private_operations {
+        return next.run(request).await;
+    }
+    let Some(presented) = http_front::bearer(request.headers()) else {
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&["operations_missing"])
+            .inc();
+        return error_response(ErrorCode::TokenMissing);
+    };
+    let is_api_key = shared
+        .api_key
+        .as_ref()
+        .is_some_and(|key| constant_time_eq(presented.as_bytes(), key.expose().as_bytes()));
+    if is_api_key || shared.verifier.verify(presented).is_ok() {
+        return next.run(request).await;
+    }
+    shared
+        .metrics
+        .auth_failures
+        .with_label_values(&["operations"])
+        .inc();
+    error_response(ErrorCode::TokenInvalid)
+}
+
 /// Server API: publishes `{room, type, data}` to the room, authorised by `Authorization: Bearer <api key>`.
 ///
 /// The key is checked before a byte of the body is read; the body is then read up to

@@ -314,13 +314,9 @@ pub(crate) fn build_shared(
 
 fn router(shared: Arc<Shared>) -> Router {
     let dashboard_enabled = shared.config.dashboard;
-    let router = Router::new()
-        .route("/api/ws/connect", get(handshake::connect))
-        .route("/api/ws/streams", get(http::streams))
+    // What an operator reads; behind a key or token when `gateway.private_operations` is on.
+    let operations = Router::new()
         .route("/api/ws/stats", get(http::stats))
-        .route("/api/ws/publish", post(http::publish))
-        .route("/api/ws/subscribe", post(http::subscription_info))
-        .route("/api/ws/unsubscribe", post(http::subscription_info))
         .route("/api/ws/metrics/history", get(crate::metrics_api::history))
         .route(
             "/api/ws/metrics/statistics",
@@ -329,11 +325,22 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
         .route("/api/ws/devices", get(crate::devices_api::list))
         .route("/api/ws/devices/{id}", get(crate::devices_api::get))
+        .route("/metrics", get(http::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            http::operations_access,
+        ));
+    let router = Router::new()
+        .merge(operations)
+        .route("/api/ws/connect", get(handshake::connect))
+        .route("/api/ws/streams", get(http::streams))
+        .route("/api/ws/publish", post(http::publish))
+        .route("/api/ws/subscribe", post(http::subscription_info))
+        .route("/api/ws/unsubscribe", post(http::subscription_info))
         .route("/api/v1/ws/v2/power", get(crate::compat::power))
         .route("/api/v1/ws/v2/health", get(crate::compat::health))
         .route("/healthz", get(http::healthz))
-        .route("/readyz", get(http::readyz))
-        .route("/metrics", get(http::metrics));
+        .route("/readyz", get(http::readyz));
     let router = if dashboard_enabled {
         router.route("/", get(http::dashboard))
     } else {

@@ -265,3 +265,54 @@ async fn the_subscribe_endpoint_explains_the_websocket_way_and_sorts_room_names(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_operations_put_stats_metrics_and_devices_behind_a_key_or_token() {
+    use gateway::test_util::{TEST_API_KEY, http_request};
+    let open = TestGateway::start_memory(|_| {}).await;
+    assert_eq!(
+        get_json(open.addr, "/api/ws/stats").await.0,
+        200,
+        "open by default"
+    );
+    let gateway =
+        TestGateway::start_memory(|config| config.gateway.private_operations = true).await;
+    let viewer_token = format!("Bearer {}", token(&viewer("ops")));
+    let api_key = format!("Bearer {TEST_API_KEY}");
+    for path in [
+        "/api/ws/stats",
+        "/metrics",
+        "/api/ws/metrics/summary",
+        "/api/ws/devices",
+    ] {
+        let (status, body) = http_request(gateway.addr, "GET", path, &[], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "{path} without credentials: {body}");
+        let refusal: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(refusal["error"]["code"], "token_missing", "{path}");
+        let forged = [("Authorization", "Bearer not-a-token")];
+        let (status, _) = http_request(gateway.addr, "GET", path, &forged, "")
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "{path} with a forged token");
+    }
+    for credentials in [&api_key, &viewer_token] {
+        let headers = [("Authorization", credentials.as_str())];
+        let (status, body) = http_request(gateway.addr, "GET", "/api/ws/stats", &headers, "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let (status, _) = http_request(gateway.addr, "GET", "/metrics", &headers, "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    // Probes and the dashboard page stay open for load balancers and browsers.
+    for path in ["/healthz", "/readyz", "/"] {
+        let (status, _) = http_request(gateway.addr, "GET", path, &[], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{path}");
+    }
+}
