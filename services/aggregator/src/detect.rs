@@ -5,7 +5,7 @@
 //! its cool-down (see `Candidate::claim_key`) before it is published, so two replicas that
 //! both process a metric during a handover, or a replica that restarted, still raise it once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use protocol::metrics::{AlertKind, Comparison, MetricAlert, Severity, Window};
@@ -59,6 +59,68 @@ pub(crate) struct AlertState {
     rules: Vec<(usize, Option<u64>)>,
     /// Time and severity of the last anomaly alert.
     last_anomaly: Option<(u64, Severity)>,
+    /// The anomaly baseline of each label set the metric is sampled with (say one per
+    /// device and module of `device.ch1_power`): samples of different sources are different
+    /// series, so each is compared only with its own recent samples. Samples without labels
+    /// use the metric's window.
+    labelled: BTreeMap<BTreeMap<String, String>, Baseline>,
+}
+
+/// Label sets per metric that get a baseline of their own; samples of further ones are
+/// compared with the metric's window (bounds the memory a label explosion can take).
+const MAX_LABEL_SETS: usize = 256;
+
+/// Running moments of one label set's samples in the anomaly window.
+#[derive(Debug, Clone, Default)]
+struct Baseline {
+    points: VecDeque<Point>,
+    /// Subtracted from every value before summing (the first value), for precision.
+    shift: f64,
+    sum: f64,
+    sum_sq: f64,
+}
+
+impl Baseline {
+    /// Drops samples at or before `cutoff_ms`.
+    fn advance(&mut self, cutoff_ms: u64) {
+        while let Some(point) = self.points.front() {
+            if point.ts_ms > cutoff_ms {
+                break;
+            }
+            let delta = point.value - self.shift;
+            self.sum -= delta;
+            self.sum_sq -= delta * delta;
+            self.points.pop_front();
+        }
+        if self.points.is_empty() {
+            (self.sum, self.sum_sq) = (0.0, 0.0);
+        }
+    }
+
+    fn push(&mut self, point: Point) {
+        if self.points.is_empty() {
+            self.shift = point.value;
+        }
+        let delta = point.value - self.shift;
+        self.sum += delta;
+        self.sum_sq += delta * delta;
+        self.points.push_back(point);
+    }
+
+    /// `(count, mean, population stddev)`, as [`Series::moments`].
+    fn moments(&self) -> (u64, f64, f64) {
+        if self.points.is_empty() {
+            return (0, 0.0, 0.0);
+        }
+        let n = self.points.len() as f64;
+        let mean_delta = self.sum / n;
+        let variance = (self.sum_sq / n - mean_delta * mean_delta).max(0.0);
+        (
+            self.points.len() as u64,
+            self.shift + mean_delta,
+            variance.sqrt(),
+        )
+    }
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -114,6 +176,7 @@ impl Detector {
                 .map(|(index, _)| (index, None))
                 .collect(),
             last_anomaly: None,
+            labelled: BTreeMap::new(),
         }
     }
 
@@ -167,7 +230,27 @@ impl Detector {
                 claim_ttl: Duration::from_millis(rule.cooldown_ms),
             });
         }
-        if let Some((z_score, mean)) = self.z_score(series, sample.value) {
+        if !labels.is_empty()
+            && state.labelled.len() < MAX_LABEL_SETS
+            && !state.labelled.contains_key(labels)
+        {
+            state.labelled.insert(labels.clone(), Baseline::default());
+        }
+        let baseline = if labels.is_empty() {
+            None
+        } else {
+            state.labelled.get_mut(labels)
+        };
+        let moments = match baseline {
+            Some(baseline) => {
+                baseline.advance(now_ms.saturating_sub(self.anomaly_window.duration_ms()));
+                let moments = baseline.moments();
+                baseline.push(sample);
+                moments
+            }
+            None => series.moments(self.anomaly_window),
+        };
+        if let Some((z_score, mean)) = self.z_score(moments, sample.value) {
             let severity = if z_score.abs() > self.z_high {
                 Some(Severity::High)
             } else if z_score.abs() > self.z_medium {
@@ -191,10 +274,10 @@ impl Detector {
         suppressed
     }
 
-    /// The sample's z-score and the window mean, once the window has `min_samples` samples
-    /// that are not all equal.
-    fn z_score(&self, series: &Series, value: f64) -> Option<(f64, f64)> {
-        let (count, mean, stddev) = series.moments(self.anomaly_window);
+    /// The sample's z-score and the window mean, once the window (`(count, mean, stddev)`)
+    /// has `min_samples` samples that are not all equal.
+    fn z_score(&self, moments: (u64, f64, f64), value: f64) -> Option<(f64, f64)> {
+        let (count, mean, stddev) = moments;
         let spread_is_meaningful = stddev > 1e-12 * mean.abs().max(1.0);
         (count >= self.min_samples && spread_is_meaningful).then(|| ((value - mean) / stddev, mean))
     }
@@ -333,6 +416,81 @@ mod tests {
             );
         }
         assert!(check(&detector, &mut state, &flat, 6.0, T0).0.is_empty());
+    }
+
+    /// Checks then inserts a labelled sample, as the engine does.
+    fn feed(
+        detector: &Detector,
+        state: &mut AlertState,
+        series: &mut Series,
+        labels: &BTreeMap<String, String>,
+        point: Point,
+    ) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        let observation = Observation {
+            metric: "device.ch1_power",
+            point,
+            labels,
+        };
+        detector.check(state, series, observation, point.ts_ms, &mut out);
+        series.insert(point, point.ts_ms);
+        out
+    }
+
+    #[test]
+    fn sources_of_one_metric_at_different_levels_are_separate_baselines() {
+        // The embedded demo's meters publishing `device.ch1_power`: opm-1 modules 1 and 4
+        // at -20.1 and -20.4 dBm ten times a second, opm-2 module 1 at -12.1 dBm twice a
+        // second, each with ±0.1 dB of noise. Mixed into one series, every opm-2 reading was
+        // more than 3 standard deviations from the mean.
+        let detector = detector(|_| {});
+        let mut series = Series::new(T0);
+        let mut state = detector.state_for("device.ch1_power");
+        let source = |device: &str, module: &str| {
+            BTreeMap::from([
+                ("device".to_owned(), device.to_owned()),
+                ("module".to_owned(), module.to_owned()),
+                ("unit".to_owned(), "dBm".to_owned()),
+            ])
+        };
+        let (opm1_m1, opm1_m4, opm2) = (
+            source("opm-1", "1"),
+            source("opm-1", "4"),
+            source("opm-2", "1"),
+        );
+        let noise = |i: u64| [-0.1, -0.05, 0.0, 0.05, 0.1][(i % 5) as usize];
+        let mut alerts = Vec::new();
+        for i in 0..600u64 {
+            let ts_ms = T0 + i * 100;
+            for (labels, level) in [(&opm1_m1, -20.1), (&opm1_m4, -20.4)] {
+                let point = Point {
+                    ts_ms,
+                    value: level + noise(i),
+                };
+                alerts.extend(feed(&detector, &mut state, &mut series, labels, point));
+            }
+            if i % 5 == 0 {
+                let point = Point {
+                    ts_ms,
+                    value: -12.1 + noise(i / 5 + 2),
+                };
+                alerts.extend(feed(&detector, &mut state, &mut series, &opm2, point));
+            }
+        }
+        assert!(
+            alerts.is_empty(),
+            "normal readings raised {:?}",
+            alerts.iter().map(|c| &c.alert.message).collect::<Vec<_>>()
+        );
+        // A genuine drop of one meter is still an anomaly, against that meter's own level.
+        let drop = Point {
+            ts_ms: T0 + 60_000,
+            value: -15.0,
+        };
+        let alerts = feed(&detector, &mut state, &mut series, &opm2, drop);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].alert.severity, Severity::High);
+        assert_eq!(alerts[0].alert.labels, opm2);
     }
 
     #[test]

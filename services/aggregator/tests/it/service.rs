@@ -17,7 +17,12 @@ async fn a_spike_is_published_as_an_anomaly_alert_in_the_alerts_room() {
     let mut alerts = bus.subscribe("sb.room.alerts").await.unwrap();
     let mut aggregator = replica(config("a"), &bus, &store).await;
 
-    publish(&bus, steady("latency_ms", 60, 20.0)).await;
+    // The baseline is per label set, so the steady samples come from the same node.
+    let samples = steady("latency_ms", 60, 20.0)
+        .into_iter()
+        .map(|sample| sample.with_label("node_id", "n-1"))
+        .collect();
+    publish(&bus, samples).await;
     assert!(aggregator.process_next().await);
     aggregator.tick().await; // adopts the new metric and replays its samples
     publish(
