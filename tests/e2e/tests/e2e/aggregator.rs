@@ -149,7 +149,12 @@ async fn a_spike_in_a_metric_reaches_alerts_subscribers_as_an_anomaly() {
     client.subscribe(&["alerts"]).await;
     let bus = stack.bus().await;
 
-    publish(&bus, steady("betanet.latency_ms", 60, 25.0)).await;
+    // The anomaly baseline is per label set: the steady history is node-7's own.
+    let history = steady("betanet.latency_ms", 60, 25.0)
+        .into_iter()
+        .map(|sample| sample.with_label("node_id", "node-7"))
+        .collect();
+    publish(&bus, history).await;
     let spike =
         MetricSample::new("betanet.latency_ms", 250.0, now_ms()).with_label("node_id", "node-7");
     publish(&bus, vec![spike]).await;
