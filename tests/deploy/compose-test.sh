@@ -137,8 +137,8 @@ export SWITCHBOARD_BIND=127.0.0.1 SWITCHBOARD_HTTP_PORT=$HTTP_PORT SWITCHBOARD_N
   SWITCHBOARD_NATS_MONITOR_PORT=$NATS_MONITOR_PORT SWITCHBOARD_BATCH_INGEST_PORT=$BATCH_PORT \
   SWITCHBOARD_PROMETHEUS_PORT=$PROM_PORT SWITCHBOARD_GRAFANA_PORT=$GRAFANA_PORT \
   SWITCHBOARD_DEVICE_READER_PORT=$DEVICE_READER_PORT
-SWITCHBOARD_HMAC_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
-SWITCHBOARD_API_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')
+SWITCHBOARD_HMAC_SECRET=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
+SWITCHBOARD_API_KEY=$("$PY" -c 'import secrets; print(secrets.token_hex(24))')
 export SWITCHBOARD_HMAC_SECRET SWITCHBOARD_API_KEY
 # Image names as build-images.sh makes them (set here so a user's .env cannot change them).
 export SWITCHBOARD_REGISTRY=${SWITCHBOARD_REGISTRY:-localhost} SWITCHBOARD_TAG=${SWITCHBOARD_TAG:-dev}
@@ -217,7 +217,7 @@ end "healthy"
 begin "black-box cluster checks (check_cluster.py)"
 timeout 240 "$PY" tests/deploy/compose/check_cluster.py --http "http://127.0.0.1:$HTTP_PORT" \
   --nats "nats://127.0.0.1:$NATS_PORT" --batch-ingest "http://127.0.0.1:$BATCH_PORT" \
-  --secret "$SWITCHBOARD_HMAC_SECRET" --api-key "$SWITCHBOARD_API_KEY" --project "$PROJECT" --demo \
+  --secret="$SWITCHBOARD_HMAC_SECRET" --api-key="$SWITCHBOARD_API_KEY" --project "$PROJECT" --demo \
   --prometheus "http://127.0.0.1:$PROM_PORT" --dev-token "$(deploy/compose/dev-token.sh | awk '/^token:/ { print $2 }')"
 end "checks"
 
