@@ -17,6 +17,8 @@
 //! whose liveness has expired, so a killed gateway drops out of every answer within one TTL
 //! even before [`Store::sweep_dead_gateways`] deletes its leftovers. Register before adding
 //! connections: a sweep may delete the entries of a gateway that has none.
+//! [`Store::refresh_gateway`] also reports whether the liveness entry was still there, so a
+//! gateway notices a store that lost its data without an error and writes its entries again.
 //!
 //! # Redis keys
 //!
@@ -68,7 +70,9 @@ use std::time::Duration;
 
 pub use error::{BoxError, ConnectError, StoreError};
 pub use lease::{Lease, TickClaim};
-pub use types::{ClusterStats, ConnectionRecord, GatewayInfo, RedisOptions, RoomJoin};
+pub use types::{
+    ClusterStats, ConnectionRecord, GatewayInfo, GatewayRefresh, RedisOptions, RoomJoin,
+};
 
 use memory::MemoryStore;
 use redis_backend::RedisStore;
@@ -165,12 +169,63 @@ impl Store {
         info: &GatewayInfo,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        self.refresh_gateway(info, ttl).await.map(|_| ())
+    }
+
+    /// [`Store::register_gateway`], reporting whether the gateway's liveness entry was still
+    /// there. A gateway that refreshes every third of its TTL and finds its entry
+    /// [`GatewayRefresh::Missing`] knows the store lost its data without reporting an error
+    /// (a Redis restart without persistence, a failover, a flush) or that peers may have
+    /// swept it, and writes its entries again.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow.
+    pub async fn refresh_gateway(
+        &self,
+        info: &GatewayInfo,
+        ttl: Duration,
+    ) -> Result<GatewayRefresh, StoreError> {
+        let was_live = match &*self.backend {
+            Backend::Memory(memory) => memory.register_gateway(info, ttl),
+            Backend::Redis(redis) => redis.register_gateway(info, ttl).await?,
+        };
+        Ok(if was_live {
+            GatewayRefresh::Continued
+        } else {
+            GatewayRefresh::Missing
+        })
+    }
+
+    /// Returns the connection records the store holds for `gateway_id`, sorted by
+    /// connection id, whether or not the gateway is live. A gateway compares them with its
+    /// open connections to remove records whose removal was lost during an outage.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow, or holds a corrupt record.
+    pub async fn gateway_connections(
+        &self,
+        gateway_id: &str,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(memory) => Ok(memory.gateway_connections(gateway_id)),
+            Backend::Redis(redis) => redis.gateway_connections(gateway_id).await,
+        }
+    }
+
+    /// Makes the store lose its data without an error, as a restarted Redis without
+    /// persistence does (tests of recovery only). Redis: `FLUSHDB`. Memory: every gateway,
+    /// connection, membership, route, rate window and counter is forgotten.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow.
+    #[cfg(feature = "test-util")]
+    pub async fn flush(&self) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(memory) => {
-                memory.register_gateway(info, ttl);
+                memory.flush();
                 Ok(())
             }
-            Backend::Redis(redis) => redis.register_gateway(info, ttl).await,
+            Backend::Redis(redis) => redis.flush().await,
         }
     }
 

@@ -102,14 +102,42 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn register_gateway(&self, info: &GatewayInfo, ttl: Duration) {
-        let expires_at = Instant::now() + ttl;
+    /// Writes the liveness entry; returns whether an unexpired one was there before.
+    pub(crate) fn register_gateway(&self, info: &GatewayInfo, ttl: Duration) -> bool {
+        let now = Instant::now();
         let mut state = self.lock();
         let entry = state.gateways.entry(info.id.clone()).or_default();
+        let was_live = entry.is_alive(now);
         entry.liveness = Some(Liveness {
             info: info.clone(),
-            expires_at,
+            expires_at: now + ttl,
         });
+        was_live
+    }
+
+    pub(crate) fn gateway_connections(&self, gateway_id: &str) -> Vec<ConnectionRecord> {
+        let state = self.lock();
+        let mut records: Vec<ConnectionRecord> = state
+            .gateways
+            .get(gateway_id)
+            .map(|entry| entry.connections.values().cloned().collect())
+            .unwrap_or_default();
+        records.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        records
+    }
+
+    /// Forgets every gateway, connection, membership, route, rate window and counter, as a
+    /// restarted Redis without persistence would (history and leases are kept).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn flush(&self) {
+        let mut state = self.lock();
+        state.gateways.clear();
+        state.users.clear();
+        state.node_routes.clear();
+        state.rate_counters.clear();
+        state.rate_prune_at_len = MIN_RATE_PRUNE_LEN;
+        state.total_connections = 0;
+        state.total_messages = 0;
     }
 
     pub(crate) fn remove_gateway(&self, gateway_id: &str) {

@@ -16,6 +16,19 @@ pub struct GatewayInfo {
     pub started_at_ms: u64,
 }
 
+/// What a liveness refresh ([`crate::Store::refresh_gateway`]) found before it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayRefresh {
+    /// The gateway's liveness entry was there and unexpired: the store still holds what the
+    /// gateway wrote (as far as liveness can tell).
+    Continued,
+    /// The liveness entry was gone. Either it expired (the refresh came later than the TTL,
+    /// and peers may have swept the gateway's entries) or the store lost its data without
+    /// an error (a restarted Redis without persistence, a failover to a replica that lacked
+    /// it, a flush). Either way the gateway's entries must be written again.
+    Missing,
+}
+
 /// One connection's membership of one room, as [`crate::Store::join_rooms`] records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomJoin {

@@ -80,25 +80,54 @@ impl RedisStore {
         self.query(&redis::cmd("PING")).await
     }
 
+    /// Writes the liveness entry; returns whether it was there before (`EXISTS` and `SET`
+    /// in one transaction, so no other client's write falls between them).
     pub(crate) async fn register_gateway(
         &self,
         info: &GatewayInfo,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let info_json = serde_json::to_string(info).expect("GatewayInfo always serialises");
         // `PX 0` is an error in Redis; a zero TTL means "expires at once", so 1 ms.
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let alive_key = self.keys.alive(&info.id);
         let mut pipe = redis::pipe();
         pipe.atomic()
+            .exists(&alive_key)
             .sadd(self.keys.gateways(), &info.id)
             .ignore()
             .cmd("SET")
-            .arg(self.keys.alive(&info.id))
+            .arg(&alive_key)
             .arg(info_json)
             .arg("PX")
             .arg(ttl_ms)
             .ignore();
-        self.query_pipeline(&pipe).await
+        let (was_live,): (bool,) = self.query_pipeline(&pipe).await?;
+        Ok(was_live)
+    }
+
+    pub(crate) async fn gateway_connections(
+        &self,
+        gateway_id: &str,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let mut hvals = redis::cmd("HVALS");
+        hvals.arg(self.keys.conns(gateway_id));
+        let records: Vec<String> = self.query(&hvals).await?;
+        let mut records = records
+            .iter()
+            .map(|record| {
+                serde_json::from_str::<ConnectionRecord>(record)
+                    .map_err(|error| StoreError::corrupt("connection record", error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        Ok(records)
+    }
+
+    /// `FLUSHDB`: the database forgets everything, as after a restart without persistence.
+    #[cfg(feature = "test-util")]
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.query(&redis::cmd("FLUSHDB")).await
     }
 
     pub(crate) async fn remove_gateway(&self, gateway_id: &str) -> Result<(), StoreError> {

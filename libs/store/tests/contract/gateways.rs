@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use store::{Store, StoreError};
+use store::{GatewayRefresh, Store, StoreError};
 
 use crate::harness::{LONG_TTL, SHORT_TTL, connection, eventually, gateway};
 
@@ -212,5 +212,78 @@ pub async fn sweep_deletes_dead_gateways_and_keeps_live_ones(
     assert_eq!(stats.rooms.get("metrics"), Some(&1));
     assert_eq!(store.user_connections("alice").await?, vec![live_conn]);
     assert_eq!(store.node_route("node-dead").await?, None);
+    Ok(())
+}
+
+/// A refresh tells a gateway whether its liveness entry survived: a first registration, an
+/// expiry and a store that lost its data all read as `Missing`.
+pub async fn refresh_reports_a_liveness_entry_lost_by_expiry_or_by_a_flush(
+    store: &Store,
+) -> Result<(), StoreError> {
+    let info = gateway("gw-a");
+    assert_eq!(
+        store.refresh_gateway(&info, LONG_TTL).await?,
+        GatewayRefresh::Missing,
+        "the first registration finds nothing"
+    );
+    assert_eq!(
+        store.refresh_gateway(&info, LONG_TTL).await?,
+        GatewayRefresh::Continued
+    );
+
+    store
+        .add_connection(&connection("gw-a", "c1", "u1"))
+        .await?;
+    store.flush().await?;
+    assert!(store.live_gateways().await?.is_empty());
+    assert_eq!(store.cluster_stats().await?.active_connections, 0);
+    assert_eq!(
+        store.refresh_gateway(&info, LONG_TTL).await?,
+        GatewayRefresh::Missing,
+        "a store that lost its data without an error is detected"
+    );
+    assert_eq!(
+        store.refresh_gateway(&info, LONG_TTL).await?,
+        GatewayRefresh::Continued
+    );
+
+    store.refresh_gateway(&info, SHORT_TTL).await?;
+    eventually("the liveness entry expires", async || {
+        Ok::<_, StoreError>(store.live_gateways().await?.is_empty())
+    })
+    .await;
+    assert_eq!(
+        store.refresh_gateway(&info, LONG_TTL).await?,
+        GatewayRefresh::Missing,
+        "a refresh later than the TTL finds its entry expired"
+    );
+    Ok(())
+}
+
+pub async fn gateway_connections_lists_one_gateways_records(
+    store: &Store,
+) -> Result<(), StoreError> {
+    store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
+    store.register_gateway(&gateway("gw-b"), LONG_TTL).await?;
+    assert!(store.gateway_connections("gw-a").await?.is_empty());
+    let records = [
+        connection("gw-a", "c2", "u1"),
+        connection("gw-a", "c1", "u2"),
+        connection("gw-b", "c3", "u1"),
+    ];
+    store.add_connections(&records).await?;
+    assert_eq!(
+        store.gateway_connections("gw-a").await?,
+        vec![records[1].clone(), records[0].clone()]
+    );
+    store.remove_connection(&records[0]).await?;
+    assert_eq!(
+        store.gateway_connections("gw-a").await?,
+        vec![records[1].clone()]
+    );
+    assert_eq!(
+        store.gateway_connections("gw-b").await?,
+        vec![records[2].clone()]
+    );
     Ok(())
 }

@@ -49,6 +49,8 @@ contract_suite! {
     gateways::expired_gateway_that_refreshes_before_a_sweep_keeps_its_entries,
     gateways::clean_removal_deletes_every_entry_of_the_gateway,
     gateways::sweep_deletes_dead_gateways_and_keeps_live_ones,
+    gateways::refresh_reports_a_liveness_entry_lost_by_expiry_or_by_a_flush,
+    gateways::gateway_connections_lists_one_gateways_records,
     connections::stats_count_connections_and_rooms_of_live_gateways,
     connections::joining_twice_counts_once_and_leaving_twice_is_harmless,
     connections::room_without_subscribers_is_omitted_from_stats,
