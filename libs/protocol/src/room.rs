@@ -94,12 +94,12 @@ pub fn validate_node_id(node_id: &str) -> Result<(), NameError> {
 
 /// The six rooms of the monitoring streams (seed 001), in the order the dashboard shows them.
 pub const STANDARD_ROOMS: [&str; 6] = [
-    "nodes",
-    "tasks",
-    "metrics",
-    "alerts",
-    "resources",
-    "topology",
+    crate::streams::CATALOGUE[0].room,
+    crate::streams::CATALOGUE[1].room,
+    crate::streams::CATALOGUE[2].room,
+    crate::streams::CATALOGUE[3].room,
+    crate::streams::CATALOGUE[4].room,
+    crate::streams::CATALOGUE[5].room,
 ];
 
 #[cfg(test)]

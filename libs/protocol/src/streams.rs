@@ -52,6 +52,73 @@ pub mod events {
     pub const ALERT: &str = "alert";
 }
 
+/// One monitoring stream of the catalogue: its room, event, the publisher's default cadence
+/// and what it carries (served by the gateway's `GET /api/ws/streams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Room name.
+    pub room: &'static str,
+    /// Event name (the room message `type`).
+    pub event: &'static str,
+    /// The publisher's default interval; `None` for streams sent on change.
+    pub default_interval_ms: Option<u64>,
+    /// One line for people.
+    pub description: &'static str,
+}
+
+/// The six streams in the order the dashboard shows them (the table at the top of this module).
+pub const CATALOGUE: [StreamSpec; 6] = [
+    StreamSpec {
+        room: rooms::NODES,
+        event: events::NODE_STATUS_UPDATE,
+        default_interval_ms: Some(5_000),
+        description: "Node status: active and offline nodes, per-node state",
+    },
+    StreamSpec {
+        room: rooms::TASKS,
+        event: events::TASK_PROGRESS_UPDATE,
+        default_interval_ms: Some(2_000),
+        description: "Task progress and job queue statistics",
+    },
+    StreamSpec {
+        room: rooms::METRICS,
+        event: events::METRICS_UPDATE,
+        default_interval_ms: Some(10_000),
+        description: "System health metrics and service status",
+    },
+    StreamSpec {
+        room: rooms::ALERTS,
+        event: events::ALERT,
+        default_interval_ms: None,
+        description: "Threshold violations and anomaly detections, sent immediately",
+    },
+    StreamSpec {
+        room: rooms::RESOURCES,
+        event: events::RESOURCE_UPDATE,
+        default_interval_ms: Some(15_000),
+        description: "Device resource utilisation",
+    },
+    StreamSpec {
+        room: rooms::TOPOLOGY,
+        event: events::TOPOLOGY_CHANGE,
+        default_interval_ms: None,
+        description: "Network topology changes, sent on change",
+    },
+];
+
+/// The catalogue entry of `room`, if it is one of the six streams.
+pub fn stream_of_room(room: &str) -> Option<&'static StreamSpec> {
+    CATALOGUE.iter().find(|stream| stream.room == room)
+}
+
+/// The catalogue's default interval of `room` as a [`std::time::Duration`] (the publisher's
+/// defaults come from here); zero for streams sent on change and for unknown rooms.
+pub fn default_interval(room: &str) -> std::time::Duration {
+    stream_of_room(room)
+        .and_then(|stream| stream.default_interval_ms)
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
+}
+
 /// Bus header carrying the publisher's lease epoch (fencing token) on every room message it
 /// publishes, so consumers can drop messages from a deposed leader.
 pub const HEADER_LEASE_EPOCH: &str = "Sb-Lease-Epoch";

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use protocol::streams;
 use serde::{Deserialize, Serialize};
 use settings::{BusConfig, StoreConfig, TelemetryConfig};
 
@@ -73,10 +74,10 @@ impl Default for PublisherConfig {
     fn default() -> Self {
         Self {
             instance_id: None,
-            nodes_interval: Duration::from_secs(5),
-            tasks_interval: Duration::from_secs(2),
-            metrics_interval: Duration::from_secs(10),
-            resources_interval: Duration::from_secs(15),
+            nodes_interval: streams::default_interval(streams::rooms::NODES),
+            tasks_interval: streams::default_interval(streams::rooms::TASKS),
+            metrics_interval: streams::default_interval(streams::rooms::METRICS),
+            resources_interval: streams::default_interval(streams::rooms::RESOURCES),
             node_timeout: Duration::from_secs(15),
             node_forget_after: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(1),
