@@ -1,8 +1,11 @@
 //! [`ClientBuilder`]: the client's settings, checked once at `build`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::Codec;
+use rustls::ClientConfig;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -11,6 +14,7 @@ use tokio_tungstenite::tungstenite::http::header::{AUTHORIZATION, SEC_WEBSOCKET_
 use crate::backoff::ReconnectPolicy;
 use crate::client::Client;
 use crate::error::BuildError;
+use crate::tls;
 
 /// Seed 003: a connection without any frame for 60 s is dead. The gateway sends a heartbeat
 /// every 30 s by default, so this allows one lost heartbeat.
@@ -35,6 +39,8 @@ pub struct ClientBuilder {
     offline_queue: usize,
     event_buffer: usize,
     connect_timeout: Duration,
+    tls_ca_file: Option<PathBuf>,
+    tls_config: Option<Arc<ClientConfig>>,
 }
 
 /// The checked settings the driver runs with.
@@ -48,6 +54,8 @@ pub(crate) struct Settings {
     pub offline_queue: usize,
     pub event_buffer: usize,
     pub connect_timeout: Duration,
+    /// The TLS configuration of `wss://` connections; `None` for a `ws://` URL.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl Settings {
@@ -81,6 +89,8 @@ impl ClientBuilder {
             offline_queue: DEFAULT_OFFLINE_QUEUE,
             event_buffer: DEFAULT_EVENT_BUFFER,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_ca_file: None,
+            tls_config: None,
         }
     }
 
@@ -134,11 +144,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificates of this PEM file for `wss://`, besides the platform's root
+    /// store (for a gateway whose certificate a private CA signed). Read once, at `build`.
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Uses this rustls configuration for `wss://` instead of the platform roots and
+    /// [`ClientBuilder::tls_ca_file`] (client certificates, pinned roots, another provider).
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<ClientConfig>) -> Self {
+        self.tls_config = Some(config);
+        self
+    }
+
     /// Checks the settings and returns an unstarted client; [`Client::connect`] starts it.
     ///
     /// # Errors
     /// [`BuildError`] for a URL that is not `ws://`/`wss://` or not valid, a token that cannot
-    /// be a header, or a zero timeout or event buffer.
+    /// be a header, or a zero timeout or event buffer; [`BuildError::Tls`] for a CA file that
+    /// cannot be read, or a `wss://` URL with no trusted root at all.
     pub fn build(self) -> Result<Client, BuildError> {
         let lower = self.url.to_ascii_lowercase();
         if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
@@ -164,6 +191,15 @@ impl ClientBuilder {
             ),
             None => None,
         };
+        let is_tls = lower.starts_with("wss://");
+        // A CA file is checked even for ws:// so a wrong path shows at start, not at the
+        // day the URL becomes wss://.
+        let tls = match (self.tls_config, &self.tls_ca_file) {
+            (Some(config), _) => Some(config),
+            (None, Some(path)) => Some(tls::client_config(Some(path))?),
+            (None, None) if is_tls => Some(tls::client_config(None)?),
+            (None, None) => None,
+        };
         let settings = Settings {
             url: self.url,
             token,
@@ -173,6 +209,7 @@ impl ClientBuilder {
             offline_queue: self.offline_queue,
             event_buffer: self.event_buffer,
             connect_timeout: self.connect_timeout,
+            tls,
         };
         settings.request()?;
         Ok(Client::new(settings))
@@ -198,6 +235,17 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_refused_at_build() {
+        let built = ClientBuilder::new("wss://127.0.0.1:1/api/ws/connect")
+            .tls_ca_file("/nonexistent/ca.pem")
+            .build();
+        assert!(matches!(
+            built,
+            Err(BuildError::Tls(tls::TlsError::CaFile { .. }))
+        ));
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub enum BuildError {
     /// A duration or capacity is zero where it must be positive.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
+    /// The TLS settings cannot be used (CA file unreadable, no trusted root).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Why [`crate::Client::connect`] could not start the client.

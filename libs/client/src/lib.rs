@@ -33,6 +33,9 @@
 //!   each reconnect, with the last seen `seq` per room for recovery.
 //! - **Offline queue**: publishes, node states and acks sent while disconnected wait in a
 //!   bounded queue flushed on connect; when it is full the oldest is dropped and counted.
+//! - **TLS**: `wss://` uses rustls (ring) with the platform's root store, plus the CAs of
+//!   [`ClientBuilder::tls_ca_file`]; a server certificate none of them signed ends the client
+//!   with [`DisconnectReason::UntrustedServer`] (see [`tls`]).
 //! - **Events**: room messages, commands, errors and state changes arrive on one bounded
 //!   [`Events`] stream; when the application falls behind, events are dropped and counted
 //!   ([`ClientStats::events_dropped`]) rather than stalling the connection.
@@ -53,6 +56,7 @@ mod error;
 mod event;
 mod queue;
 mod state;
+pub mod tls;
 
 pub use backoff::ReconnectPolicy;
 pub use builder::ClientBuilder;

@@ -65,4 +65,8 @@ pub enum DisconnectReason {
     },
     /// The URL cannot be connected to at all (e.g. an unknown host or an unsupported scheme).
     InvalidUrl(String),
+    /// TLS refused the server's certificate (signed by no trusted CA, for another name,
+    /// expired): not the server this client trusts, and retrying with the same trust
+    /// settings cannot change that.
+    UntrustedServer(String),
 }

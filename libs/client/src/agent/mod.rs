@@ -196,6 +196,14 @@ impl AgentBuilder {
         self
     }
 
+    /// Trusts the CA certificates of this PEM file for a `wss://` gateway, besides the
+    /// platform's root store ([`ClientBuilder::tls_ca_file`]).
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.client = self.client.tls_ca_file(path);
+        self
+    }
+
     /// Checks the settings, connects and starts reporting on the current Tokio runtime.
     ///
     /// # Errors

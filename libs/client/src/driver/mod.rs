@@ -110,8 +110,11 @@ impl Driver {
                 Err(error) => return DisconnectReason::InvalidUrl(error.to_string()),
             };
             let connect_timeout = self.settings.connect_timeout;
-            let opened =
-                tokio::time::timeout(connect_timeout, tokio_tungstenite::connect_async(request));
+            let connector = self.settings.tls.clone().map(crate::tls::connector);
+            let opened = tokio::time::timeout(
+                connect_timeout,
+                tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector),
+            );
             let Ok(opened) = self.idle(opened).await else {
                 return DisconnectReason::Closed;
             };
@@ -256,7 +259,10 @@ fn classify_connect_error(error: tungstenite::Error) -> ConnectFailure {
         tungstenite::Error::Url(error) => {
             ConnectFailure::Final(DisconnectReason::InvalidUrl(error.to_string()))
         }
-        other => ConnectFailure::Retry(other.to_string()),
+        other => match crate::tls::untrusted_server(&other) {
+            Some(text) => ConnectFailure::Final(DisconnectReason::UntrustedServer(text)),
+            None => ConnectFailure::Retry(other.to_string()),
+        },
     }
 }
 

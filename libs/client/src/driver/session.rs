@@ -167,11 +167,13 @@ impl Driver {
                 self.emit(ClientEvent::Subscribed { rooms, recovered });
                 None
             }
-            ServerMessage::Unsubscribed { rooms } => {
+            ServerMessage::Unsubscribed { rooms, .. } => {
                 self.emit(ClientEvent::Unsubscribed { rooms });
                 None
             }
-            ServerMessage::Pong { .. } | ServerMessage::Heartbeat { .. } => None,
+            ServerMessage::Pong { .. }
+            | ServerMessage::Heartbeat { .. }
+            | ServerMessage::Refreshed { .. } => None,
             ServerMessage::Error {
                 code,
                 message,
