@@ -385,7 +385,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     service::ServiceConfig::validate_for_start(&config).map_err(StartError::Config)?;
     let bus = connect_bus(&config).await?;
     let store = connect_store(&config).await?;
-    let gateway = Gateway::bind(config, bus, store).await?;
+    #[cfg_attr(not(feature = "test-util"), allow(unused_mut))]
+    let mut gateway = Gateway::bind(config, bus, store).await?;
+    #[cfg(feature = "test-util")]
+    if let Some(fault) = crate::test_util::Fault::from_env() {
+        tracing::warn!(
+            task = fault.task,
+            after_ms = fault.after.as_millis() as u64,
+            "test fault injected"
+        );
+        gateway.inject_fault(fault);
+    }
     gateway.serve(shutdown).await
 }
 

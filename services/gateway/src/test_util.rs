@@ -61,6 +61,29 @@ impl Fault {
     pub const PRESENCE_WRITER: &'static str = "presence writer";
     /// [`Gateway::serve`] itself (what an embedding process supervises).
     pub const SERVE: &'static str = "serve";
+
+    /// The environment variable that injects a fault into the gateway binary when it is built
+    /// with `test-util` (process-level supervision tests): `<task>@<milliseconds>`, e.g.
+    /// `heartbeat@300`. Release builds do not have the feature and never read it.
+    pub const ENV: &'static str = "SWITCHBOARD_TEST_FAULT";
+
+    /// Reads [`Fault::ENV`]; `None` when unset or not `<known task>@<milliseconds>`.
+    pub fn from_env() -> Option<Self> {
+        let value = std::env::var(Self::ENV).ok()?;
+        let (task, after_ms) = value.split_once('@')?;
+        let task = [
+            Self::HEARTBEAT,
+            Self::LIVENESS,
+            Self::PRESENCE_WRITER,
+            Self::SERVE,
+        ]
+        .into_iter()
+        .find(|known| *known == task)?;
+        Some(Self {
+            task,
+            after: Duration::from_millis(after_ms.parse().ok()?),
+        })
+    }
 }
 
 /// A room message whose event is this makes the room's dispatch task panic (tests of what

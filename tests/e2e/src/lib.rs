@@ -183,6 +183,20 @@ impl GatewayProcess {
         self.child.wait().expect("gateway process exits")
     }
 
+    /// Waits up to `within` for the process to exit by itself; `None` if it is still running.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("gateway process status") {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Kills the process with SIGKILL: no drain, no deregistration.
     pub fn kill(mut self) {
         let _ = self.child.kill();

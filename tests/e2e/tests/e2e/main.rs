@@ -11,3 +11,4 @@ mod devices;
 mod nodes;
 mod publisher;
 mod seed003;
+mod supervision;
