@@ -17,6 +17,7 @@ mod hostile;
 mod http_api;
 mod limits;
 mod nodes;
+mod presence;
 mod publish_api;
 mod publishing;
 mod seed003;
