@@ -5,6 +5,20 @@ const SCPI_NAN: f64 = 9.91e37;
 /// Longest reply accepted; a longer line is not a number reply.
 pub const MAX_REPLY_BYTES: usize = 64;
 
+/// Reads one reply as it came off the socket, at most `MAX_REPLY_BYTES + 2` bytes up to and
+/// including the first `\n`, into a finite number.
+///
+/// # Errors
+/// Why the reply is refused: cut off before its newline (too long, or the instrument stopped
+/// mid-line), not UTF-8, or any reason of [`parse_number`].
+pub fn parse_reply(reply: &[u8]) -> Result<f64, String> {
+    if reply.last() != Some(&b'\n') {
+        return Err("reply too long or unterminated".to_owned());
+    }
+    let text = std::str::from_utf8(reply).map_err(|_| "reply is not text".to_owned())?;
+    parse_number(text)
+}
+
 /// Parses one reply line into a finite number.
 ///
 /// # Errors
@@ -114,6 +128,15 @@ mod tests {
             assert!(parse_number(reply).is_err(), "{reply:?} was accepted");
         }
         assert!(parse_number(&"1".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn replies_must_be_whole_text_lines() {
+        assert_eq!(parse_reply(b"-1.785000E+01\n"), Ok(-17.85));
+        assert_eq!(parse_reply(b"42\r\n"), Ok(42.0));
+        assert!(parse_reply(b"42").is_err());
+        assert!(parse_reply(b"").is_err());
+        assert!(parse_reply(b"4\xff2\n").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::parse::{MAX_REPLY_BYTES, parse_number, render_query};
+use super::parse::{MAX_REPLY_BYTES, parse_reply, render_query};
 use super::{Driver, DriverFuture, ModuleValues, ReadError};
 use crate::backoff::Backoff;
 use crate::config::DeviceConfig;
@@ -125,15 +125,10 @@ impl ScpiDriver {
             Ok(result) => result?,
             Err(_elapsed) => return Err(ReadError::Timeout(timeout)),
         };
-        let garbage = |reason: &str| ReadError::Garbage {
+        parse_reply(&reply).map_err(|reason| ReadError::Garbage {
             query: query.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if reply.last() != Some(&b'\n') {
-            return Err(garbage("reply too long or unterminated"));
-        }
-        let text = std::str::from_utf8(&reply).map_err(|_| garbage("reply is not text"))?;
-        parse_number(text).map_err(|reason| garbage(&reason))
+            reason,
+        })
     }
 
     async fn read_module(&mut self, module: u16) -> Result<ModuleValues, ReadError> {
