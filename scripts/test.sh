@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, contract (memory + real NATS/Redis), gateway integration,
+# a bounded fuzz run of every decoder (scripts/fuzz.sh),
 # end-to-end against real nats-server and redis-server, and the dashboard in headless
 # Chromium. Installs nats-server, redis-server, Node.js and Chromium when missing.
 set -euo pipefail
@@ -13,6 +14,9 @@ cargo build --workspace --all-targets --all-features
 
 echo "==> cargo test" >&2
 cargo test --workspace --all-features
+
+echo "==> fuzz (bounded)" >&2
+scripts/fuzz.sh
 
 echo "==> local cluster (deploy/local-cluster.sh, debug binaries)" >&2
 tests/deploy/local-cluster-test.sh

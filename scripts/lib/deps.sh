@@ -70,3 +70,14 @@ ensure_podman() {
   ensure_command catatonit catatonit
   export CONTAINERS_CONF="${CONTAINERS_CONF:-$(pwd)/deploy/podman/containers.conf}"
 }
+
+# cargo-fuzz, pinned; scripts/fuzz.sh runs it on the stable toolchain with RUSTC_BOOTSTRAP=1.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+  # libFuzzer itself is C++, built by libfuzzer-sys.
+  ensure_command c++ g++
+  if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+    echo "==> cargo install cargo-fuzz $CARGO_FUZZ_VERSION" >&2
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked >&2
+  fi
+}
