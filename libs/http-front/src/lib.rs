@@ -14,6 +14,9 @@
 //!   the cap is reached, [`Limits::probe_headroom`] more connections are served without a
 //!   permit to hand over (probes, `/metrics`; no upgrades, no keep-alive); beyond that a
 //!   connection is closed at once, so the process never runs out of files.
+//! - **TLS.** With [`FrontDoor::tls`] every connection is a TLS connection ([`tls`]): the
+//!   handshake runs on the connection's own task, holding its permit, within
+//!   `header_read_timeout`; SIGHUP reloads the certificate and key for new handshakes.
 //! - **Bounded drain.** The shutdown future yields the deadline of the whole drain; requests
 //!   in progress get until then, and whatever HTTP connection is left is cut off.
 //!
@@ -44,6 +47,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
+
+pub mod tls;
+
+pub use tls::{ServerTls, TlsError, TlsMetrics};
+use tls::{Transport, hangup_signals, next_hangup};
 
 /// Largest buffered request head (and hyper's read/write buffer cap), in bytes. A WebSocket
 /// upgrade with a token in its query and a browser's headers fits in well under half.
@@ -185,6 +193,7 @@ pub struct FrontDoor {
     slots: Arc<Semaphore>,
     headroom: Arc<Semaphore>,
     refused: Option<prometheus::IntCounter>,
+    tls: Option<ServerTls>,
 }
 
 impl FrontDoor {
@@ -195,7 +204,16 @@ impl FrontDoor {
             headroom: Arc::new(Semaphore::new(limits.probe_headroom)),
             limits,
             refused: None,
+            tls: None,
         }
+    }
+
+    /// Terminates TLS with `tls` on every connection, and reloads its files on SIGHUP while
+    /// serving.
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Counts connections closed at accept because the cap and its headroom were full.
@@ -232,10 +250,21 @@ impl FrontDoor {
         let mut probe_builder = builder.clone();
         probe_builder.keep_alive(false);
         tokio::pin!(shutdown);
+        let mut hangups = self.tls.as_ref().and_then(|_| hangup_signals());
         let deadline = loop {
             let accepted = tokio::select! {
                 deadline = &mut shutdown => break deadline,
                 accepted = listener.accept() => accepted,
+                Some(()) = next_hangup(&mut hangups) => {
+                    if let Some(tls) = self.tls.clone() {
+                        // Off the accept loop: the files are read on the blocking pool.
+                        connections.spawn(async move {
+                            // A failed reload is logged and counted where it happens.
+                            let _ = tls.reload().await;
+                        });
+                    }
+                    continue;
+                }
             };
             let stream = match accepted {
                 Ok((stream, _peer)) => stream,
@@ -270,13 +299,41 @@ impl FrontDoor {
                 request.extensions_mut().insert(slot.clone());
                 router.clone().oneshot(request)
             });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+            let builder = builder.clone();
+            let tls = self.tls.clone();
+            let handshake_timeout = self.limits.header_read_timeout;
             let closing = closing.clone();
             let cut = cut.clone();
             connections.spawn(async move {
                 let _headroom = kept;
+                let transport = match tls {
+                    None => Transport::Plain(stream),
+                    Some(tls) => {
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream));
+                        // Nothing was asked yet, so a drain just closes a handshake under way.
+                        let outcome = tokio::select! {
+                            outcome = handshake => outcome,
+                            () = closing.cancelled() => return,
+                        };
+                        match outcome {
+                            Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+                            Ok(Err(error)) => {
+                                debug!(error = %error, "tls handshake failed");
+                                tls.count_handshake_failure("error");
+                                return;
+                            }
+                            Err(_elapsed) => {
+                                debug!("tls handshake not done within header_read_timeout");
+                                tls.count_handshake_failure("timeout");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let connection = builder
+                    .serve_connection(TokioIo::new(transport), service)
+                    .with_upgrades();
                 tokio::pin!(connection);
                 let finished = tokio::select! {
                     finished = connection.as_mut() => finished,
