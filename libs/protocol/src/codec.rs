@@ -54,13 +54,14 @@ struct TypeProbe {
     kind: String,
 }
 
-const CLIENT_TYPES: [&str; 6] = [
+const CLIENT_TYPES: [&str; 7] = [
     "subscribe",
     "unsubscribe",
     "ping",
     "publish",
     "node_state",
     "ack",
+    "refresh",
 ];
 
 impl Codec {
@@ -149,6 +150,9 @@ mod tests {
                 min_interval_ms: Some(250),
             },
             ClientMessage::Ping,
+            ClientMessage::Refresh {
+                token: "a.b.c".into(),
+            },
             ClientMessage::Publish {
                 room: "chat".into(),
                 event: "said".into(),

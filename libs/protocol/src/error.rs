@@ -52,6 +52,9 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The token's `exp` has passed.
     TokenExpired,
+    /// A `refresh` token names another subject (`sub`) or node (`node_id`) than the
+    /// connection's token.
+    TokenSubjectMismatch,
     /// The token does not allow this room, publish or node.
     Forbidden,
     /// The request's `Origin` is not on the allowlist.
@@ -82,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
         ErrorCode::InvalidRoom,
@@ -90,6 +93,7 @@ impl ErrorCode {
         ErrorCode::TokenMissing,
         ErrorCode::TokenInvalid,
         ErrorCode::TokenExpired,
+        ErrorCode::TokenSubjectMismatch,
         ErrorCode::Forbidden,
         ErrorCode::OriginNotAllowed,
         ErrorCode::RateLimited,
@@ -181,6 +185,13 @@ impl ErrorCode {
                 401,
                 false,
                 "token has expired",
+            ),
+            ErrorCode::TokenSubjectMismatch => (
+                "token_subject_mismatch",
+                cc::FORBIDDEN,
+                403,
+                true,
+                "token is for another subject",
             ),
             ErrorCode::Forbidden => (
                 "forbidden",

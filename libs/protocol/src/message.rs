@@ -52,6 +52,15 @@ pub enum ClientMessage {
     NodeState(NodeState),
     /// A node's answer to a `command`.
     Ack(Ack),
+    /// Replaces the connection's token before it expires: the gateway verifies `token`
+    /// (same `sub` and `node_id` as the connection's), moves the connection's expiry to the
+    /// new `exp`, leaves the rooms the new token no longer allows, and answers `refreshed`.
+    /// A refused token is answered with an `error` carrying its code; the connection keeps
+    /// its old token and still ends at the old expiry.
+    Refresh {
+        /// The new token (a compact JWT).
+        token: String,
+    },
 }
 
 /// A node's state report (seed 000): what the node agent sends every interval and on change.
@@ -122,10 +131,20 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
     },
-    /// Confirms the rooms an `unsubscribe` left.
+    /// Confirms the rooms an `unsubscribe` left, or tells the client the gateway left rooms
+    /// for it (then `reason` says why: `forbidden` after a `refresh` whose token no longer
+    /// allows them).
     Unsubscribed {
         /// Rooms now left.
         rooms: Vec<String>,
+        /// Set only when the gateway left the rooms on its own, not at the client's request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<ErrorCode>,
+    },
+    /// Answer to an accepted `refresh`: the connection now runs on the new token.
+    Refreshed {
+        /// The new token's expiry, seconds since the Unix epoch.
+        exp: u64,
     },
     /// Answer to `ping`.
     Pong {
@@ -173,10 +192,11 @@ pub enum ServerMessage {
 }
 
 /// Names of control messages; room events may not reuse them, so clients can dispatch on `type`.
-pub const RESERVED_TYPES: [&str; 14] = [
+pub const RESERVED_TYPES: [&str; 16] = [
     "connection_established",
     "subscribed",
     "unsubscribed",
+    "refreshed",
     "pong",
     "heartbeat",
     "error",
@@ -188,6 +208,7 @@ pub const RESERVED_TYPES: [&str; 14] = [
     "publish",
     "node_state",
     "ack",
+    "refresh",
 ];
 
 /// Shortest per-connection delivery interval (`subscribe.min_interval_ms`, and seed 003's
@@ -250,10 +271,11 @@ impl ServerMessage {
     }
 }
 
-const CONTROL_TYPES: [&str; 8] = [
+const CONTROL_TYPES: [&str; 9] = [
     "connection_established",
     "subscribed",
     "unsubscribed",
+    "refreshed",
     "pong",
     "heartbeat",
     "error",

@@ -190,7 +190,7 @@ pub(crate) async fn health(
             .ok()
             .and_then(|Query(params)| params.get("token").cloned())
             .or_else(|| bearer_token(&headers));
-        verify_token(&shared, token.as_deref())
+        verify_token(&shared, token.as_deref()).await
     } else {
         Ok(anonymous_probe())
     };

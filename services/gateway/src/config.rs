@@ -144,6 +144,12 @@ pub struct GatewayConfig {
     /// device list, and how long `/api/ws/devices` waits for its answer.
     #[serde(with = "humantime_serde")]
     pub device_api_timeout: Duration,
+    /// How long a connection lives past its token's `exp` before it is closed with 4402,
+    /// giving a client that refreshes late (clock skew, a slow token provider) time to send
+    /// `refresh`. Zero closes at `exp` exactly. A token is still refused at the upgrade and
+    /// in `refresh` once its `exp` has passed; the grace only delays the close.
+    #[serde(with = "humantime_serde")]
+    pub token_expiry_grace: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -186,9 +192,14 @@ impl Default for GatewayConfig {
             health_requires_token: false,
             private_operations: false,
             device_api_timeout: Duration::from_secs(3),
+            token_expiry_grace: Duration::ZERO,
         }
     }
 }
+
+/// The longest `gateway.token_expiry_grace`: beyond minutes the grace would outlive the
+/// short token lifetimes it exists to smooth over.
+pub const MAX_TOKEN_EXPIRY_GRACE: Duration = Duration::from_secs(300);
 
 /// Keys whose environment values are comma-separated lists.
 pub const LIST_KEYS: [&str; 1] = ["gateway.allowed_origins"];
@@ -248,6 +259,12 @@ impl Config {
         }
         if gateway.rate_limit_close_after < Duration::from_secs(1) {
             problems.push("gateway.rate_limit_close_after must be at least 1s".to_owned());
+        }
+        if gateway.token_expiry_grace > MAX_TOKEN_EXPIRY_GRACE {
+            problems.push(format!(
+                "gateway.token_expiry_grace must be at most {}s",
+                MAX_TOKEN_EXPIRY_GRACE.as_secs()
+            ));
         }
         if gateway.reconnect_delay_max < gateway.reconnect_delay_min {
             problems.push(

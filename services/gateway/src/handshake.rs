@@ -136,7 +136,10 @@ pub(crate) fn holding(
 }
 
 /// Verifies the token (counting failures by reason).
-pub(crate) fn verify_token(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
+pub(crate) async fn verify_token(
+    shared: &Shared,
+    token: Option<&str>,
+) -> Result<Claims, ErrorCode> {
     let Some(token) = token.filter(|token| !token.is_empty()) else {
         shared
             .metrics
@@ -157,7 +160,7 @@ pub(crate) fn verify_token(shared: &Shared, token: Option<&str>) -> Result<Claim
 
 /// Verifies the token and applies the cluster-wide per-user connection limit.
 pub(crate) async fn admit(shared: &Shared, token: Option<&str>) -> Result<Claims, ErrorCode> {
-    let claims = verify_token(shared, token)?;
+    let claims = verify_token(shared, token).await?;
     let key = format!("conn:{}", claims.sub);
     match shared
         .store

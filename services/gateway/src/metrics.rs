@@ -26,6 +26,8 @@ pub struct Metrics {
     pub slow_consumer_closes: IntCounter,
     /// Authentication failures, by reason.
     pub auth_failures: IntCounterVec,
+    /// In-band `refresh` messages by outcome (`accepted`, or the refusal's error code).
+    pub token_refreshes: IntCounterVec,
     /// Rejections by a rate limit, by limit (`messages`, `connections`).
     pub rate_limited: IntCounterVec,
     /// Client messages rejected as bad input, by error code.
@@ -127,6 +129,11 @@ impl Metrics {
                 "switchboard_gateway_auth_failures_total",
                 "Rejected tokens by reason",
                 &["reason"],
+            ),
+            token_refreshes: counter_vec(
+                "switchboard_gateway_token_refreshes_total",
+                "In-band token refreshes by outcome (accepted, or the refusal's error code)",
+                &["outcome"],
             ),
             rate_limited: counter_vec(
                 "switchboard_gateway_rate_limited_total",

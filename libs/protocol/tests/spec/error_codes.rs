@@ -124,25 +124,26 @@ fn position_in_all(code: ErrorCode) -> usize {
         ErrorCode::TokenMissing => 4,
         ErrorCode::TokenInvalid => 5,
         ErrorCode::TokenExpired => 6,
-        ErrorCode::Forbidden => 7,
-        ErrorCode::OriginNotAllowed => 8,
-        ErrorCode::RateLimited => 9,
-        ErrorCode::ConnectionRateLimited => 10,
-        ErrorCode::TooManyConnections => 11,
-        ErrorCode::SlowConsumer => 12,
-        ErrorCode::HeartbeatTimeout => 13,
-        ErrorCode::ShuttingDown => 14,
-        ErrorCode::NodeNotConnected => 15,
-        ErrorCode::DeviceNotFound => 16,
-        ErrorCode::CommandTimeout => 17,
-        ErrorCode::Unavailable => 18,
-        ErrorCode::Internal => 19,
+        ErrorCode::TokenSubjectMismatch => 7,
+        ErrorCode::Forbidden => 8,
+        ErrorCode::OriginNotAllowed => 9,
+        ErrorCode::RateLimited => 10,
+        ErrorCode::ConnectionRateLimited => 11,
+        ErrorCode::TooManyConnections => 12,
+        ErrorCode::SlowConsumer => 13,
+        ErrorCode::HeartbeatTimeout => 14,
+        ErrorCode::ShuttingDown => 15,
+        ErrorCode::NodeNotConnected => 16,
+        ErrorCode::DeviceNotFound => 17,
+        ErrorCode::CommandTimeout => 18,
+        ErrorCode::Unavailable => 19,
+        ErrorCode::Internal => 20,
     }
 }
 
 #[test]
 fn error_code_all_lists_every_variant_once() {
-    const VARIANTS: usize = 20;
+    const VARIANTS: usize = 21;
     assert_eq!(ErrorCode::ALL.len(), VARIANTS);
     for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
         assert_eq!(

@@ -22,6 +22,11 @@ node_state | node id with a dot | {"type": "node_state", "node_id": "node.1"}
 node_state | node id missing | {"type": "node_state", "layer": "edge"}
 node_state | unknown field | {"type": "node_state", "node_id": "n1", "cpu": 3}
 ack | id missing | {"type": "ack", "ok": true}
+refresh | token missing | {"type": "refresh"}
+refresh | token not a string | {"type": "refresh", "token": 7}
+refreshed | exp missing | {"type": "refreshed"}
+refreshed | negative exp | {"type": "refreshed", "exp": -1}
+unsubscribed | reason not an error code | {"type": "unsubscribed", "rooms": ["a"], "reason": "gone"}
 error | unknown error code | {"type": "error", "code": "teapot", "message": "m", "recoverable": true, "timestamp": "2025-10-22T10:30:00Z"}
 error | timestamp missing | {"type": "error", "code": "internal", "message": "m", "recoverable": true}
 connection_established | server_id missing | {"type": "connection_established", "connection_id": "c", "heartbeat_interval_ms": 30000, "timestamp": "2025-10-22T10:30:00Z"}

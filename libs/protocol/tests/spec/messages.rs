@@ -105,13 +105,14 @@ impl Flat for DeviceFault {
 }
 
 /// Schema files of the client → server messages.
-const CLIENT_MESSAGE_FILES: [&str; 6] = [
+const CLIENT_MESSAGE_FILES: [&str; 7] = [
     "subscribe.schema.json",
     "unsubscribe.schema.json",
     "ping.schema.json",
     "publish.schema.json",
     "node_state.schema.json",
     "ack.schema.json",
+    "refresh.schema.json",
 ];
 
 /// Decodes a schema example with the Rust type that reads it, so the spec's examples are

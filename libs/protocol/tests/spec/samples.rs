@@ -104,6 +104,13 @@ pub fn samples_with_every_field() -> Vec<Sample> {
         ),
         Sample::frame("ping.schema.json", "ping", &ClientMessage::Ping),
         Sample::frame(
+            "refresh.schema.json",
+            "refresh",
+            &ClientMessage::Refresh {
+                token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln".into(),
+            },
+        ),
+        Sample::frame(
             "publish.schema.json",
             "publish",
             &ClientMessage::Publish {
@@ -150,7 +157,13 @@ pub fn samples_with_every_field() -> Vec<Sample> {
             "unsubscribed",
             &ServerMessage::Unsubscribed {
                 rooms: vec!["nodes".into()],
+                reason: Some(ErrorCode::Forbidden),
             },
+        ),
+        Sample::frame(
+            "refreshed.schema.json",
+            "refreshed",
+            &ServerMessage::Refreshed { exp: 1_761_131_000 },
         ),
         Sample::frame(
             "pong.schema.json",
@@ -324,6 +337,14 @@ pub fn samples_with_optional_fields_absent() -> Vec<Sample> {
             &ServerMessage::Subscribed {
                 rooms: vec!["nodes".into()],
                 recovered: None,
+            },
+        ),
+        Sample::frame(
+            "unsubscribed.schema.json",
+            "unsubscribed without reason",
+            &ServerMessage::Unsubscribed {
+                rooms: vec!["nodes".into()],
+                reason: None,
             },
         ),
         Sample::frame(

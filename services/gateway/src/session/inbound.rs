@@ -1,4 +1,5 @@
-//! Handling of client messages: subscribe, unsubscribe, ping, publish, node_state, ack.
+//! Handling of client messages: subscribe, unsubscribe, ping, publish, node_state, ack
+//! (`refresh` is in `refresh.rs`).
 
 use axum::extract::ws::Message;
 use bus::Headers;
@@ -90,6 +91,7 @@ impl<S: Socket> Session<S> {
             ClientMessage::Publish { room, event, data } => self.publish(room, event, data).await,
             ClientMessage::NodeState(state) => self.node_state(state).await,
             ClientMessage::Ack(ack) => self.ack(ack),
+            ClientMessage::Refresh { token } => self.refresh(token).await,
         }
         None
     }
@@ -231,7 +233,10 @@ impl<S: Socket> Session<S> {
             left.push(room);
         }
         if !left.is_empty() {
-            self.send_control(&ServerMessage::Unsubscribed { rooms: left });
+            self.send_control(&ServerMessage::Unsubscribed {
+                rooms: left,
+                reason: None,
+            });
         }
     }
 
@@ -320,5 +325,6 @@ fn message_type(message: &ClientMessage) -> &'static str {
         ClientMessage::Publish { .. } => "publish",
         ClientMessage::NodeState(_) => "node_state",
         ClientMessage::Ack(_) => "ack",
+        ClientMessage::Refresh { .. } => "refresh",
     }
 }

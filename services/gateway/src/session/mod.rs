@@ -10,11 +10,12 @@ mod close;
 pub(crate) mod conn;
 mod inbound;
 pub(crate) mod ratelimit;
+mod refresh;
 mod seed;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use auth::{Claims, Role};
 use axum::extract::ws::Message;
@@ -228,6 +229,9 @@ impl<S: Socket> Session<S> {
         let expiry = tokio::time::sleep(self.time_until_expiry());
         tokio::pin!(expiry);
         let mut expired = false;
+        // The `exp` the timer is armed for; an accepted `refresh` changes the claims' `exp`,
+        // and the timer moves with it.
+        let mut armed_exp = self.claims.exp;
         loop {
             let event = tokio::select! {
                 biased;
@@ -262,13 +266,20 @@ impl<S: Socket> Session<S> {
                     if let Some(reason) = Box::pin(self.on_frame(message)).await {
                         return reason;
                     }
+                    if self.claims.exp != armed_exp && !expired {
+                        armed_exp = self.claims.exp;
+                        expiry
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + self.time_until_expiry());
+                    }
                 }
             }
         }
     }
 
+    /// Time left until the token's `exp` plus `gateway.token_expiry_grace`.
     fn time_until_expiry(&self) -> Duration {
-        let expires_at = UNIX_EPOCH + Duration::from_secs(self.claims.exp);
+        let expires_at = self.claims.expires_at() + self.shared.config.token_expiry_grace;
         expires_at
             .duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO)

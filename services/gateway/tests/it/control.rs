@@ -77,7 +77,10 @@ async fn after_unsubscribe_the_room_delivers_nothing_more() {
         .next_control(|m| matches!(m, ServerMessage::Unsubscribed { .. }))
         .await
     {
-        ServerMessage::Unsubscribed { rooms } => assert_eq!(rooms, ["alerts"]),
+        ServerMessage::Unsubscribed { rooms, reason } => {
+            assert_eq!(rooms, ["alerts"]);
+            assert_eq!(reason, None, "the client asked for it");
+        }
         _ => unreachable!("filtered to unsubscribed"),
     }
     assert_eq!(local_subscribers(&gateway, "alerts").await, 0);

@@ -20,5 +20,6 @@ mod nodes;
 mod presence;
 mod publish_api;
 mod publishing;
+mod refresh;
 mod seed003;
 mod supervision;
