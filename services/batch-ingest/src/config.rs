@@ -1,6 +1,7 @@
 //! Batch-ingest's configuration: shared sections from `settings` plus `[batch_ingest]`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,8 @@ pub enum StreamStorage {
 pub struct NodeConfig {
     /// The node's id: one token of `[A-Za-z0-9_-]`, at most 64 characters.
     pub id: String,
-    /// The node's WebSocket URL, `ws://host:port/api/v1/pow/ws`.
+    /// The node's WebSocket URL, `ws://host:port/api/v1/pow/ws` (or `wss://`, verified
+    /// against the platform's roots plus `batch_ingest.tls_ca_file`).
     pub url: String,
     /// Whether the node's work starts with the service. Set it to false for a node whose PoW
     /// is started later through the management API.
@@ -68,6 +70,9 @@ pub struct BatchIngestConfig {
     /// Longest wait before reconnecting; each wait is drawn uniformly between the two.
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// CA certificates (PEM) to trust for `wss://` ML nodes besides the platform's root store
+    /// (or `SSL_CERT_FILE`/`SSL_CERT_DIR`): the private CA that signed the nodes' certificates.
+    pub tls_ca_file: Option<PathBuf>,
     /// How long a WebSocket connect and handshake to a node may take.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -116,6 +121,7 @@ impl Default for BatchIngestConfig {
             nodes: Vec::new(),
             reconnect_min: Duration::from_secs(3),
             reconnect_max: Duration::from_secs(5),
+            tls_ca_file: None,
             connect_timeout: Duration::from_secs(5),
             store_timeout: Duration::from_secs(2),
             duplicate_window: Duration::from_secs(15 * 60),
@@ -182,6 +188,9 @@ impl BatchIngestConfig {
                     .into(),
             );
         }
+        if let Err(problem) = self.node_tls() {
+            problems.push(problem);
+        }
         let mut seen = std::collections::HashSet::new();
         for node in &self.nodes {
             if let Err(problem) = check_node(&node.id, &node.url) {
@@ -193,6 +202,22 @@ impl BatchIngestConfig {
                     node.id
                 ));
             }
+        }
+    }
+}
+
+impl BatchIngestConfig {
+    /// The TLS client configuration of `wss://` nodes: the platform's roots plus
+    /// `tls_ca_file`. `None` when neither holds a certificate (then only `ws://` nodes can
+    /// connect, and a `wss://` one fails its attempts with "no native root CA certificates").
+    ///
+    /// # Errors
+    /// One sentence naming `batch_ingest.tls_ca_file` when the file is set but unusable.
+    pub(crate) fn node_tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        match client::tls::client_config(self.tls_ca_file.as_deref()) {
+            Ok(config) => Ok(Some(config)),
+            Err(client::tls::TlsError::NoRoots) => Ok(None),
+            Err(error) => Err(format!("batch_ingest.tls_ca_file: {error}")),
         }
     }
 }
@@ -309,5 +334,18 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn an_unreadable_tls_ca_file_is_a_configuration_problem() {
+        let mut config = Config::default();
+        config.batch_ingest.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let problems = config.validate().unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("batch_ingest.tls_ca_file: cannot read CA file")),
+            "{problems:?}"
+        );
     }
 }

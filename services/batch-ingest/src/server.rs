@@ -82,6 +82,9 @@ impl BatchIngest {
             .await
             .map_err(StartError::Subscribe)?;
         let section = config.batch_ingest;
+        let node_tls = section
+            .node_tls()
+            .map_err(|problem| StartError::Config(vec![problem]))?;
         let addr = section.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -110,6 +113,7 @@ impl BatchIngest {
                 max_batch_bytes: section.max_batch_bytes,
                 max_in_flight: section.max_in_flight_per_node,
                 drain_timeout: section.store_timeout,
+                tls: node_tls,
             },
         ));
         let app = Arc::new(App {

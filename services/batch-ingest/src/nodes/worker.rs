@@ -41,6 +41,9 @@ pub(crate) struct WorkerSettings {
     pub max_in_flight: usize,
     /// How long a stopping connection waits for its in-flight batches before closing.
     pub drain_timeout: Duration,
+    /// TLS of `wss://` nodes (platform roots plus `batch_ingest.tls_ca_file`); `None` when
+    /// no root is available at all.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A batch's attempt id, when it arrived, and whether it is now stored (so to acknowledge).
@@ -129,7 +132,9 @@ async fn connect(url: &str, settings: &WorkerSettings) -> Result<Socket, String>
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
+    let connector = settings.tls.clone().map(client::tls::connector);
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, connector);
     match tokio::time::timeout(settings.connect_timeout, connecting).await {
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(error)) => Err(error.to_string()),
@@ -256,3 +261,6 @@ fn closed(close: Option<CloseFrame>) -> End {
         None => End::Lost("closed by node".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests;
