@@ -9,6 +9,7 @@ mod cluster;
 mod deploy;
 mod devices;
 mod nodes;
+mod presence_resync;
 mod publisher;
 mod seed003;
 mod supervision;
