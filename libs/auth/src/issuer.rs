@@ -12,6 +12,7 @@ use crate::error::{IssueError, KeyError};
 pub struct Issuer {
     algorithm: Algorithm,
     key: EncodingKey,
+    key_id: Option<String>,
 }
 
 impl Issuer {
@@ -21,6 +22,7 @@ impl Issuer {
         Issuer {
             algorithm: Algorithm::HS256,
             key: EncodingKey::from_secret(secret),
+            key_id: None,
         }
     }
 
@@ -49,7 +51,11 @@ impl Issuer {
                 ));
             }
         };
-        let issuer = Issuer { algorithm, key };
+        let issuer = Issuer {
+            algorithm,
+            key,
+            key_id: None,
+        };
         jsonwebtoken::encode(
             &Header::new(algorithm),
             &serde_json::Map::new(),
@@ -65,8 +71,26 @@ impl Issuer {
     ///
     /// [`IssueError::Signing`] if the key fails to sign (not expected for a key that loaded).
     pub fn issue(&self, claims: &Claims) -> Result<String, IssueError> {
-        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key)
-            .map_err(IssueError::Signing)
+        self.issue_payload(claims)
+    }
+
+    /// Signs any serialisable payload, for claims beyond [`Claims`] (`iss`, `aud`, …).
+    ///
+    /// # Errors
+    ///
+    /// [`IssueError::Signing`] if the payload does not serialise or the key fails to sign.
+    pub fn issue_payload<T: serde::Serialize>(&self, payload: &T) -> Result<String, IssueError> {
+        let mut header = Header::new(self.algorithm);
+        header.kid.clone_from(&self.key_id);
+        jsonwebtoken::encode(&header, payload, &self.key).map_err(IssueError::Signing)
+    }
+
+    /// Returns this issuer writing `kid: key_id` into every token's header, so verifiers
+    /// with a JWKS pick the key by id.
+    #[must_use]
+    pub fn with_key_id(mut self, key_id: impl Into<String>) -> Self {
+        self.key_id = Some(key_id.into());
+        self
     }
 }
 
@@ -74,6 +98,7 @@ impl fmt::Debug for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Issuer")
             .field("algorithm", &self.algorithm)
+            .field("key_id", &self.key_id)
             .field("key", &"[redacted]")
             .finish()
     }

@@ -134,6 +134,24 @@ pub fn hs256_token(claims: &Claims) -> String {
         .expect("hs256 signing with a static secret works")
 }
 
+/// Signs `claims` plus the fields of `extra` (a JSON object: `iss`, `aud`, …) with
+/// [`TEST_HMAC_SECRET`].
+///
+/// # Panics
+///
+/// Panics if `extra` is not an object or signing fails.
+pub fn hs256_token_with(claims: &Claims, extra: serde_json::Value) -> String {
+    let mut payload = serde_json::to_value(claims).expect("claims serialise to json");
+    let (Some(payload_map), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra)
+    else {
+        panic!("claims and extra are JSON objects");
+    };
+    payload_map.extend(extra);
+    Issuer::hs256(TEST_HMAC_SECRET)
+        .issue_payload(&payload)
+        .expect("hs256 signing with a static secret works")
+}
+
 /// Signs `claims` with [`RSA_PRIVATE_PEM`].
 ///
 /// # Panics
@@ -184,6 +202,7 @@ pub fn verifier() -> Verifier {
         hmac_secrets: vec![TEST_HMAC_SECRET.to_vec()],
         public_keys_pem: vec![RSA_PUBLIC_PEM.to_owned(), EC_PUBLIC_PEM.to_owned()],
         leeway: Duration::ZERO,
+        ..VerifierKeys::default()
     })
     .expect("static test keys load")
 }

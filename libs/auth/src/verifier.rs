@@ -41,6 +41,14 @@ pub struct VerifierKeys {
     /// values above [`MAX_LEEWAY`] are clamped). Defaults to zero: `exp` is enforced exactly,
     /// so an expired token is rejected the second it expires.
     pub leeway: Duration,
+    /// The issuer tokens must name in `iss`. `None` does not check `iss` (whatever it holds);
+    /// set, a token without `iss` or with another issuer is refused (`InvalidClaim("iss")`,
+    /// `MissingClaim("iss")`).
+    pub issuer: Option<String>,
+    /// The audience tokens must name in `aud` (a string, or an array containing it). `None`
+    /// refuses every token that carries an `aud` (a token meant for another service must
+    /// not pass here); set, a token without it is refused.
+    pub audience: Option<String>,
 }
 
 impl fmt::Debug for VerifierKeys {
@@ -52,6 +60,8 @@ impl fmt::Debug for VerifierKeys {
             )
             .field("public_keys_pem", &self.public_keys_pem)
             .field("leeway", &self.leeway)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
             .finish()
     }
 }
@@ -77,13 +87,21 @@ struct KeySet {
 }
 
 impl KeySet {
-    fn new(algorithm: Algorithm, leeway: Duration) -> Self {
+    fn new(algorithm: Algorithm, keys: &VerifierKeys) -> Self {
         let mut validation = Validation::new(algorithm);
-        validation.leeway = leeway.min(MAX_LEEWAY).as_secs();
+        validation.leeway = keys.leeway.min(MAX_LEEWAY).as_secs();
         // jsonwebtoken reports a non-numeric `exp` as missing; presence is instead enforced
         // by `Claims::from_payload` (MissingClaim("exp")), while jsonwebtoken still checks the
         // value whenever it is present (`validate_exp`, the default) and rejects a malformed one.
         validation.required_spec_claims.clear();
+        if let Some(issuer) = &keys.issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
+        if let Some(audience) = &keys.audience {
+            validation.set_audience(&[audience]);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
         // `nbf` is checked when present.
         validation.validate_nbf = true;
         KeySet {
@@ -106,9 +124,9 @@ impl Verifier {
             return Err(KeyError::NoKeys);
         }
         let mut ring = KeyRing {
-            hs256: KeySet::new(Algorithm::HS256, keys.leeway),
-            rs256: KeySet::new(Algorithm::RS256, keys.leeway),
-            es256: KeySet::new(Algorithm::ES256, keys.leeway),
+            hs256: KeySet::new(Algorithm::HS256, &keys),
+            rs256: KeySet::new(Algorithm::RS256, &keys),
+            es256: KeySet::new(Algorithm::ES256, &keys),
         };
         for (index, secret) in keys.hmac_secrets.iter().enumerate() {
             if secret.len() < MIN_HMAC_SECRET_BYTES {
@@ -134,8 +152,9 @@ impl Verifier {
     ///
     /// The header is read first: `alg` must be HS256, RS256 or ES256 *and* backed by a configured
     /// key of that kind. The signature is then checked against each key of that kind (rotation),
-    /// then `exp` (required), `nbf` (if present), `aud` (must be absent: no audience is
-    /// configured), `sub` (required, non-empty) and the Switchboard claims.
+    /// then `exp` (required), `nbf` (if present), `iss` (when an issuer is configured), `aud`
+    /// (the configured audience, or absent when none is), `sub` (required, non-empty) and the
+    /// Switchboard claims.
     ///
     /// # Errors
     ///
@@ -215,7 +234,11 @@ fn map_decode_error(kind: &ErrorKind, alg: &str) -> VerifyError {
         | ErrorKind::InvalidEddsaKey
         | ErrorKind::InvalidKeyFormat => VerifyError::BadSignature,
         ErrorKind::ExpiredSignature => VerifyError::Expired,
-        ErrorKind::MissingRequiredClaim(_) => VerifyError::MissingClaim("exp"),
+        ErrorKind::MissingRequiredClaim(name) => VerifyError::MissingClaim(match name.as_str() {
+            "iss" => "iss",
+            "aud" => "aud",
+            _ => "exp",
+        }),
         ErrorKind::InvalidClaimFormat(name) if name == "nbf" => VerifyError::InvalidClaim("nbf"),
         ErrorKind::InvalidClaimFormat(_) => VerifyError::InvalidClaim("exp"),
         ErrorKind::ImmatureSignature => VerifyError::InvalidClaim("nbf"),

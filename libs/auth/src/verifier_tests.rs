@@ -389,3 +389,73 @@ fn garbage_never_panics_and_never_verifies() {
     }
     assert!(verifier.verify(&valid).is_ok());
 }
+
+fn with_issuer_and_audience(issuer: Option<&str>, audience: Option<&str>) -> Verifier {
+    Verifier::new(VerifierKeys {
+        hmac_secrets: vec![TEST_HMAC_SECRET.to_vec()],
+        issuer: issuer.map(str::to_owned),
+        audience: audience.map(str::to_owned),
+        ..VerifierKeys::default()
+    })
+    .unwrap()
+}
+
+fn token_with(extra: Value) -> String {
+    let mut payload = json!({"sub": "u", "exp": in_one_hour()});
+    if let (Some(payload), Value::Object(extra)) = (payload.as_object_mut(), extra) {
+        payload.extend(extra);
+    }
+    hs256_raw(&payload, TEST_HMAC_SECRET)
+}
+
+#[test]
+fn configured_issuer_is_required_and_must_match() {
+    let verifier = with_issuer_and_audience(Some("https://idp.example"), None);
+    assert!(
+        verifier
+            .verify(&token_with(json!({"iss": "https://idp.example"})))
+            .is_ok()
+    );
+    assert_eq!(
+        verifier.verify(&token_with(json!({"iss": "https://evil.example"}))),
+        Err(VerifyError::InvalidClaim("iss"))
+    );
+    assert_eq!(
+        verifier.verify(&token_with(json!({}))),
+        Err(VerifyError::MissingClaim("iss"))
+    );
+    // Without a configured issuer, `iss` is not looked at.
+    assert!(
+        with_issuer_and_audience(None, None)
+            .verify(&token_with(json!({"iss": "anyone"})))
+            .is_ok()
+    );
+}
+
+#[test]
+fn configured_audience_is_required_and_must_match() {
+    let verifier = with_issuer_and_audience(None, Some("switchboard"));
+    assert!(
+        verifier
+            .verify(&token_with(json!({"aud": "switchboard"})))
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify(&token_with(json!({"aud": ["billing", "switchboard"]})))
+            .is_ok()
+    );
+    assert_eq!(
+        verifier.verify(&token_with(json!({"aud": "billing"}))),
+        Err(VerifyError::InvalidClaim("aud"))
+    );
+    assert_eq!(
+        verifier.verify(&token_with(json!({}))),
+        Err(VerifyError::MissingClaim("aud"))
+    );
+    // Without a configured audience, a token meant for some audience is refused.
+    assert_eq!(
+        with_issuer_and_audience(None, None).verify(&token_with(json!({"aud": "switchboard"}))),
+        Err(VerifyError::InvalidClaim("aud"))
+    );
+}

@@ -133,6 +133,12 @@ pub struct AuthConfig {
     /// seconds) only if issuer and gateway clocks drift.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// The issuer (`iss`) every token must name. Set it when your identity provider also
+    /// issues tokens for other purposes with the same keys; unset, `iss` is not checked.
+    pub issuer: Option<String>,
+    /// The audience (`aud`) every token must name (alone or in an array). Set it when the
+    /// identity provider serves several services; unset, a token carrying any `aud` is refused.
+    pub audience: Option<String>,
 }
 
 impl AuthConfig {
@@ -199,6 +205,17 @@ impl AuthConfig {
             .is_some_and(|key| key.expose().is_empty())
         {
             problems.push("auth.api_key must not be empty".into());
+        }
+        for (key, value) in [
+            ("auth.issuer", &self.issuer),
+            ("auth.audience", &self.audience),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|value| value.trim().is_empty())
+            {
+                problems.push(format!("{key} must not be empty when set"));
+            }
         }
         if self.leeway > MAX_LEEWAY {
             problems.push(format!(

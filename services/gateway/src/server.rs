@@ -353,6 +353,8 @@ fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
     let auth = &config.auth;
     let mut keys = VerifierKeys {
         leeway: auth.leeway,
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
         ..VerifierKeys::default()
     };
     for secret in [&auth.hmac_secret, &auth.previous_hmac_secret]

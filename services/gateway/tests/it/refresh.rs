@@ -285,3 +285,45 @@ async fn without_a_refresh_the_grace_ends_the_connection_with_4402() {
         grace_end.duration_since(closed_at).unwrap_or_default()
     );
 }
+
+#[tokio::test]
+async fn configured_issuer_and_audience_apply_at_the_upgrade_and_in_refresh() {
+    let gateway = TestGateway::start_memory(|config| {
+        config.auth.issuer = Some("https://idp.example".into());
+        config.auth.audience = Some("switchboard".into());
+    })
+    .await;
+    let right = json!({"iss": "https://idp.example", "aud": "switchboard"});
+    let wrong_audience = json!({"iss": "https://idp.example", "aud": "billing"});
+
+    // At the upgrade: a token for another audience, or without iss/aud, is closed with 4401.
+    for token in [
+        test_keys::hs256_token_with(&viewer("frank"), wrong_audience.clone()),
+        token(&viewer("frank")),
+    ] {
+        let mut refused = TestClient::connect(&gateway.ws_url(&token), protocol::Codec::Json)
+            .await
+            .expect("upgrade completes; the refusal is in-band");
+        refused.expect_error(ErrorCode::TokenInvalid).await;
+        assert_eq!(
+            refused.expect_close().await,
+            Some(close_code::UNAUTHENTICATED)
+        );
+    }
+
+    let mut client = gateway
+        .connect(&test_keys::hs256_token_with(
+            &viewer("frank"),
+            right.clone(),
+        ))
+        .await;
+    send_refresh(
+        &mut client,
+        &test_keys::hs256_token_with(&viewer("frank"), wrong_audience),
+    )
+    .await;
+    expect_refusal(&mut client, ErrorCode::TokenInvalid).await;
+    let renewed = viewer("frank");
+    send_refresh(&mut client, &test_keys::hs256_token_with(&renewed, right)).await;
+    assert_eq!(expect_refreshed(&mut client).await, renewed.exp);
+}
