@@ -1,6 +1,7 @@
 //! The agent's configuration: the `[agent]` section plus the shared `[auth]` (for
 //! self-signed development tokens only) and `[telemetry]` sections.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use client::agent::{MAX_UPDATE_INTERVAL, MIN_UPDATE_INTERVAL};
@@ -27,7 +28,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// The gateway's WebSocket endpoint. Point it at the load balancer in a cluster.
+    /// `wss://` verifies the gateway's certificate against the platform's root store (or
+    /// `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus `tls_ca_file`.
     pub gateway_url: String,
+    /// CA certificates (PEM) to trust for a `wss://` gateway besides the platform's roots:
+    /// the private CA that signed the gateway's certificate.
+    pub tls_ca_file: Option<PathBuf>,
     /// A node token (role `node`) whose `node_id` claim equals `node_id`. Required unless
     /// `auth.hmac_secret` is set (then the agent signs its own).
     pub token: Option<Secret>,
@@ -57,6 +63,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             gateway_url: "ws://127.0.0.1:8000/api/ws/connect".to_owned(),
+            tls_ca_file: None,
             token: None,
             node_id: None,
             layer: "host".to_owned(),
@@ -81,6 +88,12 @@ impl Config {
         let url = agent.gateway_url.to_ascii_lowercase();
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             problems.push("agent.gateway_url must start with ws:// or wss://".to_owned());
+        }
+        // Checked here so `--check-config` reads the CA file (or the platform store) too.
+        if (url.starts_with("wss://") || agent.tls_ca_file.is_some())
+            && let Err(error) = client::tls::client_config(agent.tls_ca_file.as_deref())
+        {
+            problems.push(format!("agent.tls_ca_file: {error}"));
         }
         let has_token = agent
             .token

@@ -29,7 +29,8 @@ pub enum RunError {
     /// Start-up failed.
     #[error(transparent)]
     Start(#[from] StartError),
-    /// The client stopped for good: the gateway refused the token, or attempts ran out.
+    /// The client stopped for good: the gateway refused the token, its TLS certificate is not
+    /// trusted, or attempts ran out.
     #[error("disconnected for good: {0:?}")]
     Disconnected(DisconnectReason),
 }

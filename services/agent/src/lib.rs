@@ -71,7 +71,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             return Err(StartError::Config(vec!["agent.token is required".to_owned()]).into());
         }
     };
-    let agent = Agent::builder(settings.gateway_url.clone(), token)
+    let mut builder = Agent::builder(settings.gateway_url.clone(), token);
+    if let Some(ca_file) = &settings.tls_ca_file {
+        builder = builder.tls_ca_file(ca_file.clone());
+    }
+    let agent = builder
         .node_id(node_id.clone())
         .layer(settings.layer.clone())
         .update_interval(settings.update_interval)

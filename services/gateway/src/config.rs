@@ -1,6 +1,7 @@
 //! The gateway's configuration: shared sections from `settings` plus the `[gateway]` section.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -34,8 +35,17 @@ pub struct GatewayConfig {
     pub listen_backlog: u32,
     /// This instance's id in the cluster; a random one is made when unset.
     pub server_id: Option<String>,
-    /// URL other components may use to reach this gateway (shown in stats); defaults to `ws://<listen>`.
+    /// URL other components may use to reach this gateway (shown in stats); defaults to
+    /// `ws://<listen>` (`wss://` with `tls_cert`).
     pub advertise_url: Option<String>,
+    /// Certificate chain (PEM, leaf first) to terminate TLS with on `listen`, for
+    /// deployments without an ingress or load balancer that does it. Set together with
+    /// `tls_key`; unset, the listener speaks plain HTTP/WebSocket. Both files are read again
+    /// on SIGHUP (`kill -HUP`): new connections get the new pair, open ones keep theirs, and
+    /// a pair that does not load is logged and the old one kept.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
     /// Connection cap of this process: every TCP connection holds a slot from accept on,
     /// through the upgrade, until its session ends. Unset, it is derived at start from the
     /// soft file limit (`RLIMIT_NOFILE` minus 256 files for the bus, store and the like and
@@ -159,6 +169,8 @@ impl Default for GatewayConfig {
             listen_backlog: 4096,
             server_id: None,
             advertise_url: None,
+            tls_cert: None,
+            tls_key: None,
             max_connections: None,
             probe_headroom: http_front::DEFAULT_PROBE_HEADROOM,
             header_read_timeout: Duration::from_secs(10),
@@ -201,6 +213,33 @@ impl Default for GatewayConfig {
 /// short token lifetimes it exists to smooth over.
 pub const MAX_TOKEN_EXPIRY_GRACE: Duration = Duration::from_secs(300);
 
+impl GatewayConfig {
+    /// Loads `tls_cert` and `tls_key` when both are set; `None` when neither is.
+    ///
+    /// # Errors
+    /// One sentence naming the keys: only one of them set, or the pair does not load (the
+    /// cause included).
+    pub fn server_tls(&self) -> Result<Option<http_front::ServerTls>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                http_front::ServerTls::load(cert, key)
+                    .map(Some)
+                    .map_err(|error| {
+                        let mut text = format!("gateway.tls_cert/tls_key: {error}");
+                        let mut source = std::error::Error::source(&error);
+                        while let Some(cause) = source {
+                            text.push_str(&format!(": {cause}"));
+                            source = cause.source();
+                        }
+                        text
+                    })
+            }
+            _ => Err("gateway.tls_cert and gateway.tls_key must be set together".to_owned()),
+        }
+    }
+}
+
 /// Keys whose environment values are comma-separated lists.
 pub const LIST_KEYS: [&str; 1] = ["gateway.allowed_origins"];
 
@@ -220,6 +259,9 @@ impl Config {
             problems.push(
                 "auth: set auth.hmac_secret or auth.public_key_pem/public_key_file; tokens cannot be verified otherwise".to_owned(),
             );
+        }
+        if let Err(problem) = gateway.server_tls() {
+            problems.push(problem);
         }
         if gateway.max_node_commands == 0 {
             problems.push("gateway.max_node_commands must be at least 1".to_owned());

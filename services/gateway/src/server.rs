@@ -31,6 +31,8 @@ pub struct Gateway {
     listener: TcpListener,
     shared: Arc<Shared>,
     presence_rx: tokio::sync::mpsc::Receiver<PresenceOp>,
+    /// TLS termination (`gateway.tls_cert`/`tls_key`), when configured.
+    tls: Option<http_front::ServerTls>,
     /// A panic injected into a background task by tests (`test-util` only).
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     fault: Fault,
@@ -44,6 +46,10 @@ impl Gateway {
     /// for unusable keys, [`StartError::Bind`] when the address cannot be bound.
     pub async fn bind(config: Config, bus: Bus, store: Store) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let tls = config
+            .gateway
+            .server_tls()
+            .map_err(|problem| StartError::Config(vec![problem]))?;
         let addr = config.gateway.listen;
         let listener = listen(addr, config.gateway.listen_backlog)
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -55,6 +61,7 @@ impl Gateway {
             listener,
             shared,
             presence_rx,
+            tls,
             fault: Fault::default(),
         })
     }
@@ -93,6 +100,7 @@ impl Gateway {
             listener,
             shared,
             presence_rx,
+            tls,
             fault,
         } = self;
         #[cfg(feature = "test-util")]
@@ -136,7 +144,7 @@ impl Gateway {
             ),
         );
         let (front_door, derived_cap) =
-            crate::http_server::front_door(&shared.config, &shared.metrics);
+            crate::http_server::front_door(&shared.config, &shared.metrics, tls);
         info!(
             server_id = %shared.server_id,
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -277,10 +285,15 @@ pub(crate) fn build_shared(
         .server_id
         .clone()
         .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let scheme = if gateway.tls_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     let advertise_url = gateway
         .advertise_url
         .clone()
-        .unwrap_or_else(|| format!("ws://{local_addr}/api/ws/connect"));
+        .unwrap_or_else(|| format!("{scheme}://{local_addr}/api/ws/connect"));
     let (presence, presence_rx) = Presence::new();
     let shared = Arc::new(Shared {
         queue_limits: QueueLimits {

@@ -5,3 +5,4 @@ mod agent;
 mod basics;
 mod faults;
 mod helpers;
+mod tls;
