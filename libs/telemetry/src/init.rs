@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::WithTonicConfig as _;
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
@@ -133,12 +135,16 @@ fn build_tracer_provider(
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(InitError::NoRuntime);
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
-        .with_timeout(timeout)
-        .build()
-        .map_err(InitError::Exporter)?;
+        .with_timeout(timeout);
+    if endpoint.to_ascii_lowercase().starts_with("https://") {
+        // rustls (ring) trusting the platform's roots; SSL_CERT_FILE / SSL_CERT_DIR add a
+        // private CA. Without roots tonic's default TLS config would trust nothing.
+        exporter = exporter.with_tls_config(ClientTlsConfig::new().with_native_roots());
+    }
+    let exporter = exporter.build().map_err(InitError::Exporter)?;
     let resource = Resource::builder()
         .with_service_name(service_name.to_owned())
         .build();
@@ -167,6 +173,32 @@ mod tests {
             build_tracer_provider("svc", "http://127.0.0.1:4317", Duration::from_millis(100)),
             Err(InitError::NoRuntime)
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_https_collector_is_spoken_to_over_tls() {
+        use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+        use tokio::io::AsyncReadExt as _;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("https://{}", listener.local_addr().unwrap());
+        let provider = build_tracer_provider("svc", &endpoint, Duration::from_millis(500))
+            .expect("an https endpoint builds");
+        provider.tracer("test").in_span("exported", |_| {});
+        // Shutting down exports what is pending, so the exporter connects.
+        let shutting_down = tokio::task::spawn_blocking(move || {
+            provider.shutdown_with_timeout(Duration::from_millis(500))
+        });
+        let (mut collector, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the exporter connects")
+            .unwrap();
+        let mut first = [0u8; 3];
+        collector.read_exact(&mut first).await.unwrap();
+        // A TLS handshake record (0x16, version 3.x), not HTTP/2's plaintext preface "PRI".
+        assert_eq!(first[..2], [0x16, 0x03], "{first:?}");
+        drop(collector);
+        let _ = shutting_down.await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
