@@ -212,6 +212,19 @@ impl Store {
         }
     }
 
+    /// Returns the room memberships the store holds for `gateway_id`, sorted by room and
+    /// connection id, whether or not the gateway is live. A gateway compares them with its
+    /// own to remove memberships whose `leave` was lost during an outage.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow.
+    pub async fn gateway_memberships(&self, gateway_id: &str) -> Result<Vec<RoomJoin>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(memory) => Ok(memory.gateway_memberships(gateway_id)),
+            Backend::Redis(redis) => redis.gateway_memberships(gateway_id).await,
+        }
+    }
+
     /// Makes the store lose its data without an error, as a restarted Redis without
     /// persistence does (tests of recovery only). Redis: `FLUSHDB`. Memory: every gateway,
     /// connection, membership, route, rate window and counter is forgotten.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::rate::{RateWindow, rate_window};
-use crate::types::{ClusterStats, ConnectionRecord, GatewayInfo};
+use crate::types::{ClusterStats, ConnectionRecord, GatewayInfo, RoomJoin};
 
 /// Rate counters are pruned once the map holds at least this many entries, and then again
 /// each time it doubles, so pruning costs amortised O(1) per hit.
@@ -124,6 +124,28 @@ impl MemoryStore {
             .unwrap_or_default();
         records.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         records
+    }
+
+    pub(crate) fn gateway_memberships(&self, gateway_id: &str) -> Vec<RoomJoin> {
+        let state = self.lock();
+        let mut joins: Vec<RoomJoin> = state
+            .gateways
+            .get(gateway_id)
+            .map(|entry| {
+                entry
+                    .room_members
+                    .iter()
+                    .flat_map(|(room, members)| {
+                        members.iter().map(|connection_id| RoomJoin {
+                            connection_id: connection_id.clone(),
+                            room: room.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        joins.sort_by(|a, b| (&a.room, &a.connection_id).cmp(&(&b.room, &b.connection_id)));
+        joins
     }
 
     /// Forgets every gateway, connection, membership, route, rate window and counter, as a

@@ -124,6 +124,37 @@ impl RedisStore {
         Ok(records)
     }
 
+    pub(crate) async fn gateway_memberships(
+        &self,
+        gateway_id: &str,
+    ) -> Result<Vec<RoomJoin>, StoreError> {
+        let mut hkeys = redis::cmd("HKEYS");
+        hkeys.arg(self.keys.rooms(gateway_id));
+        let rooms: Vec<String> = self.query(&hkeys).await?;
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for room in &rooms {
+            pipe.smembers(self.keys.room(gateway_id, room));
+        }
+        let members: Vec<Vec<String>> = self.query_pipeline(&pipe).await?;
+        let mut joins: Vec<RoomJoin> = rooms
+            .into_iter()
+            .zip(members)
+            .flat_map(|(room, connection_ids)| {
+                connection_ids
+                    .into_iter()
+                    .map(move |connection_id| RoomJoin {
+                        connection_id,
+                        room: room.clone(),
+                    })
+            })
+            .collect();
+        joins.sort_by(|a, b| (&a.room, &a.connection_id).cmp(&(&b.room, &b.connection_id)));
+        Ok(joins)
+    }
+
     /// `FLUSHDB`: the database forgets everything, as after a restart without persistence.
     #[cfg(feature = "test-util")]
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use store::{GatewayRefresh, Store, StoreError};
+use store::{GatewayRefresh, RoomJoin, Store, StoreError};
 
 use crate::harness::{LONG_TTL, SHORT_TTL, connection, eventually, gateway};
 
@@ -284,6 +284,38 @@ pub async fn gateway_connections_lists_one_gateways_records(
     assert_eq!(
         store.gateway_connections("gw-b").await?,
         vec![records[2].clone()]
+    );
+    Ok(())
+}
+
+pub async fn gateway_memberships_lists_one_gateways_rooms(store: &Store) -> Result<(), StoreError> {
+    store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
+    store.register_gateway(&gateway("gw-b"), LONG_TTL).await?;
+    assert!(store.gateway_memberships("gw-a").await?.is_empty());
+    store.join_room("gw-a", "c2", "room-x").await?;
+    store.join_room("gw-a", "c1", "room-x").await?;
+    store.join_room("gw-a", "c1", "room-y").await?;
+    store.join_room("gw-b", "c3", "room-x").await?;
+    let join = |connection_id: &str, room: &str| RoomJoin {
+        connection_id: connection_id.to_owned(),
+        room: room.to_owned(),
+    };
+    assert_eq!(
+        store.gateway_memberships("gw-a").await?,
+        vec![
+            join("c1", "room-x"),
+            join("c2", "room-x"),
+            join("c1", "room-y")
+        ]
+    );
+    store.leave_room("gw-a", "c1", "room-y").await?;
+    assert_eq!(
+        store.gateway_memberships("gw-a").await?,
+        vec![join("c1", "room-x"), join("c2", "room-x")]
+    );
+    assert_eq!(
+        store.gateway_memberships("gw-b").await?,
+        vec![join("c3", "room-x")]
     );
     Ok(())
 }

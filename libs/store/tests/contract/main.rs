@@ -51,6 +51,7 @@ contract_suite! {
     gateways::sweep_deletes_dead_gateways_and_keeps_live_ones,
     gateways::refresh_reports_a_liveness_entry_lost_by_expiry_or_by_a_flush,
     gateways::gateway_connections_lists_one_gateways_records,
+    gateways::gateway_memberships_lists_one_gateways_rooms,
     connections::stats_count_connections_and_rooms_of_live_gateways,
     connections::joining_twice_counts_once_and_leaving_twice_is_harmless,
     connections::room_without_subscribers_is_omitted_from_stats,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use store::{ConnectError, RedisOptions, Store, StoreError};
+use store::{ConnectError, GatewayRefresh, RedisOptions, Store, StoreError};
 use tokio::time::Instant;
 
 use crate::harness::{Backend, LONG_TTL, eventually, gateway};
@@ -203,5 +203,40 @@ async fn connecting_rejects_a_malformed_url() {
     assert!(
         matches!(outcome, Err(ConnectError::InvalidUrl(_))),
         "{outcome:?}"
+    );
+}
+
+/// A Redis restarted without its data, quickly enough that no call of ours failed: the
+/// gateway's next refresh still learns that the store lost its entries.
+#[tokio::test]
+async fn a_refresh_after_a_quick_restart_reports_the_liveness_entry_missing() {
+    let mut backend = Backend::redis_with("outage_restart", short_timeouts()).await;
+    let store = backend.store.clone();
+    let info = gateway("gw-a");
+    store.register_gateway(&info, LONG_TTL).await.unwrap();
+    assert_eq!(
+        store.refresh_gateway(&info, LONG_TTL).await.unwrap(),
+        GatewayRefresh::Continued
+    );
+
+    backend
+        .redis
+        .as_mut()
+        .expect("a redis backend has a server")
+        .restart()
+        .await;
+    // The first call may see the dropped connection; the refresh after it must not be
+    // mistaken for a continuation.
+    let mut refreshes = Vec::new();
+    eventually("a refresh succeeds after the restart", async || {
+        let refresh = store.refresh_gateway(&info, LONG_TTL).await;
+        let succeeded = refresh.is_ok();
+        refreshes.push(refresh);
+        Ok::<_, StoreError>(succeeded)
+    })
+    .await;
+    assert!(
+        matches!(refreshes.last(), Some(Ok(GatewayRefresh::Missing))),
+        "{refreshes:?}"
     );
 }
