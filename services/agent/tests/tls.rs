@@ -64,7 +64,12 @@ fn node_token(node_id: &str) -> String {
 }
 
 fn agent_command(env: &[(&str, String)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard-agent"));
+    // A/B runs point this at another build of the agent (one from before TLS support, say).
+    let binary = std::env::var_os("SWITCHBOARD_TEST_AGENT_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_switchboard-agent")),
+        PathBuf::from,
+    );
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .stdin(Stdio::null())
