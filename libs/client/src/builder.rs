@@ -15,6 +15,7 @@ use crate::backoff::ReconnectPolicy;
 use crate::client::Client;
 use crate::error::BuildError;
 use crate::tls;
+use crate::token::{TokenError, TokenProvider};
 
 /// Seed 003: a connection without any frame for 60 s is dead. The gateway sends a heartbeat
 /// every 30 s by default, so this allows one lost heartbeat.
@@ -33,6 +34,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ClientBuilder {
     url: String,
     token: Option<String>,
+    token_provider: Option<TokenProvider>,
     codec: Codec,
     reconnect: ReconnectPolicy,
     heartbeat_timeout: Duration,
@@ -48,6 +50,8 @@ pub struct ClientBuilder {
 pub(crate) struct Settings {
     pub url: String,
     pub token: Option<HeaderValue>,
+    /// Called before each attempt and to refresh in-band; replaces `token` when set.
+    pub token_provider: Option<TokenProvider>,
     pub codec: Codec,
     pub reconnect: ReconnectPolicy,
     pub heartbeat_timeout: Duration,
@@ -59,8 +63,13 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Builds the upgrade request of one attempt: subprotocol for the codec, token as bearer.
+    /// Builds the upgrade request of one attempt with the static token (if any).
     pub(crate) fn request(&self) -> Result<Request, BuildError> {
+        self.request_with(self.token.as_ref())
+    }
+
+    /// Builds the upgrade request of one attempt: subprotocol for the codec, `token` as bearer.
+    pub(crate) fn request_with(&self, token: Option<&HeaderValue>) -> Result<Request, BuildError> {
         let mut request = self
             .url
             .as_str()
@@ -71,7 +80,7 @@ impl Settings {
             SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(self.codec.subprotocol()),
         );
-        if let Some(token) = &self.token {
+        if let Some(token) = token {
             headers.insert(AUTHORIZATION, token.clone());
         }
         Ok(request)
@@ -83,6 +92,7 @@ impl ClientBuilder {
         Self {
             url: url.into(),
             token: None,
+            token_provider: None,
             codec: Codec::Json,
             reconnect: ReconnectPolicy::default(),
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
@@ -98,6 +108,31 @@ impl ClientBuilder {
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Gets tokens from `provider` instead of a fixed [`ClientBuilder::token`]: it is called
+    /// before every connection attempt, and again at 80 % of each token's lifetime to
+    /// renew the token on the open connection (`refresh`), so short-lived tokens cost no
+    /// reconnects. See [`crate::token`] for the whole flow.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), client::BuildError> {
+    /// let client = client::Client::builder("ws://127.0.0.1:8000/api/ws/connect")
+    ///     .token_provider(|| async {
+    ///         // e.g. ask your identity provider; any error is retried with backoff
+    ///         Ok::<_, client::token::TokenError>("eyJ…".to_owned())
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn token_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, TokenError>> + Send + 'static,
+    {
+        self.token_provider = Some(TokenProvider::new(provider));
         self
     }
 
@@ -181,14 +216,7 @@ impl ClientBuilder {
             return Err(BuildError::NotPositive("event_buffer"));
         }
         let token = match self.token {
-            Some(token) => Some(
-                HeaderValue::try_from(format!("Bearer {token}"))
-                    .map(|mut value| {
-                        value.set_sensitive(true);
-                        value
-                    })
-                    .map_err(|_| BuildError::Token)?,
-            ),
+            Some(token) => Some(bearer(&token)?),
             None => None,
         };
         let is_tls = lower.starts_with("wss://");
@@ -203,6 +231,7 @@ impl ClientBuilder {
         let settings = Settings {
             url: self.url,
             token,
+            token_provider: self.token_provider,
             codec: self.codec,
             reconnect: self.reconnect,
             heartbeat_timeout: self.heartbeat_timeout,
@@ -214,6 +243,16 @@ impl ClientBuilder {
         settings.request()?;
         Ok(Client::new(settings))
     }
+}
+
+/// Returns `Bearer <token>` as a header value marked sensitive (kept out of debug output).
+pub(crate) fn bearer(token: &str) -> Result<HeaderValue, BuildError> {
+    HeaderValue::try_from(format!("Bearer {token}"))
+        .map(|mut value| {
+            value.set_sensitive(true);
+            value
+        })
+        .map_err(|_| BuildError::Token)
 }
 
 #[cfg(test)]

@@ -41,10 +41,20 @@ pub enum ClientEvent {
         /// For rooms with history: whether the gap since the last seen `seq` was recovered.
         recovered: Option<bool>,
     },
-    /// The server confirmed left rooms.
+    /// The server confirmed left rooms, or (with a `reason`) left them on its own: after a
+    /// token refresh, `forbidden` rooms the new token no longer allows. Rooms left with a
+    /// reason are not joined again on reconnect.
     Unsubscribed {
         /// Rooms now left.
         rooms: Vec<String>,
+        /// Why the server left them, when the client did not ask.
+        reason: Option<ErrorCode>,
+    },
+    /// The gateway accepted a token from the provider on the open connection; it now ends
+    /// at `exp` unless refreshed again (which the client does by itself).
+    TokenRefreshed {
+        /// The new token's expiry, seconds since the Unix epoch.
+        exp: u64,
     },
     /// The server asked the client to reconnect after `retry_after`; the client will.
     ReconnectRequested {

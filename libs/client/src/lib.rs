@@ -29,6 +29,9 @@
 //!   4401, 4402, 4403, HTTP 401/403) end in `Disconnected` without retrying.
 //! - **Heartbeat watchdog**: no frame at all for `heartbeat_timeout` (60 s by default) means
 //!   the connection is dead; after half of it the client sends a `ping` to provoke one.
+//! - **Token renewal**: with [`ClientBuilder::token_provider`] the client asks for a token
+//!   before every attempt and renews it in-band (`refresh`) at 80 % of its lifetime, so a
+//!   connection outlives any number of short-lived tokens (see [`token`]).
 //! - **Resubscription**: every room asked for with [`Client::subscribe`] is joined again after
 //!   each reconnect, with the last seen `seq` per room for recovery.
 //! - **Offline queue**: publishes, node states and acks sent while disconnected wait in a
@@ -57,6 +60,7 @@ mod event;
 mod queue;
 mod state;
 pub mod tls;
+pub mod token;
 
 pub use backoff::ReconnectPolicy;
 pub use builder::ClientBuilder;

@@ -105,7 +105,23 @@ impl Driver {
                 return DisconnectReason::Closed;
             }
             Counters::add(&self.counters.attempts, 1);
-            let request = match self.settings.request() {
+            let token = match self.token_for_attempt().await {
+                Ok(token) => token,
+                Err(AttemptToken::Stopped) => return DisconnectReason::Closed,
+                Err(AttemptToken::Failed(text)) => {
+                    debug!(error = %text, "token provider failed");
+                    self.emit(ClientEvent::ConnectionLost(LostReason::ConnectFailed(text)));
+                    attempt = attempt.saturating_add(1);
+                    if !self.settings.reconnect.allows(attempt) {
+                        return DisconnectReason::GaveUp {
+                            attempts: attempt - 1,
+                        };
+                    }
+                    delay = self.settings.reconnect.delay(attempt, &mut rand::rng());
+                    continue;
+                }
+            };
+            let request = match self.settings.request_with(token.header.as_ref()) {
                 Ok(request) => request,
                 Err(error) => return DisconnectReason::InvalidUrl(error.to_string()),
             };
@@ -119,7 +135,7 @@ impl Driver {
                 return DisconnectReason::Closed;
             };
             let retry_after = match opened {
-                Ok(Ok((socket, _response))) => match self.serve(socket).await {
+                Ok(Ok((socket, _response))) => match self.serve(socket, token.exp).await {
                     Served::Stopped => return DisconnectReason::Closed,
                     Served::Refused(reason) => return reason,
                     Served::Lost {
@@ -158,6 +174,40 @@ impl Driver {
             delay = retry_after
                 .unwrap_or_else(|| self.settings.reconnect.delay(attempt, &mut rand::rng()));
         }
+    }
+
+    /// The token of one attempt: the provider's (called now, within `connect_timeout`), or
+    /// the static one.
+    async fn token_for_attempt(&mut self) -> Result<AttemptTokenOk, AttemptToken> {
+        let Some(provider) = self.settings.token_provider.clone() else {
+            return Ok(AttemptTokenOk {
+                header: self.settings.token.clone(),
+                exp: None,
+            });
+        };
+        let limit = self.settings.connect_timeout;
+        let fetched = self
+            .idle(tokio::time::timeout(limit, provider.fetch()))
+            .await
+            .map_err(|Stopped| AttemptToken::Stopped)?;
+        let token = match fetched {
+            Ok(Ok(token)) => token,
+            Ok(Err(error)) => {
+                return Err(AttemptToken::Failed(format!("token provider failed: {error}")));
+            }
+            Err(_elapsed) => {
+                return Err(AttemptToken::Failed(format!(
+                    "token provider gave no token within {limit:?}"
+                )));
+            }
+        };
+        let header = crate::builder::bearer(&token).map_err(|_| {
+            AttemptToken::Failed("token provider returned a token that is no header value".into())
+        })?;
+        Ok(AttemptTokenOk {
+            header: Some(header),
+            exp: crate::token::token_exp(&token),
+        })
     }
 
     /// Runs `future` while keeping commands flowing in offline mode.
@@ -229,6 +279,19 @@ impl Driver {
             self.emit(ClientEvent::StateChanged(state));
         }
     }
+}
+
+/// The token an attempt connects with, and its `exp` when a provider gave it (then the
+/// session refreshes it in-band).
+struct AttemptTokenOk {
+    header: Option<tokio_tungstenite::tungstenite::http::HeaderValue>,
+    exp: Option<u64>,
+}
+
+/// Why an attempt has no token.
+enum AttemptToken {
+    Stopped,
+    Failed(String),
 }
 
 enum ConnectFailure {

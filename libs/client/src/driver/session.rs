@@ -2,7 +2,7 @@
 //! and the heartbeat watchdog.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, Codec, ErrorCode, ServerFrame, ServerMessage, close_code};
@@ -18,6 +18,7 @@ use super::{Driver, Served};
 use crate::client::{Command, Counters};
 use crate::event::{ClientEvent, LostReason};
 use crate::state::{ConnectionState, DisconnectReason};
+use crate::token::{MIN_RETRY_DELAY, TokenFuture, refresh_delay, retry_delay};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -33,7 +34,47 @@ struct Progress {
     greeted: bool,
     retry_after: Option<Duration>,
     last_error: Option<(ErrorCode, String)>,
+    renewal: Renewal,
 }
+
+/// In-band token renewal of the current connection (only with a token provider).
+#[derive(Default)]
+struct Renewal {
+    /// The `exp` of the token the connection runs on, when known.
+    exp: Option<u64>,
+    /// When to ask the provider for the next token.
+    due: Option<Instant>,
+    /// A `refresh` was sent and its answer (`refreshed` or `error`) is awaited.
+    awaiting_answer: bool,
+}
+
+impl Renewal {
+    /// Plans the next refresh of a token expiring at `exp`.
+    fn plan(&mut self, exp: u64) {
+        self.exp = Some(exp);
+        self.awaiting_answer = false;
+        // Never sooner than a retry would be: a provider handing out the same token again
+        // must not make the client refresh in a tight loop as `exp` comes near.
+        let delay = refresh_delay(exp, SystemTime::now()).max(MIN_RETRY_DELAY);
+        self.due = Some(Instant::now() + delay);
+    }
+
+    /// Plans a retry after a failed refresh.
+    fn retry(&mut self) {
+        self.awaiting_answer = false;
+        if let Some(exp) = self.exp {
+            self.due = Some(Instant::now() + retry_delay(exp, SystemTime::now()));
+        }
+    }
+}
+
+/// Token codes the gateway answers a refused `refresh` with.
+const TOKEN_CODES: [ErrorCode; 4] = [
+    ErrorCode::TokenMissing,
+    ErrorCode::TokenInvalid,
+    ErrorCode::TokenExpired,
+    ErrorCode::TokenSubjectMismatch,
+];
 
 impl Progress {
     fn lost(&self, reason: LostReason) -> Served {
@@ -46,13 +87,21 @@ impl Progress {
 }
 
 impl Driver {
-    /// Serves `socket` until it ends; see [`Served`].
-    pub(super) async fn serve(&mut self, mut socket: Socket) -> Served {
+    /// Serves `socket` until it ends; see [`Served`]. `token_exp` is the `exp` of the
+    /// provider's token the connection was opened with (`None`: no in-band renewal).
+    pub(super) async fn serve(&mut self, mut socket: Socket, token_exp: Option<u64>) -> Served {
         let timeout = self.settings.heartbeat_timeout;
         let mut progress = Progress::default();
+        if let Some(exp) = token_exp {
+            progress.renewal.plan(exp);
+        }
         let mut last_frame = Instant::now();
         let mut pinged = false;
+        // The provider's answer for a refresh, polled here rather than spawned, so it ends
+        // with the connection.
+        let mut fetching: Option<TokenFuture> = None;
         loop {
+            let renewal_due = progress.renewal.due;
             // Any frame proves the connection alive. Half-way to the deadline a `ping` asks
             // the server for one, so an idle but healthy connection is never declared dead.
             let dead_at = last_frame + timeout;
@@ -89,6 +138,36 @@ impl Driver {
                 command = self.command_rx.recv() => {
                     if let Some(served) = self.on_command(&mut socket, &progress, command).await {
                         return served;
+                    }
+                }
+                () = sleep_until(renewal_due.unwrap_or_else(Instant::now)),
+                    if progress.greeted && renewal_due.is_some() && fetching.is_none() =>
+                {
+                    progress.renewal.due = None;
+                    if let Some(provider) = &self.settings.token_provider {
+                        fetching = Some(provider.fetch());
+                    }
+                }
+                fetched = async {
+                    match fetching.as_mut() {
+                        Some(future) => future.await,
+                        None => std::future::pending().await,
+                    }
+                }, if fetching.is_some() => {
+                    fetching = None;
+                    match fetched {
+                        Ok(token) => {
+                            progress.renewal.awaiting_answer = true;
+                            if let Err(reason) =
+                                self.write(&mut socket, &ClientMessage::Refresh { token }).await
+                            {
+                                return progress.lost(reason);
+                            }
+                        }
+                        Err(error) => {
+                            warn!(error = %error, "token provider failed; refresh retried");
+                            progress.renewal.retry();
+                        }
                     }
                 }
             }
@@ -167,13 +246,21 @@ impl Driver {
                 self.emit(ClientEvent::Subscribed { rooms, recovered });
                 None
             }
-            ServerMessage::Unsubscribed { rooms, .. } => {
-                self.emit(ClientEvent::Unsubscribed { rooms });
+            ServerMessage::Unsubscribed { rooms, reason } => {
+                // Rooms the server left on its own (a narrower token) are not joined again.
+                if reason.is_some() {
+                    self.forget_rooms(&rooms);
+                }
+                self.emit(ClientEvent::Unsubscribed { rooms, reason });
                 None
             }
-            ServerMessage::Pong { .. }
-            | ServerMessage::Heartbeat { .. }
-            | ServerMessage::Refreshed { .. } => None,
+            ServerMessage::Refreshed { exp } => {
+                debug!(exp, "token refreshed");
+                progress.renewal.plan(exp);
+                self.emit(ClientEvent::TokenRefreshed { exp });
+                None
+            }
+            ServerMessage::Pong { .. } | ServerMessage::Heartbeat { .. } => None,
             ServerMessage::Error {
                 code,
                 message,
@@ -181,6 +268,10 @@ impl Driver {
                 room,
                 ..
             } => {
+                if recoverable && progress.renewal.awaiting_answer && TOKEN_CODES.contains(&code) {
+                    warn!(%code, "refreshed token refused; refresh retried");
+                    progress.renewal.retry();
+                }
                 progress.last_error = Some((code, message.clone()));
                 self.emit(ClientEvent::Error {
                     code,
@@ -219,6 +310,11 @@ impl Driver {
     }
 
     fn on_server_close(&mut self, progress: &Progress, code: u16, reason: String) -> Served {
+        // With a token provider an expired token is not final: the next attempt asks the
+        // provider for a new one.
+        if code == close_code::TOKEN_EXPIRED && self.settings.token_provider.is_some() {
+            return progress.lost(LostReason::ServerClosed { code, reason });
+        }
         let refused = [
             close_code::UNAUTHENTICATED,
             close_code::TOKEN_EXPIRED,

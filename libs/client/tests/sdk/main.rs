@@ -6,3 +6,4 @@ mod basics;
 mod faults;
 mod helpers;
 mod tls;
+mod token;
