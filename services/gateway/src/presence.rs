@@ -21,8 +21,8 @@
 //! matching operation, so the snapshot the resync takes contains exactly the connections
 //! whose removal has not been queued yet — a removal queued later is applied after the
 //! resync's writes and cannot be undone by them, and a closed connection cannot reappear.
-//! Records the store holds for connections not in the snapshot (removals lost during an
-//! outage) are deleted. The writes go out in batches through the store's batch calls, and
+//! Records and memberships the store holds that are not in the snapshot (removals and
+//! leaves lost during an outage) are deleted. The writes go out in batches through the store's batch calls, and
 //! the liveness refresh runs in its own task, never waiting for a resync.
 
 use std::collections::HashSet;
@@ -393,8 +393,9 @@ async fn refresh_liveness(shared: &Shared, cancel: &CancellationToken) {
     let mut ticker = tokio::time::interval(ttl / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store_was_down = false;
-    // `serve` registered the gateway just before this task started.
-    let mut last_written = Instant::now();
+    // `serve` registered the gateway just before this task started, unless the store was
+    // unreachable then: a first refresh that finds no entry means that.
+    let mut last_written: Option<Instant> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -411,14 +412,21 @@ async fn refresh_liveness(shared: &Shared, cancel: &CancellationToken) {
                 continue;
             }
             Ok(GatewayRefresh::Missing) => {
-                let reason = if attempted_at.duration_since(last_written) < ttl {
-                    warn!(
-                        "store lost this gateway's entries without an error (restart, failover or flush); writing them again"
-                    );
-                    ResyncReason::StoreLostData
-                } else {
-                    warn!("this gateway's liveness had expired; writing its entries again");
-                    ResyncReason::LivenessExpired
+                let reason = match last_written {
+                    None => {
+                        info!("store reachable; writing this gateway's entries");
+                        ResyncReason::StoreReachableAgain
+                    }
+                    Some(at) if attempted_at.duration_since(at) < ttl => {
+                        warn!(
+                            "store lost this gateway's entries without an error (restart, failover or flush); writing them again"
+                        );
+                        ResyncReason::StoreLostData
+                    }
+                    Some(_) => {
+                        warn!("this gateway's liveness had expired; writing its entries again");
+                        ResyncReason::LivenessExpired
+                    }
                 };
                 shared.presence.request_resync(reason);
             }
@@ -431,7 +439,7 @@ async fn refresh_liveness(shared: &Shared, cancel: &CancellationToken) {
             Ok(GatewayRefresh::Continued) => {}
         }
         store_was_down = false;
-        last_written = attempted_at;
+        last_written = Some(attempted_at);
         shared.presence.retry_pending_resync();
     }
 }
@@ -464,7 +472,8 @@ struct Resynced {
 }
 
 /// Writes every live connection, room membership and node route of this gateway to the
-/// store in batches, and deletes the records of connections that are no longer open. Runs
+/// store in batches, and deletes the records of connections that are no longer open and
+/// memberships that no longer hold. Runs
 /// in the presence writer only (see the module docs).
 async fn resync(shared: &Shared) -> Result<Resynced, StoreError> {
     let store = &shared.store;
@@ -509,6 +518,18 @@ async fn resync(shared: &Shared) -> Result<Resynced, StoreError> {
     for stored in store.gateway_connections(gateway_id).await? {
         if !open.contains(stored.connection_id.as_str()) {
             store.remove_connection(&stored).await?;
+            stale_removed += 1;
+        }
+    }
+    let joined: HashSet<(&str, &str)> = joins
+        .iter()
+        .map(|join| (join.room.as_str(), join.connection_id.as_str()))
+        .collect();
+    for stored in store.gateway_memberships(gateway_id).await? {
+        if !joined.contains(&(stored.room.as_str(), stored.connection_id.as_str())) {
+            store
+                .leave_room(gateway_id, &stored.connection_id, &stored.room)
+                .await?;
             stale_removed += 1;
         }
     }
