@@ -22,6 +22,11 @@ pub enum VerifyError {
     /// A required claim is absent.
     #[error("token lacks the {0} claim")]
     MissingClaim(&'static str),
+    /// The header's `kid` names no key of the JWKS, and no configured key verifies the token;
+    /// the key set may be stale (a caller may fetch it again and retry). Holds the `kid`, cut
+    /// to 64 characters.
+    #[error("token key id {0:?} is not known")]
+    UnknownKeyId(String),
     /// A claim has the wrong type or an invalid value (also `aud` present, `nbf` in the future).
     #[error("token claim {0} is invalid")]
     InvalidClaim(&'static str),
@@ -38,12 +43,13 @@ impl VerifyError {
     }
 
     /// Returns a low-cardinality label for rejection metrics: `malformed`, `algorithm`,
-    /// `signature`, `expired` or `claims`.
+    /// `signature`, `key`, `expired` or `claims`.
     pub fn reason_label(&self) -> &'static str {
         match self {
             VerifyError::Malformed => "malformed",
             VerifyError::UnsupportedAlgorithm(_) => "algorithm",
             VerifyError::BadSignature => "signature",
+            VerifyError::UnknownKeyId(_) => "key",
             VerifyError::Expired => "expired",
             VerifyError::MissingClaim(_) | VerifyError::InvalidClaim(_) => "claims",
         }

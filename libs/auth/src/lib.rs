@@ -15,6 +15,9 @@
 mod claims;
 mod error;
 mod issuer;
+mod jwks;
+#[cfg(feature = "jwks")]
+mod jwks_source;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_keys;
 mod verifier;
@@ -22,4 +25,7 @@ mod verifier;
 pub use claims::{Claims, Role};
 pub use error::{IssueError, KeyError, VerifyError};
 pub use issuer::Issuer;
+pub use jwks::{JwksError, MAX_JWKS_BYTES};
+#[cfg(feature = "jwks")]
+pub use jwks_source::{JwksSource, MIN_REFETCH_INTERVAL};
 pub use verifier::{MAX_LEEWAY, MAX_TOKEN_BYTES, MIN_HMAC_SECRET_BYTES, Verifier, VerifierKeys};

@@ -212,3 +212,43 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since_epoch| since_epoch.as_secs())
 }
+
+/// Returns the JWK (`kty: EC`, `crv: P-256`, `use: sig`) of a P-256 public key PEM such as
+/// [`EC_PUBLIC_PEM`], with `kid`, for key-set tests.
+///
+/// # Panics
+///
+/// Panics if `public_pem` is not a P-256 SubjectPublicKeyInfo PEM.
+pub fn ec_jwk(public_pem: &str, kid: &str) -> serde_json::Value {
+    use base64::engine::general_purpose::STANDARD;
+    let body: String = public_pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let der = STANDARD.decode(body).expect("pem body is base64");
+    // The SubjectPublicKeyInfo ends with the uncompressed point 0x04 || x || y.
+    let point = &der[der.len() - 65..];
+    assert_eq!(point[0], 0x04, "uncompressed P-256 point");
+    serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "use": "sig",
+        "alg": "ES256",
+        "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+    })
+}
+
+/// Signs `claims` with [`EC_PRIVATE_PEM`] (or `private_pem`) and `kid` in the header.
+///
+/// # Panics
+///
+/// Panics if the key fails to load or sign.
+pub fn es256_token_with_kid(private_pem: &str, kid: &str, claims: &Claims) -> String {
+    Issuer::from_pem("ES256", private_pem)
+        .expect("ec test key loads")
+        .with_key_id(kid)
+        .issue(claims)
+        .expect("es256 signing works")
+}

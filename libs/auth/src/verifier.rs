@@ -1,7 +1,7 @@
 //! Token verification: header check, algorithm-to-key pinning, signature, expiry, claims.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::Claims;
 use crate::error::{KeyError, VerifyError};
+use crate::jwks::{JwksError, JwksKeys};
 
 /// Tokens longer than this are rejected as malformed before any decoding. Sized for a few
 /// hundred room patterns; a browser sends the token in a header or query string, which most
@@ -49,6 +50,9 @@ pub struct VerifierKeys {
     /// refuses every token that carries an `aud` (a token meant for another service must
     /// not pass here); set, a token without it is refused.
     pub audience: Option<String>,
+    /// Keys also come from a JSON Web Key Set installed with [`Verifier::replace_jwks`]
+    /// (e.g. by [`crate::JwksSource`]); the static keys above may then be empty.
+    pub jwks: bool,
 }
 
 impl fmt::Debug for VerifierKeys {
@@ -62,6 +66,7 @@ impl fmt::Debug for VerifierKeys {
             .field("leeway", &self.leeway)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("jwks", &self.jwks)
             .finish()
     }
 }
@@ -79,6 +84,9 @@ struct KeyRing {
     hs256: KeySet,
     rs256: KeySet,
     es256: KeySet,
+    /// The current JWKS keys by `kid`, replaced whole on every fetch (readers clone the `Arc`
+    /// and never hold the lock while verifying). `None` when no JWKS is configured.
+    jwks: Option<RwLock<Arc<JwksKeys>>>,
 }
 
 struct KeySet {
@@ -120,13 +128,16 @@ impl Verifier {
     /// secret, and [`KeyError::InvalidPem`], [`KeyError::PrivateKeyGiven`] or
     /// [`KeyError::UnsupportedKeyType`] for a public key that cannot be used.
     pub fn new(keys: VerifierKeys) -> Result<Self, KeyError> {
-        if keys.hmac_secrets.is_empty() && keys.public_keys_pem.is_empty() {
+        if keys.hmac_secrets.is_empty() && keys.public_keys_pem.is_empty() && !keys.jwks {
             return Err(KeyError::NoKeys);
         }
         let mut ring = KeyRing {
             hs256: KeySet::new(Algorithm::HS256, &keys),
             rs256: KeySet::new(Algorithm::RS256, &keys),
             es256: KeySet::new(Algorithm::ES256, &keys),
+            jwks: keys
+                .jwks
+                .then(|| RwLock::new(Arc::new(JwksKeys::default()))),
         };
         for (index, secret) in keys.hmac_secrets.iter().enumerate() {
             if secret.len() < MIN_HMAC_SECRET_BYTES {
@@ -163,25 +174,81 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::Malformed);
         }
-        let alg = read_header_alg(token)?;
-        let key_set = match alg.as_str() {
-            "HS256" => &self.inner.hs256,
-            "RS256" => &self.inner.rs256,
-            "ES256" => &self.inner.es256,
-            _ => return Err(unsupported(&alg)),
+        let header = read_header(token)?;
+        let alg = header.alg.as_str();
+        let (algorithm, key_set) = match alg {
+            "HS256" => (Algorithm::HS256, &self.inner.hs256),
+            "RS256" => (Algorithm::RS256, &self.inner.rs256),
+            "ES256" => (Algorithm::ES256, &self.inner.es256),
+            _ => return Err(unsupported(alg)),
         };
-        if key_set.keys.is_empty() {
-            return Err(unsupported(&alg));
-        }
-        for key in &key_set.keys {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, key, &key_set.validation) {
-                Ok(data) => return Claims::from_payload(&data.claims),
-                // Another key of the same kind may have signed it (rotation).
-                Err(error) if matches!(error.kind(), ErrorKind::InvalidSignature) => continue,
-                Err(error) => return Err(map_decode_error(error.kind(), &alg)),
+        let jwks = self.current_jwks();
+        // HS256 is only ever checked against the configured secrets (a key set holds none).
+        let Some(jwks) = jwks.filter(|_| algorithm != Algorithm::HS256) else {
+            if key_set.keys.is_empty() {
+                return Err(unsupported(alg));
+            }
+            return try_keys(token, key_set.keys.iter(), &key_set.validation, alg);
+        };
+        // A key set never holds HMAC keys, so HS256 stays with the configured secrets.
+        let jwks_keys = jwks
+            .by_kid
+            .values()
+            .filter(|jwk| jwk.algorithm == algorithm)
+            .map(|jwk| &jwk.key);
+        match &header.kid {
+            Some(kid) => match jwks.by_kid.get(kid) {
+                Some(jwk) if jwk.algorithm == algorithm => {
+                    try_keys(token, std::iter::once(&jwk.key), &key_set.validation, alg)
+                }
+                // The header's `alg` must be the one the key set declares for this `kid`.
+                Some(_) => Err(unsupported(alg)),
+                // Not in the set (yet): a configured key may have signed it; if none did, the
+                // set is probably stale, which `UnknownKeyId` tells the caller.
+                None => match try_keys(token, key_set.keys.iter(), &key_set.validation, alg) {
+                    Err(VerifyError::BadSignature) => {
+                        Err(VerifyError::UnknownKeyId(kid.chars().take(64).collect()))
+                    }
+                    other => other,
+                },
+            },
+            None => {
+                let candidates = key_set.keys.iter().chain(jwks_keys);
+                try_keys(token, candidates, &key_set.validation, alg)
             }
         }
-        Err(VerifyError::BadSignature)
+    }
+
+    /// Replaces the JWKS keys with those of `document` (a JWKS JSON document) and returns how
+    /// many usable keys it holds. On error the previous keys stay.
+    ///
+    /// # Errors
+    ///
+    /// [`JwksError::Malformed`] for a document that is not a key set, [`JwksError::NoUsableKey`]
+    /// when it holds no RS256/ES256 signature key with a `kid`, and [`JwksError::Fetch`] when
+    /// this verifier was built without [`VerifierKeys::jwks`].
+    pub fn replace_jwks(&self, document: &[u8]) -> Result<usize, JwksError> {
+        let Some(slot) = &self.inner.jwks else {
+            return Err(JwksError::Fetch {
+                url: String::new(),
+                reason: "this verifier takes no key set".to_owned(),
+            });
+        };
+        let keys = JwksKeys::parse(document)?;
+        let count = keys.by_kid.len();
+        *slot
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+        Ok(count)
+    }
+
+    /// Returns the current JWKS keys, or `None` when no key set is configured.
+    fn current_jwks(&self) -> Option<Arc<JwksKeys>> {
+        self.inner.jwks.as_ref().map(|slot| {
+            slot.read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+        })
     }
 }
 
@@ -192,18 +259,42 @@ impl fmt::Debug for Verifier {
             .field("rs256_keys", &self.inner.rs256.keys.len())
             .field("es256_keys", &self.inner.es256.keys.len())
             .field("leeway_secs", &self.inner.hs256.validation.leeway)
+            .field(
+                "jwks_keys",
+                &self.current_jwks().map(|keys| keys.by_kid.len()),
+            )
             .finish()
     }
+}
+
+/// Checks `token` against each of `keys` in turn (rotation: any of them may have signed it).
+fn try_keys<'k>(
+    token: &str,
+    keys: impl Iterator<Item = &'k DecodingKey>,
+    validation: &Validation,
+    alg: &str,
+) -> Result<Claims, VerifyError> {
+    for key in keys {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+            Ok(data) => return Claims::from_payload(&data.claims),
+            // Another key of the same kind may have signed it (rotation).
+            Err(error) if matches!(error.kind(), ErrorKind::InvalidSignature) => continue,
+            Err(error) => return Err(map_decode_error(error.kind(), alg)),
+        }
+    }
+    Err(VerifyError::BadSignature)
 }
 
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
-/// Reads `alg` from the header without trusting anything else in the token, so `none` and
-/// unknown algorithms are rejected before any key is touched.
-fn read_header_alg(token: &str) -> Result<String, VerifyError> {
+/// Reads `alg` and `kid` from the header without trusting anything else in the token, so
+/// `none` and unknown algorithms are rejected before any key is touched.
+fn read_header(token: &str) -> Result<RawHeader, VerifyError> {
     let mut segments = token.split('.');
     let (Some(header), Some(_payload), Some(_signature), None) = (
         segments.next(),
@@ -216,9 +307,7 @@ fn read_header_alg(token: &str) -> Result<String, VerifyError> {
     let header_json = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| VerifyError::Malformed)?;
-    let raw: RawHeader =
-        serde_json::from_slice(&header_json).map_err(|_| VerifyError::Malformed)?;
-    Ok(raw.alg)
+    serde_json::from_slice(&header_json).map_err(|_| VerifyError::Malformed)
 }
 
 /// Keeps attacker-chosen `alg` text short before it reaches logs.
