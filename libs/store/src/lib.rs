@@ -312,12 +312,23 @@ impl Store {
     /// # Errors
     /// Returns a [`StoreError`] if Redis is unreachable or slow.
     pub async fn remove_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        self.remove_connections(std::slice::from_ref(record)).await
+    }
+
+    /// [`Store::remove_connection`] for many records at once, in one round trip.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow; then none or only some of
+    /// the records were removed (removing them again is harmless).
+    pub async fn remove_connections(&self, records: &[ConnectionRecord]) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(memory) => {
-                memory.remove_connection(record);
+                for record in records {
+                    memory.remove_connection(record);
+                }
                 Ok(())
             }
-            Backend::Redis(redis) => redis.remove_connection(record).await,
+            Backend::Redis(redis) => redis.remove_connections(records).await,
         }
     }
 
@@ -367,12 +378,32 @@ impl Store {
         connection_id: &str,
         room: &str,
     ) -> Result<(), StoreError> {
+        let leave = RoomJoin {
+            connection_id: connection_id.to_owned(),
+            room: room.to_owned(),
+        };
+        self.leave_rooms(gateway_id, std::slice::from_ref(&leave))
+            .await
+    }
+
+    /// [`Store::leave_room`] for many memberships of one gateway at once, in one round trip.
+    ///
+    /// # Errors
+    /// Returns a [`StoreError`] if Redis is unreachable or slow; then none or only some of
+    /// the memberships were removed (leaving again is harmless).
+    pub async fn leave_rooms(
+        &self,
+        gateway_id: &str,
+        leaves: &[RoomJoin],
+    ) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(memory) => {
-                memory.leave_room(gateway_id, connection_id, room);
+                for leave in leaves {
+                    memory.leave_room(gateway_id, &leave.connection_id, &leave.room);
+                }
                 Ok(())
             }
-            Backend::Redis(redis) => redis.leave_room(gateway_id, connection_id, room).await,
+            Backend::Redis(redis) => redis.leave_rooms(gateway_id, leaves).await,
         }
     }
 

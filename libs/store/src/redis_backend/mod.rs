@@ -245,20 +245,25 @@ impl RedisStore {
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 
-    pub(crate) async fn remove_connection(
+    pub(crate) async fn remove_connections(
         &self,
-        record: &ConnectionRecord,
+        records: &[ConnectionRecord],
     ) -> Result<(), StoreError> {
-        let gateway_id = record.gateway_id.as_str();
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut invocation = self.scripts.remove_connection.prepare_invoke();
-        invocation
-            .key(self.keys.conns(gateway_id))
-            .key(self.keys.user(&record.user_id))
-            .key(self.keys.conn_rooms(gateway_id, &record.connection_id))
-            .key(self.keys.rooms(gateway_id))
-            .arg(&record.connection_id)
-            .arg(gateway_id)
-            .arg(self.keys.room_prefix(gateway_id));
+        for record in records {
+            let gateway_id = record.gateway_id.as_str();
+            invocation
+                .key(self.keys.conns(gateway_id))
+                .key(self.keys.user(&record.user_id))
+                .key(self.keys.conn_rooms(gateway_id, &record.connection_id))
+                .key(self.keys.rooms(gateway_id))
+                .arg(&record.connection_id)
+                .arg(gateway_id)
+                .arg(self.keys.room_prefix(gateway_id));
+        }
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 
@@ -285,19 +290,23 @@ impl RedisStore {
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 
-    pub(crate) async fn leave_room(
+    pub(crate) async fn leave_rooms(
         &self,
         gateway_id: &str,
-        connection_id: &str,
-        room: &str,
+        leaves: &[RoomJoin],
     ) -> Result<(), StoreError> {
+        if leaves.is_empty() {
+            return Ok(());
+        }
         let mut invocation = self.scripts.leave_room.prepare_invoke();
-        invocation
-            .key(self.keys.room(gateway_id, room))
-            .key(self.keys.rooms(gateway_id))
-            .key(self.keys.conn_rooms(gateway_id, connection_id))
-            .arg(connection_id)
-            .arg(room);
+        invocation.key(self.keys.rooms(gateway_id));
+        for leave in leaves {
+            invocation
+                .key(self.keys.room(gateway_id, &leave.room))
+                .key(self.keys.conn_rooms(gateway_id, &leave.connection_id))
+                .arg(&leave.connection_id)
+                .arg(&leave.room);
+        }
         self.invoke::<i64>(&invocation).await.map(|_| ())
     }
 

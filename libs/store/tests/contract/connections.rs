@@ -241,3 +241,65 @@ pub async fn stats_stay_exact_with_thousands_of_connections(
     );
     Ok(())
 }
+
+pub async fn batches_of_removals_and_leaves_act_like_single_ones(
+    store: &Store,
+) -> Result<(), StoreError> {
+    store.register_gateway(&gateway("gw-a"), LONG_TTL).await?;
+    let records = [
+        connection("gw-a", "c-1", "alice"),
+        connection("gw-a", "c-2", "bob"),
+        connection("gw-a", "c-3", "alice"),
+    ];
+    store.add_connections(&records).await?;
+    let join = |connection_id: &str, room: &str| store::RoomJoin {
+        connection_id: connection_id.to_owned(),
+        room: room.to_owned(),
+    };
+    store
+        .join_rooms(
+            "gw-a",
+            &[
+                join("c-1", "metrics"),
+                join("c-2", "metrics"),
+                join("c-3", "metrics"),
+                join("c-3", "tasks"),
+                join("c-3", "alerts"),
+            ],
+        )
+        .await?;
+
+    // A leave of a room the connection is not in, and a repeated one, change nothing.
+    store
+        .leave_rooms(
+            "gw-a",
+            &[
+                join("c-3", "tasks"),
+                join("c-3", "tasks"),
+                join("c-1", "alerts"),
+            ],
+        )
+        .await?;
+    store.leave_rooms("gw-a", &[]).await?;
+    let stats = store.cluster_stats().await?;
+    let expected = BTreeMap::from([("alerts".to_owned(), 1), ("metrics".to_owned(), 3)]);
+    assert_eq!(stats.rooms, expected);
+
+    store
+        .remove_connections(&[records[0].clone(), records[2].clone(), records[2].clone()])
+        .await?;
+    store.remove_connections(&[]).await?;
+    let stats = store.cluster_stats().await?;
+    assert_eq!(stats.active_connections, 1);
+    assert_eq!(stats.rooms, BTreeMap::from([("metrics".to_owned(), 1)]));
+    assert!(store.user_connections("alice").await?.is_empty());
+    assert_eq!(
+        store.user_connections("bob").await?,
+        vec![records[1].clone()]
+    );
+    assert_eq!(
+        store.gateway_memberships("gw-a").await?,
+        vec![join("c-2", "metrics")]
+    );
+    Ok(())
+}

@@ -59,6 +59,7 @@ contract_suite! {
     connections::adding_the_same_connection_twice_counts_it_once,
     connections::a_batch_of_connections_is_added_and_counted_like_single_adds,
     connections::a_batch_of_joins_counts_like_single_joins,
+    connections::batches_of_removals_and_leaves_act_like_single_ones,
     connections::user_connections_span_live_gateways,
     connections::stats_stay_exact_with_thousands_of_connections,
     routes::node_route_follows_the_latest_gateway,
