@@ -514,24 +514,28 @@ async fn resync(shared: &Shared) -> Result<Resynced, StoreError> {
         .iter()
         .map(|record| record.connection_id.as_str())
         .collect();
-    let mut stale_removed = 0;
-    for stored in store.gateway_connections(gateway_id).await? {
-        if !open.contains(stored.connection_id.as_str()) {
-            store.remove_connection(&stored).await?;
-            stale_removed += 1;
-        }
+    let stale_connections: Vec<ConnectionRecord> = store
+        .gateway_connections(gateway_id)
+        .await?
+        .into_iter()
+        .filter(|stored| !open.contains(stored.connection_id.as_str()))
+        .collect();
+    for chunk in stale_connections.chunks(RESYNC_BATCH) {
+        store.remove_connections(chunk).await?;
     }
+    // Read after the stale connections went, which took their memberships with them.
     let joined: HashSet<(&str, &str)> = joins
         .iter()
         .map(|join| (join.room.as_str(), join.connection_id.as_str()))
         .collect();
-    for stored in store.gateway_memberships(gateway_id).await? {
-        if !joined.contains(&(stored.room.as_str(), stored.connection_id.as_str())) {
-            store
-                .leave_room(gateway_id, &stored.connection_id, &stored.room)
-                .await?;
-            stale_removed += 1;
-        }
+    let stale_memberships: Vec<RoomJoin> = store
+        .gateway_memberships(gateway_id)
+        .await?
+        .into_iter()
+        .filter(|stored| !joined.contains(&(stored.room.as_str(), stored.connection_id.as_str())))
+        .collect();
+    for chunk in stale_memberships.chunks(RESYNC_BATCH) {
+        store.leave_rooms(gateway_id, chunk).await?;
     }
     for chunk in records.chunks(RESYNC_BATCH) {
         store.add_connections(chunk).await?;
@@ -546,7 +550,7 @@ async fn resync(shared: &Shared) -> Result<Resynced, StoreError> {
         connections: records.len(),
         memberships: joins.len(),
         node_routes: node_ids.len(),
-        stale_removed,
+        stale_removed: stale_connections.len() + stale_memberships.len(),
     })
 }
 
