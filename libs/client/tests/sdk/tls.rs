@@ -2,9 +2,11 @@
 //! with certificates from a private CA made at test time.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use client::{Client, ConnectionState, DisconnectReason};
 use gateway::test_util::{TestGateway, test_config};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -31,8 +33,8 @@ impl TestPki {
             dir: tempfile::tempdir().unwrap(),
         };
         std::fs::write(pki.ca(), ca.pem()).unwrap();
-        std::fs::write(pki.dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(pki.dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(pki.cert(), cert.pem()).unwrap();
+        std::fs::write(pki.key(), key.serialize_pem()).unwrap();
         pki
     }
 
@@ -40,10 +42,18 @@ impl TestPki {
         self.dir.path().join("ca.pem")
     }
 
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("key.pem")
+    }
+
     async fn gateway(&self) -> TestGateway {
         let mut config = test_config();
-        config.gateway.tls_cert = Some(self.dir.path().join("cert.pem"));
-        config.gateway.tls_key = Some(self.dir.path().join("key.pem"));
+        config.gateway.tls_cert = Some(self.cert());
+        config.gateway.tls_key = Some(self.key());
         TestGateway::start(config, bus::Bus::memory(), store::Store::memory()).await
     }
 }
@@ -89,4 +99,82 @@ async fn a_gateway_certificate_no_trusted_ca_signed_ends_the_client_with_a_clear
         panic!("expected UntrustedServer, got {reached:?}");
     };
     assert!(text.contains("UnknownIssuer"), "{text}");
+}
+
+/// Connects a fresh client trusting only `ca` and returns the state it settles in:
+/// `Connected`, or `Disconnected` (untrusted is final).
+async fn settled_state(url: &str, ca: PathBuf) -> ConnectionState {
+    let client = Client::builder(url)
+        .token(viewer_token("tess"))
+        .tls_ca_file(ca)
+        .build()
+        .unwrap();
+    let mut state = client.watch_state();
+    let _events = client.connect().unwrap();
+    let settled = tokio::time::timeout(
+        WAIT,
+        state.wait_for(|state| state.is_connected() || state.is_disconnected()),
+    )
+    .await
+    .expect("the client settles")
+    .unwrap()
+    .clone();
+    client.close().await;
+    settled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_gives_new_connections_the_new_certificate_and_keeps_open_ones() {
+    let first = TestPki::new("first ca");
+    let gateway = first.gateway().await;
+    let url = format!("wss://{}/api/ws/connect", gateway.addr);
+    let open = Client::builder(url.clone())
+        .token(viewer_token("tess"))
+        .tls_ca_file(first.ca())
+        .build()
+        .unwrap();
+    let mut events = open.connect().unwrap();
+    open.subscribe(["news"]).await.unwrap();
+    subscribed_to(&mut events, "news").await;
+
+    // A pair from another CA replaces the files; then `kill -HUP`, as an operator would.
+    let second = TestPki::new("second ca");
+    std::fs::copy(second.cert(), first.cert()).unwrap();
+    std::fs::copy(second.key(), first.key()).unwrap();
+    let signalled = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if settled_state(&url, second.ca()).await.is_connected() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new connections never got the reloaded certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        matches!(
+            settled_state(&url, first.ca()).await,
+            ConnectionState::Disconnected {
+                reason: DisconnectReason::UntrustedServer(_)
+            }
+        ),
+        "the old certificate is no longer served"
+    );
+    // The connection from before the reload keeps its TLS session and still works.
+    assert!(open.state().is_connected());
+    open.publish("news", "story", json!({"after": "reload"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_room_event(&mut events, "story").await,
+        json!({"after": "reload"})
+    );
+    open.close().await;
 }
