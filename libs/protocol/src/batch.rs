@@ -292,15 +292,27 @@ impl Batch {
         }
     }
 
-    /// Checks what the types cannot: the key and block hash are not empty and the height is
-    /// not negative.
+    /// Checks what the types cannot: the key and block hash are not empty, the height is not
+    /// negative and every float is finite. JSON cannot carry NaN or an infinity, but a bus
+    /// payload (MessagePack) can, and such a batch would turn into a callback body
+    /// ([`Batch::to_json`] writes `null`) that no reader accepts.
     ///
     /// # Errors
     /// [`BatchError::InvalidValue`] naming the first bad field.
     pub fn validate(&self) -> Result<(), BatchError> {
         match self {
-            Batch::Generated(b) => check_values(&b.public_key, &b.block_hash, b.block_height),
-            Batch::Validated(b) => check_values(&b.public_key, &b.block_hash, b.block_height),
+            Batch::Generated(b) => {
+                check_values(&b.public_key, &b.block_hash, b.block_height)?;
+                check_finite("dist", &b.dist)
+            }
+            Batch::Validated(b) => {
+                check_values(&b.public_key, &b.block_hash, b.block_height)?;
+                check_finite("dist", &b.dist)?;
+                check_finite("received_dist", &b.received_dist)?;
+                check_finite("r_target", &[b.r_target])?;
+                check_finite("fraud_threshold", &[b.fraud_threshold])?;
+                check_finite("probability_honest", &[b.probability_honest])
+            }
         }
     }
 
@@ -361,6 +373,19 @@ fn check_values(public_key: &str, block_hash: &str, block_height: i64) -> Result
         return Err(BatchError::InvalidValue("block_height is negative".into()));
     }
     Ok(())
+}
+
+/// Refuses the first NaN or infinity in `values`, the values of the field `field`.
+fn check_finite(field: &str, values: &[f64]) -> Result<(), BatchError> {
+    match values.iter().position(|value| !value.is_finite()) {
+        None => Ok(()),
+        Some(_) if values.len() == 1 => Err(BatchError::InvalidValue(format!(
+            "{field} is not a finite number"
+        ))),
+        Some(index) => Err(BatchError::InvalidValue(format!(
+            "{field}[{index}] is not a finite number"
+        ))),
+    }
 }
 
 #[cfg(test)]

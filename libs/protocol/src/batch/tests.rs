@@ -110,6 +110,36 @@ fn the_hash_survives_a_json_round_trip() {
 }
 
 #[test]
+fn a_bus_batch_with_a_non_finite_float_is_invalid() {
+    // Found by fuzz/bus_envelope: MessagePack carries NaN and infinities, JSON does not, so such
+    // a batch decoded off the bus passed validate() and then became a callback body with `null`
+    // where a number belongs, which from_json refuses.
+    let mut batch = validated();
+    batch.received_dist[2] = f64::NAN;
+    let payload = Batch::Validated(batch).encode_bus().unwrap();
+    let from_bus = Batch::decode_bus(BatchKind::Validated, &payload).unwrap();
+    assert_eq!(
+        from_bus.validate(),
+        Err(BatchError::InvalidValue(
+            "received_dist[2] is not a finite number".into()
+        ))
+    );
+    assert!(Batch::from_json(BatchKind::Validated, from_bus.to_json().as_bytes()).is_err());
+
+    let mut batch = validated();
+    batch.r_target = f64::INFINITY;
+    assert_eq!(
+        Batch::Validated(batch).validate(),
+        Err(BatchError::InvalidValue(
+            "r_target is not a finite number".into()
+        ))
+    );
+    let mut batch = generated();
+    batch.dist[0] = f64::NEG_INFINITY;
+    assert!(Batch::Generated(batch).validate().is_err());
+}
+
+#[test]
 fn floats_survive_json_exactly_so_hashes_agree_across_paths() {
     // Values whose shortest form a fast, not correctly rounded, parser gets wrong by an ulp.
     let mut batch = generated();
