@@ -26,6 +26,6 @@ pub use error::SettingsError;
 pub use load::{ENV_LIST_SEPARATOR, ENV_PREFIX, Loaded, load, load_layers, load_with_lists};
 pub use secret::Secret;
 pub use sections::{
-    AuthConfig, BusConfig, LogFormat, MAX_LEEWAY, MIN_HMAC_SECRET_BYTES, StoreConfig,
-    TelemetryConfig,
+    AuthConfig, BusConfig, DEFAULT_JWKS_REFRESH_INTERVAL, LogFormat, MAX_LEEWAY,
+    MIN_HMAC_SECRET_BYTES, StoreConfig, TelemetryConfig,
 };

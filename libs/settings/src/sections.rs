@@ -139,7 +139,20 @@ pub struct AuthConfig {
     /// The audience (`aud`) every token must name (alone or in an array). Set it when the
     /// identity provider serves several services; unset, a token carrying any `aud` is refused.
     pub audience: Option<String>,
+    /// URL of a JSON Web Key Set (`https://…/.well-known/jwks.json`, `http://…` for an
+    /// in-cluster provider, or `file:///path` for a set mounted from a Secret). Tokens are then
+    /// verified by the key their header's `kid` names; the set is fetched at start (a failure
+    /// stops the start), every `jwks_refresh_interval`, and when a token names an unknown `kid`
+    /// (at most once per 10 s). May be combined with the static keys above.
+    pub jwks_url: Option<String>,
+    /// How often the key set is fetched again; unset: every 5 minutes. Lower it if your
+    /// identity provider rotates keys without publishing the next one ahead of time.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Option<Duration>,
 }
+
+/// How often a JWKS is fetched again when `auth.jwks_refresh_interval` is unset.
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 impl AuthConfig {
     /// Returns the HMAC secrets in verification order: current first, then previous.
@@ -169,11 +182,18 @@ impl AuthConfig {
         Ok(pems)
     }
 
-    /// Reports whether any token verification key is configured.
+    /// Reports whether any token verification key (or a key set) is configured.
     pub fn has_verification_key(&self) -> bool {
         self.hmac_secret.is_some()
             || self.public_key_pem.is_some()
             || self.public_key_file.is_some()
+            || self.jwks_url.is_some()
+    }
+
+    /// Returns `jwks_refresh_interval`, or its default.
+    pub fn jwks_refresh_interval(&self) -> Duration {
+        self.jwks_refresh_interval
+            .unwrap_or(DEFAULT_JWKS_REFRESH_INTERVAL)
     }
 
     /// Appends every problem with this section to `problems`. Having no key at all is not a
@@ -216,6 +236,21 @@ impl AuthConfig {
             {
                 problems.push(format!("{key} must not be empty when set"));
             }
+        }
+        if let Some(url) = &self.jwks_url {
+            let lower = url.to_ascii_lowercase();
+            if !["https://", "http://", "file://"]
+                .iter()
+                .any(|scheme| lower.starts_with(scheme))
+            {
+                problems.push("auth.jwks_url must start with https://, http:// or file://".into());
+            }
+        }
+        if self
+            .jwks_refresh_interval
+            .is_some_and(|interval| interval < Duration::from_secs(1))
+        {
+            problems.push("auth.jwks_refresh_interval must be at least 1s".into());
         }
         if self.leeway > MAX_LEEWAY {
             problems.push(format!(

@@ -257,7 +257,7 @@ impl Config {
         self.telemetry.validate(&mut problems);
         if !self.auth.has_verification_key() {
             problems.push(
-                "auth: set auth.hmac_secret or auth.public_key_pem/public_key_file; tokens cannot be verified otherwise".to_owned(),
+                "auth: set auth.hmac_secret, auth.public_key_pem/public_key_file or auth.jwks_url; tokens cannot be verified otherwise".to_owned(),
             );
         }
         if let Err(problem) = gateway.server_tls() {

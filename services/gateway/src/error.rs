@@ -26,6 +26,9 @@ pub enum StartError {
     /// The token keys could not be loaded.
     #[error("cannot load token keys")]
     Keys(#[source] auth::KeyError),
+    /// The key set of `auth.jwks_url` could not be fetched or holds no usable key.
+    #[error("cannot load the key set")]
+    Jwks(#[source] auth::JwksError),
     /// A key file could not be read.
     #[error("cannot read {path}")]
     KeyFile {

@@ -148,7 +148,12 @@ pub(crate) async fn verify_token(
             .inc();
         return Err(ErrorCode::TokenMissing);
     };
-    shared.verifier.verify(token).map_err(|error| {
+    let verified = match shared.jwks.get() {
+        // An unknown `kid` fetches the key set again (rate-limited) before refusing.
+        Some(jwks) => jwks.verify(token).await,
+        None => shared.verifier.verify(token),
+    };
+    verified.map_err(|error| {
         shared
             .metrics
             .auth_failures

@@ -56,7 +56,16 @@ impl Gateway {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let jwks_url = config.auth.jwks_url.clone();
+        let jwks_refresh_interval = config.auth.jwks_refresh_interval();
         let (shared, presence_rx) = build_shared(config, bus, store, local_addr)?;
+        if let Some(url) = jwks_url {
+            let source =
+                auth::JwksSource::start(url, shared.verifier.clone(), jwks_refresh_interval)
+                    .await
+                    .map_err(StartError::Jwks)?;
+            let _ = shared.jwks.set(Arc::new(source));
+        }
         Ok(Self {
             listener,
             shared,
@@ -143,6 +152,12 @@ impl Gateway {
                 heartbeat::run(shared.clone(), background.clone()),
             ),
         );
+        if let Some(source) = shared.jwks.get().cloned() {
+            let stopped = background.clone();
+            tasks.spawn_plain(JWKS_REFRESH, async move {
+                source.refresh_periodically(stopped.cancelled()).await;
+            });
+        }
         let (front_door, derived_cap) =
             crate::http_server::front_door(&shared.config, &shared.metrics, tls);
         info!(
@@ -238,6 +253,7 @@ const PRESENCE_WRITER: &str = "presence writer";
 const LIVENESS: &str = "liveness";
 const HEARTBEAT: &str = "heartbeat";
 const ACCEPT_LOOP: &str = "accept loop";
+const JWKS_REFRESH: &str = "jwks refresh";
 
 #[cfg(not(feature = "test-util"))]
 type Fault = ();
@@ -308,6 +324,7 @@ pub(crate) fn build_shared(
         bus,
         store,
         verifier,
+        jwks: std::sync::OnceLock::new(),
         api_key: config.auth.api_key.clone(),
         metrics: Metrics::new(),
         connections: Connections::new(),
@@ -368,6 +385,7 @@ fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
         leeway: auth.leeway,
         issuer: auth.issuer.clone(),
         audience: auth.audience.clone(),
+        jwks: auth.jwks_url.is_some(),
         ..VerifierKeys::default()
     };
     for secret in [&auth.hmac_secret, &auth.previous_hmac_secret]

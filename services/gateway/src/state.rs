@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub bus: Bus,
     pub store: Store,
     pub verifier: Verifier,
+    /// The key set `auth.jwks_url` names, set once in `bind` after its first fetch.
+    pub jwks: std::sync::OnceLock<std::sync::Arc<auth::JwksSource>>,
     pub api_key: Option<Secret>,
     pub metrics: Metrics,
     pub connections: Connections,

@@ -15,6 +15,7 @@ mod heartbeat;
 mod helpers;
 mod hostile;
 mod http_api;
+mod jwks;
 mod limits;
 mod nodes;
 mod presence;
