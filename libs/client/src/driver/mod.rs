@@ -7,6 +7,7 @@
 //! ([`session`]) until it is lost, refused or closed. While no connection is up, commands
 //! still flow: subscriptions update the room set, messages go to the offline queue.
 
+mod renewal;
 mod session;
 
 use std::collections::{BTreeSet, HashMap};
@@ -193,7 +194,9 @@ impl Driver {
         let token = match fetched {
             Ok(Ok(token)) => token,
             Ok(Err(error)) => {
-                return Err(AttemptToken::Failed(format!("token provider failed: {error}")));
+                return Err(AttemptToken::Failed(format!(
+                    "token provider failed: {error}"
+                )));
             }
             Err(_elapsed) => {
                 return Err(AttemptToken::Failed(format!(

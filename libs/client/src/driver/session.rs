@@ -2,7 +2,7 @@
 //! and the heartbeat watchdog.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, Codec, ErrorCode, ServerFrame, ServerMessage, close_code};
@@ -14,11 +14,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
 
+use super::renewal::{Renewal, TOKEN_CODES};
 use super::{Driver, Served};
 use crate::client::{Command, Counters};
 use crate::event::{ClientEvent, LostReason};
 use crate::state::{ConnectionState, DisconnectReason};
-use crate::token::{MIN_RETRY_DELAY, TokenFuture, refresh_delay, retry_delay};
+use crate::token::TokenFuture;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -36,45 +37,6 @@ struct Progress {
     last_error: Option<(ErrorCode, String)>,
     renewal: Renewal,
 }
-
-/// In-band token renewal of the current connection (only with a token provider).
-#[derive(Default)]
-struct Renewal {
-    /// The `exp` of the token the connection runs on, when known.
-    exp: Option<u64>,
-    /// When to ask the provider for the next token.
-    due: Option<Instant>,
-    /// A `refresh` was sent and its answer (`refreshed` or `error`) is awaited.
-    awaiting_answer: bool,
-}
-
-impl Renewal {
-    /// Plans the next refresh of a token expiring at `exp`.
-    fn plan(&mut self, exp: u64) {
-        self.exp = Some(exp);
-        self.awaiting_answer = false;
-        // Never sooner than a retry would be: a provider handing out the same token again
-        // must not make the client refresh in a tight loop as `exp` comes near.
-        let delay = refresh_delay(exp, SystemTime::now()).max(MIN_RETRY_DELAY);
-        self.due = Some(Instant::now() + delay);
-    }
-
-    /// Plans a retry after a failed refresh.
-    fn retry(&mut self) {
-        self.awaiting_answer = false;
-        if let Some(exp) = self.exp {
-            self.due = Some(Instant::now() + retry_delay(exp, SystemTime::now()));
-        }
-    }
-}
-
-/// Token codes the gateway answers a refused `refresh` with.
-const TOKEN_CODES: [ErrorCode; 4] = [
-    ErrorCode::TokenMissing,
-    ErrorCode::TokenInvalid,
-    ErrorCode::TokenExpired,
-    ErrorCode::TokenSubjectMismatch,
-];
 
 impl Progress {
     fn lost(&self, reason: LostReason) -> Served {
