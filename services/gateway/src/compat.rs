@@ -157,7 +157,7 @@ pub(crate) async fn power(
     sized(upgrade, &shared.config)
         .on_failed_upgrade(|error| debug!(error = %error, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
-            let tasks = task_shared.tasks.clone();
+            let tasks = task_shared.drain.tasks.clone();
             match verdict {
                 Ok((claims, room)) => {
                     let stream = session::run_power(task_shared, socket, claims, room, interval);
@@ -198,7 +198,7 @@ pub(crate) async fn health(
     sized(upgrade, &shared.config)
         .on_failed_upgrade(|error| debug!(error = %error, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
-            let tasks = task_shared.tasks.clone();
+            let tasks = task_shared.drain.tasks.clone();
             match verdict {
                 Ok(claims) => {
                     let probe = session::run_health(task_shared, socket, claims);

@@ -26,9 +26,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::fanout::FanOut;
 use crate::frames::encode_frame;
 use crate::session::conn::{Conn, Outgoing};
-use crate::state::Shared;
 
 /// A room message shared by every conflated member of its room, with its publish time (Unix ms).
 pub(crate) type Held = Arc<(RoomMessage, u64)>;
@@ -77,7 +77,7 @@ impl Slot {
     /// Creates the slot and starts its timer task; it ends when `cancel` is cancelled
     /// ([`Slot::stop`], or the room's subscription ending).
     pub fn start(
-        shared: &Arc<Shared>,
+        fanout: &Arc<FanOut>,
         conn: Arc<Conn>,
         interval: Duration,
         render: Render,
@@ -91,12 +91,12 @@ impl Slot {
             wake: Notify::new(),
             cancel,
         });
-        shared.metrics.conflated_subscriptions.inc();
+        fanout.metrics.conflated_subscriptions.inc();
         let task_slot = slot.clone();
-        let task_shared = shared.clone();
-        shared.tasks.spawn(async move {
-            task_slot.run(&task_shared).await;
-            task_shared.metrics.conflated_subscriptions.dec();
+        let task_fanout = fanout.clone();
+        fanout.tasks.spawn(async move {
+            task_slot.run(&task_fanout).await;
+            task_fanout.metrics.conflated_subscriptions.dec();
         });
         slot
     }
@@ -121,7 +121,7 @@ impl Slot {
         self.interval == interval && self.render == render
     }
 
-    async fn run(&self, shared: &Shared) {
+    async fn run(&self, fanout: &FanOut) {
         // Deliveries keep to a grid while the room is busy, so timer lateness (about a
         // millisecond a wake-up) does not add up: with a device and a client both at 100 ms, a
         // drifting client would fall a whole reading behind every hundred readings.
@@ -140,7 +140,7 @@ impl Slot {
                     () = tokio::time::sleep_until(earliest) => {}
                 }
             }
-            if !self.deliver_held(shared) {
+            if !self.deliver_held(fanout) {
                 continue;
             }
             let delivered_at = tokio::time::Instant::now();
@@ -154,16 +154,16 @@ impl Slot {
 
     /// Takes a message published to the room (called by the room's dispatch, never blocks
     /// for long: one uncontended lock, plus one encode for an `error`).
-    pub fn offer(&self, shared: &Shared, message: &Held) {
+    pub fn offer(&self, fanout: &FanOut, message: &Held) {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if message.0.event == EVENT_ERROR {
             let superseded = held.len() as u64;
             held.clear();
             // Delivered under the lock, so a tick running now cannot put an older value after it.
-            self.deliver(shared, message);
+            self.deliver(fanout, message);
             drop(held);
             if superseded > 0 {
-                shared.metrics.messages_conflated.inc_by(superseded);
+                fanout.metrics.messages_conflated.inc_by(superseded);
             }
             return;
         }
@@ -181,31 +181,31 @@ impl Slot {
             };
         drop(held);
         if replaced {
-            shared.metrics.messages_conflated.inc();
+            fanout.metrics.messages_conflated.inc();
         }
         self.wake.notify_one();
     }
 
     /// Delivers and clears what is held; returns whether anything was.
-    fn deliver_held(&self, shared: &Shared) -> bool {
+    fn deliver_held(&self, fanout: &FanOut) -> bool {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if held.is_empty() {
             return false;
         }
         for message in held.drain(..) {
-            self.deliver(shared, &message);
+            self.deliver(fanout, &message);
         }
         true
     }
 
-    fn deliver(&self, shared: &Shared, message: &Held) {
+    fn deliver(&self, fanout: &FanOut, message: &Held) {
         let (room_message, published_at_ms) = &**message;
         let frame = match self.render {
             Render::Room => encode_frame(self.conn.codec, room_message),
             Render::SeedFlat => match seed_flat_frame(room_message) {
                 Some(flat) => encode_frame(self.conn.codec, &flat),
                 None => {
-                    shared
+                    fanout
                         .metrics
                         .bad_input
                         .with_label_values(&["device_message"])
@@ -224,19 +224,10 @@ impl Slot {
             published_at_ms: *published_at_ms,
         });
         match outcome {
-            crate::session::conn::PushOutcome::Queued => {
-                shared
-                    .metrics
-                    .messages_out
-                    .with_label_values(&["room"])
-                    .inc();
-                shared
-                    .delivered_since_flush
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            crate::session::conn::PushOutcome::Dropped => shared.metrics.messages_dropped.inc(),
+            crate::session::conn::PushOutcome::Queued => fanout.count_delivered(1),
+            crate::session::conn::PushOutcome::Dropped => fanout.metrics.messages_dropped.inc(),
             crate::session::conn::PushOutcome::SlowConsumer => {
-                shared.metrics.slow_consumer_closes.inc();
+                fanout.metrics.slow_consumer_closes.inc();
             }
             crate::session::conn::PushOutcome::Closing => {}
         }

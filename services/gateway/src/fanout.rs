@@ -13,20 +13,22 @@
 //! given up and its members closed `unavailable` (see `recover`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bus::Bus;
 use futures_util::FutureExt;
-use protocol::{Codec, RoomEnvelope, RoomMessage, RoomName};
+use protocol::{Codec, RoomEnvelope, RoomMessage, RoomName, Subjects};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use self::recover::{close_dead_room, resubscribe, run_guarded};
 use crate::conflate::{Delivery, Slot};
 use crate::frames::encode_frame;
+use crate::metrics::Metrics;
 use crate::session::conn::{Conn, Outgoing};
-use crate::state::Shared;
 
 mod recover;
 
@@ -54,19 +56,72 @@ pub(crate) enum JoinError {
     Bus,
 }
 
-#[derive(Default)]
-pub(crate) struct Rooms {
+/// The fan-out of one gateway: the rooms with local members, their bus subscriptions and
+/// dispatch tasks, with what it needs to run them.
+pub(crate) struct FanOut {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    bus: Bus,
+    subjects: Subjects,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where dispatch and conflation tasks run (the gateway's drain waits for them).
+    pub(crate) tasks: TaskTracker,
+    /// Cancelled at shutdown: ends every room (each room's token is a child).
+    shutdown: CancellationToken,
+    /// Room messages queued to clients since the presence writer last took the count.
+    delivered_since_flush: AtomicU64,
 }
 
-impl Rooms {
+impl FanOut {
+    pub fn new(
+        bus: Bus,
+        subjects: Subjects,
+        metrics: Arc<Metrics>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+            bus,
+            subjects,
+            metrics,
+            tasks,
+            shutdown,
+            delivered_since_flush: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the count of room messages queued to clients since the last take.
+    pub fn take_delivered(&self) -> u64 {
+        self.delivered_since_flush.swap(0, Ordering::Relaxed)
+    }
+
+    /// Gives back a count [`FanOut::take_delivered`] took (its store write failed).
+    pub fn restore_delivered(&self, delivered: u64) {
+        self.delivered_since_flush
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_delivered(&self, delivered: u64) {
+        self.metrics
+            .messages_out
+            .with_label_values(&["room"])
+            .inc_by(delivered);
+        self.delivered_since_flush
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    fn set_rooms_active(&self, rooms: usize) {
+        self.metrics
+            .rooms_active
+            .set(i64::try_from(rooms).unwrap_or(i64::MAX));
+    }
+
     /// Adds `conn` to `room` with `delivery`, subscribing on the bus first if this is the
     /// room's first local member. Returns once the subscription is live, so a message
     /// published after the client sees `subscribed` is delivered. Joining a room again
     /// changes how the member is delivered to.
     pub async fn join(
-        &self,
-        shared: &Arc<Shared>,
+        self: &Arc<Self>,
         room_name: &RoomName,
         conn: &Arc<Conn>,
         delivery: Delivery,
@@ -82,32 +137,29 @@ impl Rooms {
                         conflated: RwLock::new(HashMap::new()),
                         conflated_len: AtomicUsize::new(0),
                         subscribed: OnceCell::new(),
-                        cancel: shared.sessions_shutdown.child_token(),
+                        cancel: self.shutdown.child_token(),
                     })
                 })
                 .clone();
             // Insert while holding the map lock so a concurrent last-leave cannot orphan us.
-            room.place(shared, conn, delivery);
-            shared
-                .metrics
-                .rooms_active
-                .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+            room.place(self, conn, delivery);
+            self.set_rooms_active(rooms.len());
             room
         };
         let live = *room
             .subscribed
-            .get_or_init(|| subscribe_room(shared.clone(), room.clone()))
+            .get_or_init(|| subscribe_room(self.clone(), room.clone()))
             .await;
         if live {
             Ok(())
         } else {
-            self.leave(shared, room_name.as_str(), conn.key);
+            self.leave(room_name.as_str(), conn.key);
             Err(JoinError::Bus)
         }
     }
 
     /// Removes a member; the last one out drops the room and its bus subscription.
-    pub fn leave(&self, shared: &Shared, room_name: &str, key: u64) {
+    pub fn leave(&self, room_name: &str, key: u64) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let Some(room) = rooms.get(room_name) else {
             return;
@@ -121,10 +173,7 @@ impl Rooms {
         if now_empty {
             room.cancel.cancel();
             rooms.remove(room_name);
-            shared
-                .metrics
-                .rooms_active
-                .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+            self.set_rooms_active(rooms.len());
         }
     }
 
@@ -171,7 +220,7 @@ impl Rooms {
 impl Room {
     /// Makes `conn` a member delivered to as `delivery`, replacing how it was delivered to
     /// before (a repeated `subscribe` with the same interval keeps its slot).
-    fn place(&self, shared: &Arc<Shared>, conn: &Arc<Conn>, delivery: Delivery) {
+    fn place(&self, fanout: &Arc<FanOut>, conn: &Arc<Conn>, delivery: Delivery) {
         let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
         match delivery {
             Delivery::Every => {
@@ -188,7 +237,7 @@ impl Room {
                     return;
                 }
                 let slot = Slot::start(
-                    shared,
+                    fanout,
                     conn.clone(),
                     interval,
                     render,
@@ -215,9 +264,9 @@ impl Room {
 }
 
 /// Subscribes the room on the bus and spawns its dispatch task; returns whether it is live.
-async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
-    let subject = shared.subjects.room(&room.name);
-    let subscription = match shared.bus.subscribe(&subject).await {
+async fn subscribe_room(fanout: Arc<FanOut>, room: Arc<Room>) -> bool {
+    let subject = fanout.subjects.room(&room.name);
+    let subscription = match fanout.bus.subscribe(&subject).await {
         Ok(subscription) => subscription,
         Err(error) => {
             warn!(room = %room.name, error = %error, "room subscription failed");
@@ -225,22 +274,18 @@ async fn subscribe_room(shared: Arc<Shared>, room: Arc<Room>) -> bool {
         }
     };
     // A flush makes the server register the subscription before `subscribed` goes out.
-    if let Err(error) = shared.bus.flush().await {
+    if let Err(error) = fanout.bus.flush().await {
         warn!(room = %room.name, error = %error, "bus flush after subscribe failed");
     }
-    shared
+    fanout
         .tasks
-        .spawn(run_guarded(shared.clone(), room.clone(), subscription));
+        .spawn(run_guarded(fanout.clone(), room.clone(), subscription));
     true
 }
 
 /// Delivers the room's bus messages to its members until the room closes, subscribing
 /// again when the bus ends the subscription, and closing the room when that fails.
-pub(super) async fn run_room(
-    shared: &Arc<Shared>,
-    room: &Arc<Room>,
-    subscription: bus::Subscription,
-) {
+pub(super) async fn run_room(fanout: &FanOut, room: &Arc<Room>, subscription: bus::Subscription) {
     let mut subscription = subscription;
     // Reused across wake-ups; grows only as far as bursts of this room need.
     let mut batch = Vec::new();
@@ -252,7 +297,7 @@ pub(super) async fn run_room(
             next = subscription.next() => next,
         };
         let Some(first) = first else {
-            match resubscribe(shared, room, &mut ends).await {
+            match resubscribe(fanout, room, &mut ends).await {
                 Some(renewed) => {
                     subscription = renewed;
                     continue;
@@ -276,16 +321,16 @@ pub(super) async fn run_room(
                 None => break,
             }
         }
-        dispatch(shared, room, &batch);
+        dispatch(fanout, room, &batch);
         if ended {
-            match resubscribe(shared, room, &mut ends).await {
+            match resubscribe(fanout, room, &mut ends).await {
                 Some(renewed) => subscription = renewed,
                 None => break,
             }
         }
     }
     if !room.cancel.is_cancelled() {
-        close_dead_room(shared, room);
+        close_dead_room(fanout, room);
     }
 }
 
@@ -321,15 +366,11 @@ impl EncodedBatch<'_> {
 }
 
 /// Decodes one bus message into the room message members receive and its publish time.
-fn decode(shared: &Shared, room: &Room, payload: &[u8]) -> Option<(RoomMessage, u64)> {
+fn decode(metrics: &Metrics, room: &Room, payload: &[u8]) -> Option<(RoomMessage, u64)> {
     let envelope: RoomEnvelope = match protocol::envelope::decode_bus(payload) {
         Ok(envelope) => envelope,
         Err(error) => {
-            shared
-                .metrics
-                .bad_input
-                .with_label_values(&["bus_envelope"])
-                .inc();
+            metrics.bad_input.with_label_values(&["bus_envelope"]).inc();
             debug!(room = %room.name, error = %error, "undecodable room envelope dropped");
             return None;
         }
@@ -360,10 +401,10 @@ fn decode(shared: &Shared, room: &Room, payload: &[u8]) -> Option<(RoomMessage, 
 
 /// Delivers a batch of bus messages (in bus order) to every local member: each member's
 /// queue is locked, and its writer woken, once per batch instead of once per message.
-fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
+fn dispatch(fanout: &FanOut, room: &Room, payloads: &[bus::Message]) {
     let messages: Vec<(RoomMessage, u64)> = payloads
         .iter()
-        .filter_map(|message| decode(shared, room, &message.payload))
+        .filter_map(|message| decode(&fanout.metrics, room, &message.payload))
         .collect();
     if messages.is_empty() {
         return;
@@ -385,21 +426,14 @@ fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
     }
     drop(members);
     if room.conflated_len.load(Ordering::Relaxed) > 0 {
-        offer_conflated(shared, room, messages);
+        offer_conflated(fanout, room, messages);
     }
-    shared
-        .metrics
-        .messages_out
-        .with_label_values(&["room"])
-        .inc_by(delivered);
-    shared
-        .delivered_since_flush
-        .fetch_add(delivered, Ordering::Relaxed);
+    fanout.count_delivered(delivered);
     if dropped > 0 {
-        shared.metrics.messages_dropped.inc_by(dropped);
+        fanout.metrics.messages_dropped.inc_by(dropped);
     }
     if slow > 0 {
-        shared.metrics.slow_consumer_closes.inc_by(slow);
+        fanout.metrics.slow_consumer_closes.inc_by(slow);
     }
 }
 
@@ -408,12 +442,12 @@ fn dispatch(shared: &Shared, room: &Room, payloads: &[bus::Message]) {
 /// plain members' loop in `dispatch` compiles as it did before conflation existed.
 #[cold]
 #[inline(never)]
-fn offer_conflated(shared: &Shared, room: &Room, messages: Vec<(RoomMessage, u64)>) {
+fn offer_conflated(fanout: &FanOut, room: &Room, messages: Vec<(RoomMessage, u64)>) {
     let held: Vec<crate::conflate::Held> = messages.into_iter().map(Arc::new).collect();
     let slots = room.conflated.read().unwrap_or_else(|p| p.into_inner());
     for slot in slots.values() {
         for message in &held {
-            slot.offer(shared, message);
+            slot.offer(fanout, message);
         }
     }
 }

@@ -68,7 +68,7 @@ pub(crate) async fn connect(
             // The connection gets a task of its own, and axum's upgrade task ends here:
             // kept alive for the connection's life it would cost ~0.8 KiB per connection
             // on top of the session (measured with massif).
-            let tasks = task_shared.tasks.clone();
+            let tasks = task_shared.drain.tasks.clone();
             match verdict {
                 Ok(claims) => {
                     let session = session::run(task_shared, socket, claims, codec);
@@ -90,7 +90,7 @@ pub(crate) fn admission(
     slot: &ConnectionSlot,
     headers: &HeaderMap,
 ) -> Result<OwnedSemaphorePermit, ErrorCode> {
-    if shared.draining.load(std::sync::atomic::Ordering::Relaxed) {
+    if shared.drain.is_draining() {
         return Err(ErrorCode::ShuttingDown);
     }
     if !origin_allowed(&shared.config.allowed_origins, headers) {
@@ -148,10 +148,10 @@ pub(crate) async fn verify_token(
             .inc();
         return Err(ErrorCode::TokenMissing);
     };
-    let verified = match shared.jwks.get() {
+    let verified = match shared.admission.jwks.get() {
         // An unknown `kid` fetches the key set again (rate-limited) before refusing.
         Some(jwks) => jwks.verify(token).await,
-        None => shared.verifier.verify(token),
+        None => shared.admission.verifier.verify(token),
     };
     verified.map_err(|error| {
         shared

@@ -41,9 +41,9 @@ fn sweep_shard(shared: &Shared, shard: usize) {
     // Connections differ only by codec and room count, so a handful of encodings serve all.
     let mut heartbeats: HashMap<(Codec, u32), Option<(Message, usize)>> = HashMap::new();
     let mut queued = 0usize;
-    let seed_connections = shared.seed_connections.snapshot();
+    let seed_connections = shared.registry.seed_connections.snapshot();
     let device_streams = u32::try_from(shared.metrics.device_streams.get()).unwrap_or(0);
-    for conn in shared.connections.shard(shard) {
+    for conn in shared.registry.connections.shard(shard) {
         if now_ms.saturating_sub(conn.last_inbound_ms()) > timeout_ms {
             conn.close(ErrorCode::HeartbeatTimeout);
             continue;
@@ -77,8 +77,9 @@ fn sweep_shard(shared: &Shared, shard: usize) {
         }
         queued += conn.queued_len();
     }
-    shared.queued_per_shard[shard].store(queued, Ordering::Relaxed);
+    shared.registry.queued_per_shard[shard].store(queued, Ordering::Relaxed);
     let total: usize = shared
+        .registry
         .queued_per_shard
         .iter()
         .map(|depth| depth.load(Ordering::Relaxed))

@@ -69,11 +69,11 @@ pub(crate) async fn serve_commands(
     let link = Arc::new(NodeLink {
         node_id: node_id.to_owned(),
         pending: Mutex::new(HashMap::new()),
-        cancel: shared.sessions_shutdown.child_token(),
+        cancel: shared.drain.sessions_shutdown.child_token(),
         slots: Arc::new(Semaphore::new(shared.config.max_node_commands)),
     });
     let (task_shared, task_conn, task_link) = (shared.clone(), conn.clone(), link.clone());
-    shared.tasks.spawn(async move {
+    shared.drain.tasks.spawn(async move {
         loop {
             let request = tokio::select! {
                 () = task_link.cancel.cancelled() => break,
@@ -87,7 +87,7 @@ pub(crate) async fn serve_commands(
                 continue;
             };
             let (shared, conn, link) = (task_shared.clone(), task_conn.clone(), task_link.clone());
-            task_shared.tasks.spawn(async move {
+            task_shared.drain.tasks.spawn(async move {
                 answer_command(&shared, &conn, &link, request).await;
                 drop(permit);
             });

@@ -26,7 +26,6 @@
 //! the liveness refresh runs in its own task, never waiting for a resync.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -489,7 +488,7 @@ async fn resync(shared: &Shared) -> Result<Resynced, StoreError> {
     let mut records = Vec::new();
     let mut node_ids = Vec::new();
     for shard in 0..crate::connections::SHARDS {
-        for conn in shared.connections.shard(shard) {
+        for conn in shared.registry.connections.shard(shard) {
             records.push(conn.record(gateway_id));
             if let (Some(node_id), "node") = (&conn.owner.node_id, conn.owner.role) {
                 node_ids.push(node_id.clone());
@@ -497,7 +496,7 @@ async fn resync(shared: &Shared) -> Result<Resynced, StoreError> {
         }
     }
     let joins: Vec<RoomJoin> = shared
-        .rooms
+        .fanout
         .memberships()
         .into_iter()
         .flat_map(|(room, connection_ids)| {
@@ -561,14 +560,12 @@ async fn refresh_once(
     shared: &Shared,
 ) -> Result<GatewayRefresh, StoreError> {
     let refresh = store.refresh_gateway(info, ttl).await?;
-    let delivered = shared.delivered_since_flush.swap(0, Ordering::Relaxed);
+    let delivered = shared.fanout.take_delivered();
     if delivered > 0
         && let Err(error) = store.add_messages(delivered).await
     {
         // Put the count back so the next refresh carries it.
-        shared
-            .delivered_since_flush
-            .fetch_add(delivered, Ordering::Relaxed);
+        shared.fanout.restore_delivered(delivered);
         return Err(error);
     }
     Ok(refresh)

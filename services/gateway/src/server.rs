@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use auth::{Verifier, VerifierKeys};
 use axum::Router;
@@ -13,17 +12,15 @@ use service::supervise::{Supervisor, TaskFailure};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::connections::Connections;
 use crate::error::{RunError, StartError};
-use crate::fanout::Rooms;
+use crate::fanout::FanOut;
 use crate::metrics::Metrics;
 use crate::presence::{self, Presence, PresenceOp};
 use crate::session::conn::QueueLimits;
-use crate::state::Shared;
+use crate::state::{Admission, Drain, Registry, Shared};
 use crate::{handshake, heartbeat, http};
 
 /// A bound gateway, ready to serve.
@@ -60,11 +57,14 @@ impl Gateway {
         let jwks_refresh_interval = config.auth.jwks_refresh_interval();
         let (shared, presence_rx) = build_shared(config, bus, store, local_addr)?;
         if let Some(url) = jwks_url {
-            let source =
-                auth::JwksSource::start(url, shared.verifier.clone(), jwks_refresh_interval)
-                    .await
-                    .map_err(StartError::Jwks)?;
-            let _ = shared.jwks.set(Arc::new(source));
+            let source = auth::JwksSource::start(
+                url,
+                shared.admission.verifier.clone(),
+                jwks_refresh_interval,
+            )
+            .await
+            .map_err(StartError::Jwks)?;
+            let _ = shared.admission.jwks.set(Arc::new(source));
         }
         Ok(Self {
             listener,
@@ -152,7 +152,7 @@ impl Gateway {
                 heartbeat::run(shared.clone(), background.clone()),
             ),
         );
-        if let Some(source) = shared.jwks.get().cloned() {
+        if let Some(source) = shared.admission.jwks.get().cloned() {
             let stopped = background.clone();
             tasks.spawn_plain(JWKS_REFRESH, async move {
                 source.refresh_periodically(stopped.cancelled()).await;
@@ -177,11 +177,11 @@ impl Gateway {
         let drain_signal = stop.clone();
         let accepting = front_door.serve(listener, router(shared.clone()), async move {
             drain_signal.cancelled().await;
-            drain_shared.draining.store(true, Ordering::Relaxed);
+            drain_shared.drain.stop_admitting();
             // Readiness is false and upgrades are refused from here; a load balancer gets
             // `shutdown_delay` to notice before the listener closes and clients are moved.
             tokio::time::sleep(drain_shared.config.shutdown_delay).await;
-            drain_shared.sessions_shutdown.cancel();
+            drain_shared.drain.sessions_shutdown.cancel();
             // One budget for the whole drain: HTTP requests, sessions, deregistration, flush.
             tokio::time::Instant::now() + drain_shared.config.drain_timeout
         });
@@ -215,15 +215,15 @@ impl Gateway {
             }
         };
 
-        shared.draining.store(true, Ordering::Relaxed);
-        shared.sessions_shutdown.cancel();
-        shared.tasks.close();
-        if tokio::time::timeout_at(deadline, shared.tasks.wait())
+        shared.drain.stop_admitting();
+        shared.drain.sessions_shutdown.cancel();
+        shared.drain.tasks.close();
+        if tokio::time::timeout_at(deadline, shared.drain.tasks.wait())
             .await
             .is_err()
         {
             warn!(
-                remaining = shared.tasks.len(),
+                remaining = shared.drain.tasks.len(),
                 "drain timeout reached; cutting off remaining sessions"
             );
         }
@@ -311,32 +311,37 @@ pub(crate) fn build_shared(
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local_addr}/api/ws/connect"));
     let (presence, presence_rx) = Presence::new();
+    let metrics = Arc::new(Metrics::new());
+    let subjects = Subjects::new(&config.bus.subject_prefix);
+    let drain = Drain::new();
+    let fanout = Arc::new(FanOut::new(
+        bus.clone(),
+        subjects.clone(),
+        metrics.clone(),
+        drain.tasks.clone(),
+        drain.sessions_shutdown.clone(),
+    ));
     let shared = Arc::new(Shared {
-        queue_limits: QueueLimits {
+        registry: Registry::new(QueueLimits {
             max_messages: gateway.outbound_queue_messages,
             max_bytes: gateway.outbound_queue_bytes,
             slow_consumer_grace: gateway.slow_consumer_grace,
-        },
+        }),
         server_id,
         advertise_url,
         started_at_ms: protocol::time::now_unix_ms(),
-        subjects: Subjects::new(&config.bus.subject_prefix),
+        subjects,
         bus,
         store,
-        verifier,
-        jwks: std::sync::OnceLock::new(),
-        api_key: config.auth.api_key.clone(),
-        metrics: Metrics::new(),
-        connections: Connections::new(),
-        rooms: Rooms::default(),
+        admission: Admission {
+            verifier,
+            jwks: std::sync::OnceLock::new(),
+            api_key: config.auth.api_key.clone(),
+        },
+        metrics,
+        fanout,
         presence,
-        draining: AtomicBool::new(false),
-        sessions_shutdown: CancellationToken::new(),
-        tasks: TaskTracker::new(),
-        next_key: AtomicU64::new(1),
-        delivered_since_flush: AtomicU64::new(0),
-        queued_per_shard: std::array::from_fn(|_| Default::default()),
-        seed_connections: Default::default(),
+        drain,
         config: gateway,
     });
     Ok((shared, presence_rx))

@@ -1,6 +1,19 @@
-//! State shared by every handler and task of one gateway instance.
+//! The state of one gateway instance, in parts that each own what they need:
+//!
+//! - [`FanOut`](crate::fanout::FanOut): rooms with local members, their bus subscriptions and
+//!   dispatch tasks (bus, subjects, metrics, task tracker, shutdown);
+//! - [`Registry`]: the connections of this gateway (sharded map, seed 003 members, keys,
+//!   queue depth per shard);
+//! - [`Presence`]: the ordered writer of connection and room records to the store;
+//! - [`Admission`]: what lets a client or an operator in (token verifier, API key);
+//! - [`Drain`]: the shutdown state every session and task watches.
+//!
+//! `Shared` only puts them together for the handlers that need several (a session needs
+//! admission, the registry, the fan-out and presence); a module that needs one part takes
+//! that part.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use auth::Verifier;
 use bus::Bus;
@@ -12,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::GatewayConfig;
 use crate::connections::{Connections, SHARDS};
-use crate::fanout::Rooms;
+use crate::fanout::FanOut;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::session::conn::QueueLimits;
@@ -25,28 +38,78 @@ pub(crate) struct Shared {
     pub subjects: Subjects,
     pub bus: Bus,
     pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub fanout: Arc<FanOut>,
+    pub registry: Registry,
+    pub presence: Presence,
+    pub admission: Admission,
+    pub drain: Drain,
+}
+
+/// The connections of this gateway.
+pub(crate) struct Registry {
+    pub connections: Connections,
+    /// Connections of seed 003's endpoints (their heartbeats differ).
+    pub seed_connections: SeedConnections,
+    /// Outbound queue depth per connection shard, sampled by the heartbeat sweep.
+    pub queued_per_shard: [AtomicUsize; SHARDS],
+    /// Queue limits every new connection gets.
+    pub queue_limits: QueueLimits,
+    next_key: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(queue_limits: QueueLimits) -> Self {
+        Self {
+            connections: Connections::new(),
+            seed_connections: SeedConnections::default(),
+            queued_per_shard: std::array::from_fn(|_| AtomicUsize::new(0)),
+            queue_limits,
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    /// A key no other connection of this process has.
+    pub fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// What lets a client (a token) or an operator (the API key) in.
+pub(crate) struct Admission {
     pub verifier: Verifier,
     /// The key set `auth.jwks_url` names, set once in `bind` after its first fetch.
     pub jwks: std::sync::OnceLock<std::sync::Arc<auth::JwksSource>>,
     pub api_key: Option<Secret>,
-    pub metrics: Metrics,
-    pub connections: Connections,
-    pub rooms: Rooms,
-    pub presence: Presence,
-    pub queue_limits: QueueLimits,
+}
+
+/// Shutdown state: set once, watched by every session and background task.
+pub(crate) struct Drain {
     /// Set when shutdown begins: readiness turns false and new connections are refused.
-    pub draining: AtomicBool,
+    draining: AtomicBool,
     /// Cancelled to ask every session to send `reconnect` and close.
     pub sessions_shutdown: CancellationToken,
     /// Owns every session and background task of this gateway.
     pub tasks: TaskTracker,
-    pub next_key: AtomicU64,
-    /// Room messages queued to clients since the last store flush.
-    pub delivered_since_flush: AtomicU64,
-    /// Outbound queue depth per connection shard, sampled by the heartbeat sweep.
-    pub queued_per_shard: [AtomicUsize; SHARDS],
-    /// Connections of seed 003's endpoints (their heartbeats differ).
-    pub seed_connections: SeedConnections,
+}
+
+impl Drain {
+    pub fn new() -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            sessions_shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Refuses new connections from now on (readiness turns false).
+    pub fn stop_admitting(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Keys of the connections on seed 003's endpoints. Kept apart from `Conn`, whose layout

@@ -9,18 +9,17 @@ use futures_util::FutureExt;
 use protocol::ErrorCode;
 use tracing::{debug, error, info, warn};
 
-use super::Room;
+use super::{FanOut, Room};
 use crate::session::conn::Conn;
-use crate::state::Shared;
 
 /// Runs the room's dispatch task ([`super::run_room`]); a panic in it (a bug) would leave a
 /// room that delivers nothing, so the room is closed like a dead one.
 pub(super) async fn run_guarded(
-    shared: Arc<Shared>,
+    fanout: Arc<FanOut>,
     room: Arc<Room>,
     subscription: bus::Subscription,
 ) {
-    let dispatching = AssertUnwindSafe(super::run_room(&shared, &room, subscription));
+    let dispatching = AssertUnwindSafe(super::run_room(&fanout, &room, subscription));
     if let Err(panic) = dispatching.catch_unwind().await {
         let message = panic
             .downcast_ref::<&str>()
@@ -29,7 +28,7 @@ pub(super) async fn run_guarded(
             .unwrap_or_default();
         error!(room = %room.name, panic = %message, "room dispatch panicked");
         if !room.cancel.is_cancelled() {
-            close_dead_room(&shared, &room);
+            close_dead_room(&fanout, &room);
         }
     }
     debug!(room = %room.name, "room subscription closed");
@@ -46,11 +45,11 @@ const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(50);
 /// gap is lost, as for any core NATS subscriber). `None` when the room is closing, or when
 /// the subscription keeps ending or cannot be made: the caller then closes the room.
 pub(super) async fn resubscribe(
-    shared: &Shared,
+    fanout: &FanOut,
     room: &Room,
     ends: &mut u32,
 ) -> Option<bus::Subscription> {
-    let subject = shared.subjects.room(&room.name);
+    let subject = fanout.subjects.room(&room.name);
     loop {
         *ends += 1;
         if *ends > RESUBSCRIBE_ATTEMPTS {
@@ -63,9 +62,9 @@ pub(super) async fn resubscribe(
             () = room.cancel.cancelled() => return None,
             () = tokio::time::sleep(delay) => {}
         }
-        match shared.bus.subscribe(&subject).await {
+        match fanout.bus.subscribe(&subject).await {
             Ok(subscription) => {
-                if let Err(error) = shared.bus.flush().await {
+                if let Err(error) = fanout.bus.flush().await {
                     debug!(room = %room.name, error = %error, "bus flush after resubscribe failed");
                 }
                 info!(room = %room.name, "room subscribed again");
@@ -79,18 +78,15 @@ pub(super) async fn resubscribe(
 /// Gives up a room whose subscription cannot be kept: it leaves the room map (a later
 /// `subscribe` to it starts afresh) and its members are closed with `unavailable`, so their
 /// clients reconnect and subscribe again instead of waiting on a room that never delivers.
-pub(super) fn close_dead_room(shared: &Shared, room: &Arc<Room>) {
+pub(super) fn close_dead_room(fanout: &FanOut, room: &Arc<Room>) {
     {
-        let mut rooms = shared.rooms.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = fanout.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if rooms
             .get(room.name.as_str())
             .is_some_and(|current| Arc::ptr_eq(current, room))
         {
             rooms.remove(room.name.as_str());
-            shared
-                .metrics
-                .rooms_active
-                .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
+            fanout.set_rooms_active(rooms.len());
         }
     }
     // Out of the map, so no member is added any more: these are all of them.

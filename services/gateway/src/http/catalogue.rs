@@ -17,7 +17,7 @@ use crate::state::Shared;
 /// The six streams with their event types and the publisher's default intervals, then any
 /// custom room this gateway has subscribers in.
 pub(crate) async fn streams(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let local: BTreeMap<String, usize> = shared.rooms.local_counts().into_iter().collect();
+    let local: BTreeMap<String, usize> = shared.fanout.local_counts().into_iter().collect();
     let mut streams: Vec<Value> = CATALOGUE
         .iter()
         .map(|stream| {

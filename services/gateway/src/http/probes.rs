@@ -1,7 +1,6 @@
 //! Kubernetes probes (`/healthz`, `/readyz`) and Prometheus `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +16,7 @@ pub(crate) async fn healthz() -> Json<Value> {
 }
 
 pub(crate) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let draining = shared.draining.load(Ordering::Relaxed);
+    let draining = shared.drain.is_draining();
     let bus_connected = shared.bus.is_connected();
     let store_reachable = matches!(
         tokio::time::timeout(STORE_PROBE_TIMEOUT, shared.store.ping()).await,

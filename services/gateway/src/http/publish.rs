@@ -57,10 +57,11 @@ pub(crate) async fn operations_access(
         return error_response(ErrorCode::TokenMissing);
     };
     let is_api_key = shared
+        .admission
         .api_key
         .as_ref()
         .is_some_and(|key| constant_time_eq(presented.as_bytes(), key.expose().as_bytes()));
-    if is_api_key || shared.verifier.verify(presented).is_ok() {
+    if is_api_key || shared.admission.verifier.verify(presented).is_ok() {
         return next.run(request).await;
     }
     shared
@@ -81,7 +82,7 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let Some(expected) = shared.api_key.as_ref() else {
+    let Some(expected) = shared.admission.api_key.as_ref() else {
         return error_response(ErrorCode::Forbidden);
     };
     let Some(presented) = http_front::bearer(&headers) else {

@@ -27,10 +27,10 @@ pub(crate) async fn stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
         })),
         _ => {
             shared.metrics.store_errors.inc();
-            let rooms: BTreeMap<String, usize> = shared.rooms.local_counts().into_iter().collect();
+            let rooms: BTreeMap<String, usize> = shared.fanout.local_counts().into_iter().collect();
             Json(json!({
                 "total_connections": shared.metrics.connections_opened.get(),
-                "active_connections": shared.connections.len(),
+                "active_connections": shared.registry.connections.len(),
                 "total_messages": shared.metrics.messages_out.with_label_values(&["room"]).get(),
                 "rooms_created": rooms.len(),
                 "rooms": rooms,

@@ -143,8 +143,8 @@ impl<S: Socket> Session<S> {
             if self.rooms.contains(room.as_str()) {
                 // Subscribing again sets the room's rate anew (a no-op when unchanged).
                 if shared
-                    .rooms
-                    .join(&shared, &room, &self.conn, delivery)
+                    .fanout
+                    .join(&room, &self.conn, delivery)
                     .await
                     .is_err()
                 {
@@ -159,8 +159,8 @@ impl<S: Socket> Session<S> {
                 continue;
             }
             if shared
-                .rooms
-                .join(&shared, &room, &self.conn, delivery)
+                .fanout
+                .join(&room, &self.conn, delivery)
                 .await
                 .is_err()
             {
@@ -218,7 +218,7 @@ impl<S: Socket> Session<S> {
                 continue;
             }
             if self.rooms.remove(&room) {
-                shared.rooms.leave(&shared, &room, self.conn.key);
+                shared.fanout.leave(&room, self.conn.key);
                 self.conn
                     .room_count
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

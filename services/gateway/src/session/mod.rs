@@ -131,9 +131,7 @@ pub(crate) fn run<S: Socket>(
 
 impl<S: Socket> Session<S> {
     fn new(shared: Arc<Shared>, socket: S, claims: Claims, codec: Codec, kind: Kind) -> Self {
-        let key = shared
-            .next_key
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = shared.registry.next_key();
         let connection_id = uuid::Uuid::new_v4().to_string();
         let owner = Owner {
             user_id: claims.sub.clone(),
@@ -141,7 +139,13 @@ impl<S: Socket> Session<S> {
             node_id: claims.node_id.clone(),
             connected_at_ms: protocol::time::now_unix_ms(),
         };
-        let conn = Conn::new(key, connection_id, codec, owner, shared.queue_limits);
+        let conn = Conn::new(
+            key,
+            connection_id,
+            codec,
+            owner,
+            shared.registry.queue_limits,
+        );
         let config = &shared.config;
         Session {
             message_limit: MessageLimit::new(config.messages_per_second, config.message_burst),
@@ -170,7 +174,7 @@ impl<S: Socket> Session<S> {
     fn run(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let shared = self.shared.clone();
-            shared.connections.insert(self.conn.clone());
+            shared.registry.connections.insert(self.conn.clone());
             shared.metrics.connections_active.inc();
             shared.metrics.connections_opened.inc();
             shared.presence.submit(
@@ -182,7 +186,7 @@ impl<S: Socket> Session<S> {
             let reason = self.serve().await;
 
             for room in std::mem::take(&mut self.rooms) {
-                shared.rooms.leave(&shared, &room, self.conn.key);
+                shared.fanout.leave(&room, self.conn.key);
             }
             if let Some(link) = self.node.take() {
                 link.stop();
@@ -191,7 +195,7 @@ impl<S: Socket> Session<S> {
                     &shared.metrics,
                 );
             }
-            shared.connections.remove(self.conn.key);
+            shared.registry.connections.remove(self.conn.key);
             shared.presence.submit(
                 PresenceOp::RemoveConnection(self.conn.record(&shared.server_id)),
                 &shared.metrics,
@@ -235,7 +239,7 @@ impl<S: Socket> Session<S> {
         loop {
             let event = tokio::select! {
                 biased;
-                () = self.shared.sessions_shutdown.cancelled() => Event::Shutdown,
+                () = self.shared.drain.sessions_shutdown.cancelled() => Event::Shutdown,
                 () = &mut expiry, if !expired => Event::Expired,
                 () = self.conn.wait_for_work() => Event::Work,
                 inbound = self.socket.next() => Event::Inbound(inbound),

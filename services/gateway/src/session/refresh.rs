@@ -68,7 +68,7 @@ impl<S: Socket> Session<S> {
         let shared = self.shared.clone();
         for room in &forbidden {
             self.rooms.remove(room);
-            shared.rooms.leave(&shared, room, self.conn.key);
+            shared.fanout.leave(room, self.conn.key);
             self.conn
                 .room_count
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

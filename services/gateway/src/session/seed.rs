@@ -24,10 +24,10 @@ pub(crate) fn run_health<S: Socket>(
     let session = Session::new(shared.clone(), socket, claims, Codec::Json, Kind::Health);
     let span = session.span();
     let key = session.conn.key;
-    shared.seed_connections.insert(key);
+    shared.registry.seed_connections.insert(key);
     async move {
         session.run().await;
-        shared.seed_connections.remove(key);
+        shared.registry.seed_connections.remove(key);
     }
     .instrument(span)
 }
@@ -45,16 +45,12 @@ pub(crate) fn run_power<S: Socket>(
     let span = session.span();
     async move {
         shared.metrics.device_streams.inc();
-        shared.seed_connections.insert(session.conn.key);
+        shared.registry.seed_connections.insert(session.conn.key);
         let delivery = Delivery::Conflated {
             interval,
             render: Render::SeedFlat,
         };
-        match shared
-            .rooms
-            .join(&shared, &room, &session.conn, delivery)
-            .await
-        {
+        match shared.fanout.join(&room, &session.conn, delivery).await {
             Ok(()) => {
                 session.rooms.insert(room.as_str().to_owned());
                 session.conn.room_count.store(1, Ordering::Relaxed);
@@ -73,7 +69,7 @@ pub(crate) fn run_power<S: Socket>(
         }
         let key = session.conn.key;
         session.run().await;
-        shared.seed_connections.remove(key);
+        shared.registry.seed_connections.remove(key);
         shared.metrics.device_streams.dec();
     }
     .instrument(span)
