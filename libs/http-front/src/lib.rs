@@ -30,12 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::HeaderMap;
 use axum::http::Request;
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -48,8 +43,10 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+mod request;
 pub mod tls;
 
+pub use request::{BodyError, bearer, read_body};
 pub use tls::{ServerTls, TlsError, TlsMetrics};
 use tls::{Transport, hangup_signals, next_hangup};
 
@@ -376,79 +373,9 @@ fn is_per_connection(error: &std::io::Error) -> bool {
     )
 }
 
-/// The credentials of `Authorization: Bearer <credentials>`; the scheme is matched without
-/// regard to case (RFC 9110 §11.1), surrounding blanks are dropped.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credentials) = value.trim_start().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| credentials.trim())
-}
-
-/// Why a request body was not read.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// Longer than the limit (by its `Content-Length`, or once that much had arrived).
-    #[error("request body too large")]
-    TooLarge,
-    /// Not complete within the body timeout.
-    #[error("request body not received in time")]
-    Timeout,
-    /// The connection failed while the body was read.
-    #[error("request body not read")]
-    Read(#[source] axum::Error),
-}
-
-/// Reads a request body of at most `limit` bytes within `timeout`. A `Content-Length` above
-/// the limit is refused before a byte of the body is read.
-///
-/// # Errors
-/// [`BodyError`].
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
-        .await
-        .map_err(|_| BodyError::Timeout)?;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => match error.downcast::<http_body_util::LengthLimitError>() {
-            Ok(_) => Err(BodyError::TooLarge),
-            Err(error) => Err(BodyError::Read(axum::Error::new(error))),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
-
-    #[test]
-    fn the_bearer_scheme_is_case_insensitive() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers), None);
-        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", "bEaReR abc"] {
-            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
-            assert_eq!(bearer(&headers), Some("abc"), "{value}");
-        }
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&headers), None);
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearerabc"));
-        assert_eq!(bearer(&headers), None);
-    }
 
     #[test]
     fn the_derived_cap_leaves_the_reserve_and_the_headroom() {
@@ -463,29 +390,5 @@ mod tests {
             ConnectionCap::from_file_limit(None, 0).max_connections,
             (1 << 20) - 256
         );
-    }
-
-    #[tokio::test]
-    async fn a_declared_length_over_the_limit_is_refused_unread() {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("10485760"));
-        let result = read_body(&headers, Body::empty(), 1024, Duration::from_secs(1)).await;
-        assert!(matches!(result, Err(BodyError::TooLarge)));
-        let result = read_body(
-            &HeaderMap::new(),
-            Body::from(vec![0u8; 2048]),
-            1024,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert!(matches!(result, Err(BodyError::TooLarge)));
-        let result = read_body(
-            &HeaderMap::new(),
-            Body::from("ok"),
-            1024,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(result.ok().as_deref(), Some(&b"ok"[..]));
     }
 }
