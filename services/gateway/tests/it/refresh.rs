@@ -253,7 +253,7 @@ async fn expiry_grace_keeps_a_connection_past_exp_until_it_refreshes() {
         config.gateway.token_expiry_grace = Duration::from_secs(3);
     })
     .await;
-    let short = expiring_in(viewer("dave"), 1);
+    let short = expiring_in(viewer("dave"), 2);
     let mut client = gateway.connect(&token(&short)).await;
 
     wait_until_past(short.exp, Duration::from_millis(500)).await;
@@ -274,7 +274,7 @@ async fn without_a_refresh_the_grace_ends_the_connection_with_4402() {
         config.gateway.token_expiry_grace = Duration::from_secs(1);
     })
     .await;
-    let short = expiring_in(viewer("erin"), 1);
+    let short = expiring_in(viewer("erin"), 2);
     let mut client = gateway.connect(&token(&short)).await;
     assert_eq!(client.expect_close().await, Some(close_code::TOKEN_EXPIRED));
     let closed_at = SystemTime::now();
