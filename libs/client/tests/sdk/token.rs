@@ -218,3 +218,46 @@ async fn rooms_a_refreshed_token_no_longer_allows_are_dropped_for_good() {
     }
     client.close().await;
 }
+
+#[tokio::test]
+async fn with_a_provider_an_expired_connection_reconnects_instead_of_stopping() {
+    let gateway = gateway_on(
+        &Bus::memory(),
+        &Store::memory(),
+        None,
+        Duration::from_millis(50),
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Client::builder(ws_url(gateway.addr))
+        .reconnect(fast_policy())
+        .token_provider({
+            let calls = calls.clone();
+            move || {
+                // Every token names another subject, so each in-band refresh is refused
+                // (token_subject_mismatch) and the connection runs out at its token's exp.
+                let call = calls.fetch_add(1, Ordering::SeqCst);
+                let claims = short_lived(&format!("user-{call}"), 2);
+                async move { Ok(auth::test_keys::hs256_token(&claims)) }
+            }
+        })
+        .build()
+        .unwrap();
+    let mut events = client.connect().unwrap();
+    let refusal = next_matching(&mut events, |e| matches!(e, ClientEvent::Error { .. })).await;
+    assert!(matches!(
+        refusal,
+        ClientEvent::Error {
+            code: ErrorCode::TokenSubjectMismatch,
+            recoverable: true,
+            ..
+        }
+    ));
+    // The 4402 at exp is a lost connection with a provider, not the end of the client.
+    eventually(WAIT, || async { client.stats().connects >= 2 }).await;
+    assert!(!matches!(
+        client.state(),
+        client::ConnectionState::Disconnected { .. }
+    ));
+    client.close().await;
+}
