@@ -38,13 +38,14 @@ where
 }
 
 /// The `type`s of [`protocol::ClientMessage`].
-const CLIENT_TYPES: [&str; 6] = [
+const CLIENT_TYPES: [&str; 7] = [
     "subscribe",
     "unsubscribe",
     "ping",
     "publish",
     "node_state",
     "ack",
+    "refresh",
 ];
 
 /// Decodes a client frame as a gateway session does and checks what it got: a message
