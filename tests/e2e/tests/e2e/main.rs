@@ -13,3 +13,4 @@ mod presence_resync;
 mod publisher;
 mod seed003;
 mod supervision;
+mod token_renewal;
