@@ -45,3 +45,24 @@ async fn a_panic_in_a_gateway_background_task_ends_the_process_with_status_1() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_does_not_stop_a_gateway_without_tls() {
+    let stack = Stack::start().await;
+    let mut process = GatewayProcess::spawn(&stack.gateway_env("gw-hangup")).await;
+    for _ in 0..2 {
+        let sent = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(process.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        process.exit_within(Duration::from_secs(1)).await.is_none(),
+        "SIGHUP stopped the gateway"
+    );
+    let (status, _) = gateway::test_util::get_json(process.addr, "/readyz").await;
+    assert_eq!(status, 200);
+}
