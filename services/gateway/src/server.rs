@@ -3,11 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use auth::{Verifier, VerifierKeys};
-use axum::Router;
-use axum::routing::{get, post};
 use bus::Bus;
-use protocol::Subjects;
 use service::supervise::{Supervisor, TaskFailure};
 use store::Store;
 use tokio::net::TcpListener;
@@ -16,12 +12,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{RunError, StartError};
-use crate::fanout::FanOut;
-use crate::metrics::Metrics;
-use crate::presence::{self, Presence, PresenceOp};
-use crate::session::conn::QueueLimits;
-use crate::state::{Admission, Drain, Registry, Shared};
-use crate::{handshake, heartbeat, http};
+use crate::presence::{self, PresenceOp};
+use crate::state::Shared;
+use crate::{heartbeat, http};
 
 /// A bound gateway, ready to serve.
 pub struct Gateway {
@@ -55,7 +48,7 @@ impl Gateway {
             .map_err(|source| StartError::Bind { addr, source })?;
         let jwks_url = config.auth.jwks_url.clone();
         let jwks_refresh_interval = config.auth.jwks_refresh_interval();
-        let (shared, presence_rx) = build_shared(config, bus, store, local_addr)?;
+        let (shared, presence_rx) = crate::state::build(config, bus, store, local_addr)?;
         if let Some(url) = jwks_url {
             let source = auth::JwksSource::start(
                 url,
@@ -175,7 +168,7 @@ impl Gateway {
         let stop = shutdown.child_token();
         let drain_shared = shared.clone();
         let drain_signal = stop.clone();
-        let accepting = front_door.serve(listener, router(shared.clone()), async move {
+        let accepting = front_door.serve(listener, http::router(shared.clone()), async move {
             drain_signal.cancelled().await;
             drain_shared.drain.stop_admitting();
             // Readiness is false and upgrades are refused from here; a load balancer gets
@@ -286,130 +279,6 @@ where
         }),
         None => Box::pin(task),
     }
-}
-
-/// Builds the state of one gateway instance: everything but the listener.
-pub(crate) fn build_shared(
-    config: Config,
-    bus: Bus,
-    store: Store,
-    local_addr: SocketAddr,
-) -> Result<(Arc<Shared>, tokio::sync::mpsc::Receiver<PresenceOp>), StartError> {
-    let verifier = Verifier::new(verifier_keys(&config)?).map_err(StartError::Keys)?;
-    let gateway = config.gateway;
-    let server_id = gateway
-        .server_id
-        .clone()
-        .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    let scheme = if gateway.tls_cert.is_some() {
-        "wss"
-    } else {
-        "ws"
-    };
-    let advertise_url = gateway
-        .advertise_url
-        .clone()
-        .unwrap_or_else(|| format!("{scheme}://{local_addr}/api/ws/connect"));
-    let (presence, presence_rx) = Presence::new();
-    let metrics = Arc::new(Metrics::new());
-    let subjects = Subjects::new(&config.bus.subject_prefix);
-    let drain = Drain::new();
-    let fanout = Arc::new(FanOut::new(
-        bus.clone(),
-        subjects.clone(),
-        metrics.clone(),
-        drain.tasks.clone(),
-        drain.sessions_shutdown.clone(),
-    ));
-    let shared = Arc::new(Shared {
-        registry: Registry::new(QueueLimits {
-            max_messages: gateway.outbound_queue_messages,
-            max_bytes: gateway.outbound_queue_bytes,
-            slow_consumer_grace: gateway.slow_consumer_grace,
-        }),
-        server_id,
-        advertise_url,
-        started_at_ms: protocol::time::now_unix_ms(),
-        subjects,
-        bus,
-        store,
-        admission: Admission {
-            verifier,
-            jwks: std::sync::OnceLock::new(),
-            api_key: config.auth.api_key.clone(),
-        },
-        metrics,
-        fanout,
-        presence,
-        drain,
-        config: gateway,
-    });
-    Ok((shared, presence_rx))
-}
-
-fn router(shared: Arc<Shared>) -> Router {
-    let dashboard_enabled = shared.config.dashboard;
-    // What an operator reads; behind a key or token when `gateway.private_operations` is on.
-    let operations = Router::new()
-        .route("/api/ws/stats", get(http::stats))
-        .route("/api/ws/metrics/history", get(crate::metrics_api::history))
-        .route(
-            "/api/ws/metrics/statistics",
-            get(crate::metrics_api::statistics),
-        )
-        .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
-        .route("/api/ws/devices", get(crate::devices_api::list))
-        .route("/api/ws/devices/{id}", get(crate::devices_api::get))
-        .route("/metrics", get(http::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            http::operations_access,
-        ));
-    let router = Router::new()
-        .merge(operations)
-        .route("/api/ws/connect", get(handshake::connect))
-        .route("/api/ws/streams", get(http::streams))
-        .route("/api/ws/publish", post(http::publish))
-        .route("/api/ws/subscribe", post(http::subscription_info))
-        .route("/api/ws/unsubscribe", post(http::subscription_info))
-        .route("/api/v1/ws/v2/power", get(crate::compat::power))
-        .route("/api/v1/ws/v2/health", get(crate::compat::health))
-        .route("/healthz", get(http::healthz))
-        .route("/readyz", get(http::readyz));
-    let router = if dashboard_enabled {
-        router.route("/", get(http::dashboard))
-    } else {
-        router
-    };
-    router.with_state(shared)
-}
-
-fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
-    let auth = &config.auth;
-    let mut keys = VerifierKeys {
-        leeway: auth.leeway,
-        issuer: auth.issuer.clone(),
-        audience: auth.audience.clone(),
-        jwks: auth.jwks_url.is_some(),
-        ..VerifierKeys::default()
-    };
-    for secret in [&auth.hmac_secret, &auth.previous_hmac_secret]
-        .into_iter()
-        .flatten()
-    {
-        keys.hmac_secrets.push(secret.expose().as_bytes().to_vec());
-    }
-    if let Some(pem) = &auth.public_key_pem {
-        keys.public_keys_pem.push(pem.clone());
-    }
-    if let Some(path) = &auth.public_key_file {
-        let pem = std::fs::read_to_string(path).map_err(|source| StartError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        })?;
-        keys.public_keys_pem.push(pem);
-    }
-    Ok(keys)
 }
 
 /// Connects the bus and store named in `config`, binds, and serves until `shutdown`.

@@ -12,10 +12,11 @@
 //! admission, the registry, the fan-out and presence); a module that needs one part takes
 //! that part.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use auth::Verifier;
+use auth::{Verifier, VerifierKeys};
 use bus::Bus;
 use protocol::Subjects;
 use settings::Secret;
@@ -23,11 +24,13 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::GatewayConfig;
+use crate::config::{Config, GatewayConfig};
 use crate::connections::{Connections, SHARDS};
+use crate::error::StartError;
 use crate::fanout::FanOut;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::presence::PresenceOp;
 use crate::session::conn::QueueLimits;
 
 pub(crate) struct Shared {
@@ -132,4 +135,91 @@ impl SeedConnections {
     pub fn snapshot(&self) -> std::collections::HashSet<u64> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// Builds the state of one gateway instance: everything but the listener.
+pub(crate) fn build(
+    config: Config,
+    bus: Bus,
+    store: Store,
+    local_addr: SocketAddr,
+) -> Result<(Arc<Shared>, tokio::sync::mpsc::Receiver<PresenceOp>), StartError> {
+    let verifier = Verifier::new(verifier_keys(&config)?).map_err(StartError::Keys)?;
+    let gateway = config.gateway;
+    let server_id = gateway
+        .server_id
+        .clone()
+        .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let scheme = if gateway.tls_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
+    let advertise_url = gateway
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{local_addr}/api/ws/connect"));
+    let (presence, presence_rx) = Presence::new();
+    let metrics = Arc::new(Metrics::new());
+    let subjects = Subjects::new(&config.bus.subject_prefix);
+    let drain = Drain::new();
+    let fanout = Arc::new(FanOut::new(
+        bus.clone(),
+        subjects.clone(),
+        metrics.clone(),
+        drain.tasks.clone(),
+        drain.sessions_shutdown.clone(),
+    ));
+    let shared = Arc::new(Shared {
+        registry: Registry::new(QueueLimits {
+            max_messages: gateway.outbound_queue_messages,
+            max_bytes: gateway.outbound_queue_bytes,
+            slow_consumer_grace: gateway.slow_consumer_grace,
+        }),
+        server_id,
+        advertise_url,
+        started_at_ms: protocol::time::now_unix_ms(),
+        subjects,
+        bus,
+        store,
+        admission: Admission {
+            verifier,
+            jwks: std::sync::OnceLock::new(),
+            api_key: config.auth.api_key.clone(),
+        },
+        metrics,
+        fanout,
+        presence,
+        drain,
+        config: gateway,
+    });
+    Ok((shared, presence_rx))
+}
+
+fn verifier_keys(config: &Config) -> Result<VerifierKeys, StartError> {
+    let auth = &config.auth;
+    let mut keys = VerifierKeys {
+        leeway: auth.leeway,
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        jwks: auth.jwks_url.is_some(),
+        ..VerifierKeys::default()
+    };
+    for secret in [&auth.hmac_secret, &auth.previous_hmac_secret]
+        .into_iter()
+        .flatten()
+    {
+        keys.hmac_secrets.push(secret.expose().as_bytes().to_vec());
+    }
+    if let Some(pem) = &auth.public_key_pem {
+        keys.public_keys_pem.push(pem.clone());
+    }
+    if let Some(path) = &auth.public_key_file {
+        let pem = std::fs::read_to_string(path).map_err(|source| StartError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        keys.public_keys_pem.push(pem);
+    }
+    Ok(keys)
 }

@@ -8,19 +8,62 @@ mod probes;
 mod publish;
 mod stats;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use protocol::ErrorCode;
 use serde_json::json;
+
+use crate::handshake;
+use crate::state::Shared;
 
 pub(crate) use catalogue::{streams, subscription_info};
 pub(crate) use dashboard::dashboard;
 pub(crate) use probes::{healthz, metrics, readyz};
 pub(crate) use publish::{operations_access, publish};
 pub(crate) use stats::stats;
+
+/// The gateway's routes: the WebSocket endpoints, the HTTP API, probes and the dashboard.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let dashboard_enabled = shared.config.dashboard;
+    // What an operator reads; behind a key or token when `gateway.private_operations` is on.
+    let operations = Router::new()
+        .route("/api/ws/stats", get(stats))
+        .route("/api/ws/metrics/history", get(crate::metrics_api::history))
+        .route(
+            "/api/ws/metrics/statistics",
+            get(crate::metrics_api::statistics),
+        )
+        .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
+        .route("/api/ws/devices", get(crate::devices_api::list))
+        .route("/api/ws/devices/{id}", get(crate::devices_api::get))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            operations_access,
+        ));
+    let router = Router::new()
+        .merge(operations)
+        .route("/api/ws/connect", get(handshake::connect))
+        .route("/api/ws/streams", get(streams))
+        .route("/api/ws/publish", post(publish))
+        .route("/api/ws/subscribe", post(subscription_info))
+        .route("/api/ws/unsubscribe", post(subscription_info))
+        .route("/api/v1/ws/v2/power", get(crate::compat::power))
+        .route("/api/v1/ws/v2/health", get(crate::compat::health))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    let router = if dashboard_enabled {
+        router.route("/", get(dashboard))
+    } else {
+        router
+    };
+    router.with_state(shared)
+}
 
 /// How long readiness and stats wait for the store before answering without it.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -9,7 +9,7 @@ use protocol::Codec;
 use store::Store;
 
 use super::run;
-use crate::server::build_shared;
+use crate::state::build as build_shared;
 
 /// A socket that never yields and accepts everything.
 struct QuietSocket;
