@@ -4,6 +4,7 @@
 #
 #   scripts/fuzz.sh          # 8 s per target: the bounded run scripts/test.sh does
 #   scripts/fuzz.sh 600      # the long run whose figures fuzz/README.md records
+#   scripts/fuzz.sh 60 jwt_header scpi_reply    # only these targets
 #
 # Each target starts from the committed seeds (fuzz/corpus/<target>/) plus what earlier runs
 # found (target/fuzz/corpus/<target>/, outside the repository, so a run never dirties it).
@@ -20,9 +21,10 @@ source scripts/lib/deps.sh
 
 seconds=${1:-8}
 if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: scripts/fuzz.sh [seconds-per-target]" >&2
+  echo "usage: scripts/fuzz.sh [seconds-per-target [target...]]" >&2
   exit 64
 fi
+shift $(($# > 0 ? 1 : 0))
 
 ensure_cargo_fuzz
 export RUSTC_BOOTSTRAP=1
@@ -47,7 +49,7 @@ build_started=$SECONDS
 (cd fuzz && cargo fuzz build >&2)
 echo "    built in $((SECONDS - build_started)) s" >&2
 
-mapfile -t targets < <(cd fuzz && cargo fuzz list)
+if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cd fuzz && cargo fuzz list); fi
 failed=()
 printf '%-22s %12s %9s %7s %7s %7s  %s\n' target execs execs/s cov ft corpus result
 for target in "${targets[@]}"; do
