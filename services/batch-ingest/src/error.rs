@@ -43,6 +43,15 @@ pub enum RunError {
     /// A background task failed or panicked; batch-ingest drained and stopped.
     #[error("batch-ingest background {0}")]
     Task(#[source] service::supervise::TaskFailure),
+    /// The worker of one ML node panicked (a bug); batch-ingest drained and stopped, so that
+    /// it is restarted instead of leaving the node unserved.
+    #[error("the worker of ml node {node} panicked: {message}")]
+    NodeWorkerPanicked {
+        /// The node's id.
+        node: String,
+        /// The panic message.
+        message: String,
+    },
 }
 
 /// Why one batch was not stored; what the node is told follows from the variant.

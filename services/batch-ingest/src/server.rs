@@ -186,6 +186,16 @@ impl BatchIngest {
                 background.clone(),
             ),
         );
+        let nodes = Arc::clone(&app.nodes);
+        let stopped = background.clone();
+        tasks.spawn("ml node workers", async move {
+            tokio::select! {
+                () = stopped.cancelled() => Ok(()),
+                (node, message) = nodes.worker_panicked() => {
+                    Err(RunError::NodeWorkerPanicked { node, message })
+                }
+            }
+        });
         for node in &app.config.nodes {
             if let Err(error) = app.nodes.register(&node.id, &node.url, node.active) {
                 // Validated at bind; only reachable if validation and registration drift.

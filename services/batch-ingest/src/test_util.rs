@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{BatchIngest, Config, HashRecords, Pipeline, RunError};
 
+/// A node URL ending with this makes that node's worker panic as it starts (tests of what
+/// batch-ingest does with a worker that dies of a bug).
+pub const PANIC_NODE_PATH: &str = "/test-util-panic";
+
 /// A configuration for tests: port 0, fast reconnects and progress, short timeouts.
 pub fn test_config() -> Config {
     let mut config = Config::default();

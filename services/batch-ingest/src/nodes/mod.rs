@@ -8,12 +8,15 @@
 mod worker;
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures_util::FutureExt;
 use protocol::batch::{ConnectionState, NodeInfo};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::error;
 
 pub(crate) use worker::WorkerSettings;
 
@@ -86,6 +89,17 @@ pub(crate) struct Nodes {
     tasks: TaskTracker,
     /// Parent of every worker's stop token; cancelled at shutdown.
     shutdown: CancellationToken,
+    /// The first worker that panicked (a bug): [`Nodes::worker_panicked`] hands it to the
+    /// supervisor, which ends batch-ingest like any failed background task, instead of the
+    /// node going unserved without a word until the next restart.
+    panicked: Arc<WorkerPanic>,
+}
+
+/// A node worker's panic, reported once.
+#[derive(Default)]
+struct WorkerPanic {
+    first: Mutex<Option<(String, String)>>,
+    reported: tokio::sync::Notify,
 }
 
 impl Nodes {
@@ -96,6 +110,7 @@ impl Nodes {
             settings,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            panicked: Arc::default(),
         }
     }
 
@@ -204,19 +219,54 @@ impl Nodes {
         0
     }
 
+    /// Waits until a node worker panics; returns its node id and the panic message.
+    pub(crate) async fn worker_panicked(&self) -> (String, String) {
+        loop {
+            let reported = self.panicked.reported.notified();
+            if let Some(first) = self
+                .panicked
+                .first
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+            {
+                return first;
+            }
+            reported.await;
+        }
+    }
+
     fn start_slot(&self, slot: &mut Slot) {
         if slot.stop.is_some() || self.shutdown.is_cancelled() {
             return;
         }
         let stop = self.shutdown.child_token();
         let previous = slot.handle.take();
-        let handle = self.tasks.spawn(worker::run(
+        let worker = worker::run(
             Arc::clone(&slot.status),
             self.pipeline.clone(),
             self.settings.clone(),
             previous,
             stop.clone(),
-        ));
+        );
+        let node = slot.status.id.clone();
+        let panicked = Arc::clone(&self.panicked);
+        let handle = self.tasks.spawn(async move {
+            if let Err(panic) = AssertUnwindSafe(worker).catch_unwind().await {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                error!(node = %node, panic = %message, "ml node worker panicked");
+                panicked
+                    .first
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert((node, message));
+                panicked.reported.notify_waiters();
+            }
+        });
         slot.stop = Some(stop);
         slot.handle = Some(handle);
     }

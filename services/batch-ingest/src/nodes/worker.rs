@@ -74,6 +74,10 @@ pub(crate) async fn run(
         let _ = previous.await;
     }
     let node = status.id.as_str();
+    #[cfg(feature = "test-util")]
+    if status.url.ends_with(crate::test_util::PANIC_NODE_PATH) {
+        panic!("injected fault in the ml node worker of {node}");
+    }
     while !stop.is_cancelled() {
         status.report(&pipeline, ConnectionState::Connecting);
         let end = match connect(&status.url, &settings).await {
