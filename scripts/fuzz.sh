@@ -3,7 +3,7 @@
 # for SECONDS each, one target after another, and fails if any input crashes one.
 #
 #   scripts/fuzz.sh          # 8 s per target: the bounded run scripts/test.sh does
-#   scripts/fuzz.sh 600      # the long run whose figures fuzz/README.md records
+#   scripts/fuzz.sh 600      # a long run (fuzz/README.md records the latest one's figures)
 #   scripts/fuzz.sh 60 jwt_header scpi_reply    # only these targets
 #
 # Each target starts from the committed seeds (fuzz/corpus/<target>/) plus what earlier runs
