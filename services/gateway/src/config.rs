@@ -103,6 +103,13 @@ pub struct GatewayConfig {
     /// Allowed `Origin` header values (exact match, or `*`). Empty allows any origin;
     /// requests without an `Origin` header (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// Browser origins (`https://panel.example.com`, scheme and host with an optional port,
+    /// or `*` for any) that may call the HTTP API from another site: `/api/ws/stats`,
+    /// `/api/ws/streams`, `/api/ws/metrics/*`, `/api/ws/devices*`, `/api/ws/publish` and
+    /// `/api/ws/nodes/{node_id}/commands` answer their preflight `OPTIONS` and send
+    /// `Access-Control-Allow-Origin` to them (methods `GET`, `POST`; headers
+    /// `Authorization`, `Content-Type`). Empty by default: no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
     /// After SIGTERM, how long readiness reports false (and new connections are refused)
     /// before clients are told to reconnect; give a load balancer time to stop routing here.
     #[serde(with = "humantime_serde")]
@@ -190,6 +197,7 @@ impl Default for GatewayConfig {
             connections_per_user_per_minute: 10,
             max_rooms_per_connection: 256,
             allowed_origins: Vec::new(),
+            cors_allowed_origins: Vec::new(),
             shutdown_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(10),
             reconnect_delay_min: Duration::from_secs(1),
@@ -241,7 +249,25 @@ impl GatewayConfig {
 }
 
 /// Keys whose environment values are comma-separated lists.
-pub const LIST_KEYS: [&str; 1] = ["gateway.allowed_origins"];
+pub const LIST_KEYS: [&str; 2] = ["gateway.allowed_origins", "gateway.cors_allowed_origins"];
+
+/// Reports whether `origin` is a browser origin `gateway.cors_allowed_origins` accepts:
+/// `*`, or `http(s)://host[:port]` with no path and nothing a header value cannot carry.
+pub fn is_cors_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
 
 impl Config {
     /// Checks the configuration and lists every problem found.
@@ -262,6 +288,18 @@ impl Config {
         }
         if let Err(problem) = gateway.server_tls() {
             problems.push(problem);
+        }
+        for origin in &gateway.cors_allowed_origins {
+            if !is_cors_origin(origin) {
+                problems.push(format!(
+                    "gateway.cors_allowed_origins: {origin:?} is not an origin (scheme://host[:port], no path, or *)"
+                ));
+            }
+        }
+        if gateway.cors_allowed_origins.len() > 1
+            && gateway.cors_allowed_origins.iter().any(|o| o == "*")
+        {
+            problems.push("gateway.cors_allowed_origins: * must be the only entry".to_owned());
         }
         if gateway.max_node_commands == 0 {
             problems.push("gateway.max_node_commands must be at least 1".to_owned());

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub device_streams: IntGauge,
     /// TCP connections closed at accept: the connection cap and its probe headroom were full.
     pub http_connections_refused: IntCounter,
+    /// Commands sent through `POST /api/ws/nodes/{node_id}/commands`, by outcome (`ok`,
+    /// `failed`, `node_not_connected`, `command_timeout`, `busy`, `unavailable`).
+    pub node_commands: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,6 +142,11 @@ impl Metrics {
                 "switchboard_gateway_rate_limited_total",
                 "Rate-limit rejections by limit",
                 &["limit"],
+            ),
+            node_commands: counter_vec(
+                "switchboard_gateway_node_commands_total",
+                "Node commands sent through the HTTP API, by outcome",
+                &["outcome"],
             ),
             bad_input: counter_vec(
                 "switchboard_gateway_bad_input_total",

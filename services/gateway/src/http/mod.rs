@@ -1,8 +1,10 @@
 //! The HTTP side of the gateway (seed 001), one module per concern: the dashboard page,
 //! probes and Prometheus metrics, the stream catalogue, cluster stats, and the server publish
-//! API with the access check of operational endpoints.
+//! API with the access check of operational endpoints, operator commands to nodes, and CORS
+//! for the browser-facing API.
 
 mod catalogue;
+mod commands;
 mod dashboard;
 mod probes;
 mod publish;
@@ -11,12 +13,13 @@ mod stats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::ErrorCode;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::handshake;
 use crate::state::Shared;
@@ -41,16 +44,27 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
         .route("/api/ws/devices", get(crate::devices_api::list))
         .route("/api/ws/devices/{id}", get(crate::devices_api::get))
-        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             operations_access,
         ));
-    let router = Router::new()
+    // The API a control panel on another site calls from a browser (CORS when configured).
+    let browser_api = Router::new()
         .merge(operations)
-        .route("/api/ws/connect", get(handshake::connect))
         .route("/api/ws/streams", get(streams))
         .route("/api/ws/publish", post(publish))
+        .route("/api/ws/nodes/{node_id}/commands", post(commands::send));
+    let browser_api = match cors_layer(&shared.config.cors_allowed_origins) {
+        Some(cors) => browser_api.layer(cors),
+        None => browser_api,
+    };
+    let prometheus = Router::new().route("/metrics", get(metrics)).route_layer(
+        axum::middleware::from_fn_with_state(shared.clone(), operations_access),
+    );
+    let router = Router::new()
+        .merge(browser_api)
+        .merge(prometheus)
+        .route("/api/ws/connect", get(handshake::connect))
         .route("/api/ws/subscribe", post(subscription_info))
         .route("/api/ws/unsubscribe", post(subscription_info))
         .route("/api/v1/ws/v2/power", get(crate::compat::power))
@@ -63,6 +77,30 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         router
     };
     router.with_state(shared)
+}
+
+/// CORS for `gateway.cors_allowed_origins`; `None` (no CORS headers at all) when it is empty.
+/// Origins were checked by `Config::validate`; one that still does not parse is skipped.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// How long readiness and stats wait for the store before answering without it.

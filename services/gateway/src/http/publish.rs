@@ -153,7 +153,7 @@ pub(crate) async fn publish(
     (StatusCode::ACCEPTED, Json(accepted)).into_response()
 }
 
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+pub(super) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
         return false;
     }

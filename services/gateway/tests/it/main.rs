@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod codecs;
+mod commands_api;
 mod conflation;
 mod connect;
 mod control;
+mod cors;
 mod devices;
 mod devices_api;
 mod drain;
