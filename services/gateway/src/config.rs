@@ -58,7 +58,8 @@ pub struct GatewayConfig {
     /// HTTP connection stays open. Lower it when half-open connections pile up.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
-    /// How long `POST /api/ws/publish` waits for its body (at most `max_message_bytes`).
+    /// How long `POST /api/ws/publish` and `POST /api/ws/nodes/{node_id}/commands` wait for
+    /// their body (at most `max_message_bytes`).
     #[serde(with = "humantime_serde")]
     pub request_body_timeout: Duration,
     /// Largest accepted client frame/message in bytes; larger ones close the connection with 1009.
