@@ -6,6 +6,7 @@ mod aggregator;
 mod bad_input;
 mod batches;
 mod cluster;
+mod commands_api;
 mod deploy;
 mod devices;
 mod nodes;
