@@ -14,6 +14,7 @@ use http_front::BodyError;
 use protocol::{CommandRequest, ErrorCode};
 use serde::Deserialize;
 use serde_json::Value;
+use tracing::info;
 
 use super::error_response;
 use super::publish::constant_time_eq;
@@ -48,9 +49,10 @@ pub(crate) async fn send(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    if let Err(refusal) = authorise(&shared, &headers) {
-        return error_response(refusal);
-    }
+    let operator = match authorise(&shared, &headers) {
+        Ok(operator) => operator,
+        Err(refusal) => return error_response(refusal),
+    };
     let body = match http_front::read_body(
         &headers,
         body,
@@ -79,8 +81,9 @@ pub(crate) async fn send(
         .map_or(shared.config.command_timeout, |millis| {
             Duration::from_millis(millis).min(shared.config.command_timeout)
         });
+    let id = uuid::Uuid::new_v4().to_string();
     let command = CommandRequest {
-        id: Some(uuid::Uuid::new_v4().to_string()),
+        id: Some(id.clone()),
         name: request.name,
         params: request.params,
     };
@@ -90,6 +93,14 @@ pub(crate) async fn send(
         .node_commands
         .with_label_values(&[outcome.label()])
         .inc();
+    info!(
+        node_id,
+        command = %command.name,
+        command_id = %id,
+        operator = %operator,
+        outcome = outcome.label(),
+        "operator command"
+    );
     match outcome {
         CommandOutcome::Acked(ack) => (StatusCode::OK, Json(ack)).into_response(),
         CommandOutcome::NotConnected => error_response(ErrorCode::NodeNotConnected),
@@ -100,9 +111,10 @@ pub(crate) async fn send(
     }
 }
 
-/// Lets the API key or an admin token through; 401 without valid credentials, 403 for a
-/// valid token of another role.
-fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<(), ErrorCode> {
+/// Lets the API key or an admin token through and names the operator for the log (`api_key`
+/// or the token's `sub`); 401 without valid credentials, 403 for a valid token of another
+/// role.
+fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<String, ErrorCode> {
     let Some(presented) = http_front::bearer(headers) else {
         shared
             .metrics
@@ -117,10 +129,10 @@ fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<(), ErrorCode> {
         .as_ref()
         .is_some_and(|key| constant_time_eq(presented.as_bytes(), key.expose().as_bytes()));
     if is_api_key {
-        return Ok(());
+        return Ok("api_key".to_owned());
     }
     match shared.admission.verifier.verify(presented) {
-        Ok(claims) if claims.role == Role::Admin => Ok(()),
+        Ok(claims) if claims.role == Role::Admin => Ok(claims.sub),
         Ok(_) => Err(ErrorCode::Forbidden),
         Err(_) => {
             shared

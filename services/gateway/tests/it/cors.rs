@@ -116,6 +116,26 @@ async fn an_allowed_origin_gets_cors_headers_and_its_preflight_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_allows_every_origin() {
+    let gateway = TestGateway::start_memory(|config| {
+        config.gateway.cors_allowed_origins = vec!["*".into()];
+    })
+    .await;
+    let (_, head) = exchange(
+        gateway.addr,
+        "GET",
+        "/api/ws/stats",
+        &[("Origin", "https://anywhere.example.org")],
+    )
+    .await;
+    assert_eq!(
+        header(&head, "access-control-allow-origin"),
+        Some("*"),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disallowed_origin_gets_no_cors_headers() {
     let gateway = TestGateway::start_memory(|config| {
         config.gateway.cors_allowed_origins = vec![PANEL.to_owned()];
