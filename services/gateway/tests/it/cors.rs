@@ -203,3 +203,40 @@ fn origins_that_are_not_origins_fail_validation() {
     config.gateway.cors_allowed_origins = vec!["*".into()];
     assert!(config.validate().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_needs_no_credentials_when_operations_are_private() {
+    let gateway = TestGateway::start_memory(|config| {
+        config.gateway.private_operations = true;
+        config.gateway.cors_allowed_origins = vec![PANEL.to_owned()];
+    })
+    .await;
+    // Browsers send no Authorization on a preflight: it must not be refused.
+    let (status, head) = exchange(
+        gateway.addr,
+        "OPTIONS",
+        "/api/ws/stats",
+        &[
+            ("Origin", PANEL),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(header(&head, "access-control-allow-origin"), Some(PANEL));
+    // The refusal itself carries the CORS header, so the panel can read its error.
+    let (status, head) = exchange(gateway.addr, "GET", "/api/ws/stats", &[("Origin", PANEL)]).await;
+    assert_eq!(status, 401, "{head}");
+    assert_eq!(header(&head, "access-control-allow-origin"), Some(PANEL));
+    let key = format!("Bearer {TEST_API_KEY}");
+    let (status, head) = exchange(
+        gateway.addr,
+        "GET",
+        "/api/ws/stats",
+        &[("Origin", PANEL), ("Authorization", &key)],
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(header(&head, "access-control-allow-origin"), Some(PANEL));
+}
