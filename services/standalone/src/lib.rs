@@ -106,8 +106,9 @@ fn demo_device_reader() -> DeviceReaderConfig {
     }
 }
 
-/// Keys whose environment values are comma-separated lists.
-pub const LIST_KEYS: [&str; 1] = ["gateway.allowed_origins"];
+/// Keys whose environment values are comma-separated lists: the gateway's (the only
+/// section of the embedded run with list keys), so the two binaries never drift apart.
+pub const LIST_KEYS: [&str; gateway::config::LIST_KEYS.len()] = gateway::config::LIST_KEYS;
 
 /// Why `switchboard` could not start.
 #[derive(Debug, thiserror::Error)]

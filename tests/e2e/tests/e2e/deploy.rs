@@ -263,6 +263,10 @@ async fn one_shared_environment_starts_every_service_and_the_probe_sees_them_hea
             "SWITCHBOARD__GATEWAY__ALLOWED_ORIGINS",
             "http://a.example,http://b.example".to_owned(),
         ),
+        (
+            "SWITCHBOARD__GATEWAY__CORS_ALLOWED_ORIGINS",
+            "http://a.example,http://c.example".to_owned(),
+        ),
         ("SWITCHBOARD__PUBLISHER__NODES_INTERVAL", "1s".to_owned()),
         ("SWITCHBOARD__AGGREGATOR__FLUSH_INTERVAL", "1s".to_owned()),
         ("SWITCHBOARD__BATCH_INGEST__LISTEN", batch_listen.clone()),
