@@ -10,14 +10,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_front::BodyError;
 use protocol::{CommandRequest, ErrorCode};
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::info;
 
-use super::error_response;
 use super::publish::constant_time_eq;
+use super::{error_response, read_json_body};
 use crate::nodes::{CommandOutcome, send_command};
 use crate::state::Shared;
 
@@ -53,25 +52,12 @@ pub(crate) async fn send(
         Ok(operator) => operator,
         Err(refusal) => return error_response(refusal),
     };
-    let body = match http_front::read_body(
-        &headers,
-        body,
-        shared.config.max_message_bytes,
-        shared.config.request_body_timeout,
-    )
-    .await
-    {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return error_response(ErrorCode::MessageTooLarge),
-        Err(BodyError::Timeout | BodyError::Read(_)) => {
-            return error_response(ErrorCode::InvalidMessage);
-        }
-    };
     if protocol::room::validate_node_id(&node_id).is_err() {
         return error_response(ErrorCode::InvalidMessage);
     }
-    let Ok(request) = serde_json::from_slice::<CommandBody>(&body) else {
-        return error_response(ErrorCode::InvalidMessage);
+    let request: CommandBody = match read_json_body(&shared, &headers, body).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal,
     };
     if !is_valid_command_name(&request.name) || request.timeout_ms == Some(0) {
         return error_response(ErrorCode::InvalidMessage);

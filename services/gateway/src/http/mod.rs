@@ -103,6 +103,30 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
+/// Reads a JSON body of at most `max_message_bytes` within `request_body_timeout` and parses
+/// it as `T`; on failure, the answer to send (413 `message_too_large` or 400
+/// `invalid_message`). Call it after the credentials are checked.
+pub(crate) async fn read_json_body<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<T, Response> {
+    let body = http_front::read_body(
+        headers,
+        body,
+        shared.config.max_message_bytes,
+        shared.config.request_body_timeout,
+    )
+    .await
+    .map_err(|error| match error {
+        http_front::BodyError::TooLarge => error_response(ErrorCode::MessageTooLarge),
+        http_front::BodyError::Timeout | http_front::BodyError::Read(_) => {
+            error_response(ErrorCode::InvalidMessage)
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|_| error_response(ErrorCode::InvalidMessage))
+}
+
 /// How long readiness and stats wait for the store before answering without it.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

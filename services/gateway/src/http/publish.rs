@@ -7,13 +7,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bus::Headers;
-use http_front::BodyError;
 use protocol::envelope::{HEADER_ORIGIN_SERVER, encode_bus};
 use protocol::{ErrorCode, RoomEnvelope, RoomName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error_response;
+use super::{error_response, read_json_body};
 use crate::state::Shared;
 
 /// Body of `POST /api/ws/publish`.
@@ -101,22 +100,9 @@ pub(crate) async fn publish(
             .inc();
         return error_response(ErrorCode::TokenInvalid);
     }
-    let body = match http_front::read_body(
-        &headers,
-        body,
-        shared.config.max_message_bytes,
-        shared.config.request_body_timeout,
-    )
-    .await
-    {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return error_response(ErrorCode::MessageTooLarge),
-        Err(BodyError::Timeout | BodyError::Read(_)) => {
-            return error_response(ErrorCode::InvalidMessage);
-        }
-    };
-    let Ok(request) = serde_json::from_slice::<PublishRequest>(&body) else {
-        return error_response(ErrorCode::InvalidMessage);
+    let request: PublishRequest = match read_json_body(&shared, &headers, body).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal,
     };
     let Ok(room) = RoomName::parse(&request.room) else {
         return error_response(ErrorCode::InvalidRoom);
