@@ -44,6 +44,8 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 mod request;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_pki;
 pub mod tls;
 
 pub use request::{BodyError, bearer, read_body};

@@ -8,53 +8,12 @@ use std::time::Duration;
 
 use auth::Role;
 use bus::Bus;
-use gateway::test_util::{TestGateway, test_config, within};
+use gateway::test_util::{TestGateway, TestPki, test_config, within};
 use protocol::envelope::decode_bus;
 use protocol::{NodeState, Subjects};
 use store::Store;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A private CA and a gateway certificate for 127.0.0.1 it signed, as PEM files.
-struct TestPki {
-    dir: tempfile::TempDir,
-}
-
-impl TestPki {
-    fn new() -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "agent test ca");
-        let ca = params.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let pki = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(pki.ca(), ca.pem()).unwrap();
-        std::fs::write(pki.cert(), cert.pem()).unwrap();
-        std::fs::write(pki.key(), key.serialize_pem()).unwrap();
-        pki
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("gateway.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("gateway-key.pem")
-    }
-}
 
 fn node_token(node_id: &str) -> String {
     let mut claims = auth::test_keys::claims(node_id);
@@ -87,14 +46,14 @@ fn agent_command(env: &[(&str, String)]) -> Command {
 
 async fn tls_gateway(pki: &TestPki, bus: Bus) -> TestGateway {
     let mut config = test_config();
-    config.gateway.tls_cert = Some(pki.cert());
-    config.gateway.tls_key = Some(pki.key());
+    config.gateway.tls_cert = Some(pki.cert_path());
+    config.gateway.tls_key = Some(pki.key_path());
     TestGateway::start(config, bus, Store::memory()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wss_agent_connects_to_a_tls_gateway() {
-    let pki = TestPki::new();
+    let pki = TestPki::new("agent test ca");
     let bus = Bus::memory();
     let gateway = tls_gateway(&pki, bus.clone()).await;
     let mut reports = bus
@@ -108,7 +67,7 @@ async fn a_wss_agent_connects_to_a_tls_gateway() {
         ),
         (
             "SWITCHBOARD__AGENT__TLS_CA_FILE",
-            pki.ca().display().to_string(),
+            pki.ca_path().display().to_string(),
         ),
         ("SWITCHBOARD__AGENT__TOKEN", node_token("tls-host")),
         ("SWITCHBOARD__AGENT__NODE_ID", "tls-host".to_owned()),
@@ -129,7 +88,7 @@ async fn a_wss_agent_connects_to_a_tls_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wss_agent_without_the_ca_exits_with_failure_at_once() {
-    let pki = TestPki::new();
+    let pki = TestPki::new("agent test ca");
     let gateway = tls_gateway(&pki, Bus::memory()).await;
     let mut child = agent_command(&[
         (

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Config, Gateway, RunError};
 
+pub use http_front::test_pki::{IssuedCert, TestPki};
+
 /// The API key test gateways accept on `POST /api/ws/publish`.
 pub const TEST_API_KEY: &str = "test-api-key";
 

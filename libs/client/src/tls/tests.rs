@@ -1,5 +1,6 @@
 use std::io::Write;
 
+use http_front::test_pki::TestPki;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -12,43 +13,15 @@ fn pem_file(contents: &str) -> tempfile::NamedTempFile {
     file
 }
 
-/// A CA and a server certificate for 127.0.0.1 that it signed.
-struct TestPki {
-    ca_pem: String,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key: rustls::pki_types::PrivateKeyDer<'static>,
-}
-
-fn test_pki() -> TestPki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    // Each CA its own name, or a foreign CA would look like the issuer (BadSignature).
-    let ca_name = format!("switchboard test ca {}", rand::random::<u64>());
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, ca_name);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    TestPki {
-        ca_pem: ca.pem(),
-        server_chain: vec![server.der().clone()],
-        server_key: rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap(),
-    }
-}
-
 /// Serves WebSocket upgrades over TLS on a free port until the test ends; returns the port.
 async fn spawn_wss_server(pki: &TestPki) -> u16 {
+    let issued = pki.issue();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
+        .with_single_cert(issued.chain, issued.key)
         .unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -80,8 +53,8 @@ async fn connect(
 
 #[test]
 fn a_generated_ca_is_accepted_as_a_root() {
-    let file = pem_file(&test_pki().ca_pem);
-    assert!(client_config(Some(file.path())).is_ok());
+    let pki = TestPki::new("sdk unit test ca");
+    assert!(client_config(Some(&pki.ca_path())).is_ok());
 }
 
 #[test]
@@ -102,20 +75,20 @@ fn a_bad_ca_file_is_refused_with_its_path() {
 
 #[tokio::test]
 async fn the_ca_file_makes_a_private_server_trusted() {
-    let pki = test_pki();
+    let pki = TestPki::new("sdk unit test ca");
     let port = spawn_wss_server(&pki).await;
-    let ca_file = pem_file(&pki.ca_pem);
-    connect(port, client_config(Some(ca_file.path())).unwrap())
+    connect(port, client_config(Some(&pki.ca_path())).unwrap())
         .await
         .expect("a server signed by the CA of the CA file is trusted");
 }
 
 #[tokio::test]
 async fn a_server_no_trusted_ca_signed_is_refused_as_untrusted() {
-    let pki = test_pki();
+    let pki = TestPki::new("sdk unit test ca");
     let port = spawn_wss_server(&pki).await;
-    let other_ca = pem_file(&test_pki().ca_pem);
-    let error = connect(port, client_config(Some(other_ca.path())).unwrap())
+    // Each CA its own name, or a foreign CA would look like the issuer (BadSignature).
+    let other = TestPki::new("another sdk unit test ca");
+    let error = connect(port, client_config(Some(&other.ca_path())).unwrap())
         .await
         .expect_err("a server signed by another CA is refused");
     let text = untrusted_server(&error).expect("the refusal names the untrusted certificate");

@@ -5,66 +5,26 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use client::{Client, ConnectionState, DisconnectReason};
-use gateway::test_util::{TestGateway, test_config};
+use gateway::test_util::{TestGateway, TestPki, test_config};
 use serde_json::json;
 
 use crate::helpers::*;
 
-/// A private CA and a gateway certificate for 127.0.0.1 it signed, as PEM files.
-struct TestPki {
-    dir: tempfile::TempDir,
-}
-
-impl TestPki {
-    fn new(name: &str) -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let ca = params.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let pki = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(pki.ca(), ca.pem()).unwrap();
-        std::fs::write(pki.cert(), cert.pem()).unwrap();
-        std::fs::write(pki.key(), key.serialize_pem()).unwrap();
-        pki
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-
-    async fn gateway(&self) -> TestGateway {
-        let mut config = test_config();
-        config.gateway.tls_cert = Some(self.cert());
-        config.gateway.tls_key = Some(self.key());
-        TestGateway::start(config, bus::Bus::memory(), store::Store::memory()).await
-    }
+/// A gateway on the memory engine that terminates TLS with `pki`'s certificate.
+async fn tls_gateway(pki: &TestPki) -> TestGateway {
+    let mut config = test_config();
+    config.gateway.tls_cert = Some(pki.cert_path());
+    config.gateway.tls_key = Some(pki.key_path());
+    TestGateway::start(config, bus::Bus::memory(), store::Store::memory()).await
 }
 
 #[tokio::test]
 async fn a_client_trusting_the_private_ca_connects_over_wss() {
     let pki = TestPki::new("sdk test ca");
-    let gateway = pki.gateway().await;
+    let gateway = tls_gateway(&pki).await;
     let client = Client::builder(format!("wss://{}/api/ws/connect", gateway.addr))
         .token(viewer_token("tess"))
-        .tls_ca_file(pki.ca())
+        .tls_ca_file(pki.ca_path())
         .build()
         .unwrap();
     let mut events = client.connect().unwrap();
@@ -77,11 +37,11 @@ async fn a_client_trusting_the_private_ca_connects_over_wss() {
 #[tokio::test]
 async fn a_gateway_certificate_no_trusted_ca_signed_ends_the_client_with_a_clear_reason() {
     let pki = TestPki::new("sdk test ca");
-    let gateway = pki.gateway().await;
+    let gateway = tls_gateway(&pki).await;
     let other = TestPki::new("another ca");
     let client = Client::builder(format!("wss://{}/api/ws/connect", gateway.addr))
         .token(viewer_token("tess"))
-        .tls_ca_file(other.ca())
+        .tls_ca_file(other.ca_path())
         .reconnect(fast_policy())
         .build()
         .unwrap();
@@ -126,11 +86,11 @@ async fn settled_state(url: &str, ca: PathBuf) -> ConnectionState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_gives_new_connections_the_new_certificate_and_keeps_open_ones() {
     let first = TestPki::new("first ca");
-    let gateway = first.gateway().await;
+    let gateway = tls_gateway(&first).await;
     let url = format!("wss://{}/api/ws/connect", gateway.addr);
     let open = Client::builder(url.clone())
         .token(viewer_token("tess"))
-        .tls_ca_file(first.ca())
+        .tls_ca_file(first.ca_path())
         .build()
         .unwrap();
     let mut events = open.connect().unwrap();
@@ -139,8 +99,8 @@ async fn sighup_gives_new_connections_the_new_certificate_and_keeps_open_ones() 
 
     // A pair from another CA replaces the files; then `kill -HUP`, as an operator would.
     let second = TestPki::new("second ca");
-    std::fs::copy(second.cert(), first.cert()).unwrap();
-    std::fs::copy(second.key(), first.key()).unwrap();
+    std::fs::copy(second.cert_path(), first.cert_path()).unwrap();
+    std::fs::copy(second.key_path(), first.key_path()).unwrap();
     let signalled = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])
         .status()
@@ -149,7 +109,7 @@ async fn sighup_gives_new_connections_the_new_certificate_and_keeps_open_ones() 
 
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if settled_state(&url, second.ca()).await.is_connected() {
+        if settled_state(&url, second.ca_path()).await.is_connected() {
             break;
         }
         assert!(
@@ -160,7 +120,7 @@ async fn sighup_gives_new_connections_the_new_certificate_and_keeps_open_ones() 
     }
     assert!(
         matches!(
-            settled_state(&url, first.ca()).await,
+            settled_state(&url, first.ca_path()).await,
             ConnectionState::Disconnected {
                 reason: DisconnectReason::UntrustedServer(_)
             }

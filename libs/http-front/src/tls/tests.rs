@@ -1,7 +1,6 @@
 //! TLS termination through a real front door on a loopback port: reload on SIGHUP, a stalled
 //! handshake cut by the timeout.
 
-use std::io::Write;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,68 +13,20 @@ use tokio_rustls::client::TlsStream as ClientTlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::test_pki::TestPki;
 use crate::{FrontDoor, Limits};
 
-/// A CA, and PEM files of a server certificate for 127.0.0.1 it signed, with their paths.
-struct TestPki {
-    ca_key: rcgen::KeyPair,
-    ca: rcgen::Certificate,
-    dir: tempfile::TempDir,
-}
-
-impl TestPki {
-    fn new() -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "front door test ca");
-        let ca = params.self_signed(&ca_key).unwrap();
-        Self {
-            ca_key,
-            ca,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// Writes a fresh server certificate and key to `cert.pem`/`key.pem`; returns the DER.
-    fn issue(&self) -> CertificateDer<'static> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .unwrap();
-        std::fs::File::create(self.cert_path())
-            .unwrap()
-            .write_all(cert.pem().as_bytes())
-            .unwrap();
-        std::fs::File::create(self.key_path())
-            .unwrap()
-            .write_all(key.serialize_pem().as_bytes())
-            .unwrap();
-        cert.der().clone()
-    }
-
-    fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key_path(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
+/// A client that trusts only `pki`'s CA.
+fn connector(pki: &TestPki) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
 }
 
 /// Serves a `/ping` route through a front door with `tls`; returns its address.
@@ -103,7 +54,7 @@ async fn serve(
 async fn connect(pki: &TestPki, addr: std::net::SocketAddr) -> ClientTlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    pki.connector().connect(name, tcp).await.unwrap()
+    connector(pki).connect(name, tcp).await.unwrap()
 }
 
 fn served_certificate(stream: &ClientTlsStream<TcpStream>) -> CertificateDer<'static> {
@@ -144,8 +95,8 @@ async fn eventually<F: AsyncFnMut() -> bool>(mut condition: F) -> bool {
 
 #[tokio::test]
 async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_old_ones() {
-    let pki = TestPki::new();
-    let first = pki.issue();
+    let pki = TestPki::new("front door test ca");
+    let first = pki.issue().chain[0].clone();
     let registry = prometheus::Registry::new();
     let metrics = TlsMetrics::register(&registry, "test").unwrap();
     let tls = ServerTls::load(&pki.cert_path(), &pki.key_path())
@@ -159,7 +110,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_old_ones()
     assert_eq!(served_certificate(&existing), first);
     assert!(ping(&mut existing).await.starts_with("HTTP/1.1 200"));
 
-    let second = pki.issue();
+    let second = pki.issue().chain[0].clone();
     assert_ne!(first, second);
     rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP).unwrap();
     assert!(
@@ -191,7 +142,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_old_ones()
 
 #[tokio::test]
 async fn a_client_stalled_in_the_handshake_is_closed_at_the_header_read_timeout() {
-    let pki = TestPki::new();
+    let pki = TestPki::new("front door test ca");
     pki.issue();
     let registry = prometheus::Registry::new();
     let metrics = TlsMetrics::register(&registry, "test").unwrap();
@@ -230,9 +181,9 @@ async fn a_client_stalled_in_the_handshake_is_closed_at_the_header_read_timeout(
 
 #[test]
 fn a_key_that_does_not_match_the_certificate_is_refused() {
-    let pki = TestPki::new();
+    let pki = TestPki::new("front door test ca");
     pki.issue();
-    let other = TestPki::new();
+    let other = TestPki::new("front door test ca");
     other.issue();
     assert!(matches!(
         ServerTls::load(&pki.cert_path(), &other.key_path()),
