@@ -148,12 +148,7 @@ pub(crate) async fn verify_token(
             .inc();
         return Err(ErrorCode::TokenMissing);
     };
-    let verified = match shared.admission.jwks.get() {
-        // An unknown `kid` fetches the key set again (rate-limited) before refusing.
-        Some(jwks) => jwks.verify(token).await,
-        None => shared.admission.verifier.verify(token),
-    };
-    verified.map_err(|error| {
+    shared.admission.verify(token).await.map_err(|error| {
         shared
             .metrics
             .auth_failures

@@ -86,6 +86,19 @@ pub(crate) struct Admission {
     pub api_key: Option<Secret>,
 }
 
+impl Admission {
+    /// Verifies `token` with the configured keys. With `auth.jwks_url`, a token naming a `kid`
+    /// the key set does not have yet makes it be fetched again (rate-limited) before the
+    /// token is refused, wherever a token is checked: upgrade, `refresh`, operational
+    /// endpoints and node commands alike.
+    pub async fn verify(&self, token: &str) -> Result<auth::Claims, auth::VerifyError> {
+        match self.jwks.get() {
+            Some(jwks) => jwks.verify(token).await,
+            None => self.verifier.verify(token),
+        }
+    }
+}
+
 /// Shutdown state: set once, watched by every session and background task.
 pub(crate) struct Drain {
     /// Set when shutdown begins: readiness turns false and new connections are refused.

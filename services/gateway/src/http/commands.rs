@@ -48,7 +48,7 @@ pub(crate) async fn send(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let operator = match authorise(&shared, &headers) {
+    let operator = match authorise(&shared, &headers).await {
         Ok(operator) => operator,
         Err(refusal) => return error_response(refusal),
     };
@@ -100,7 +100,7 @@ pub(crate) async fn send(
 /// Lets the API key or an admin token through and names the operator for the log (`api_key`
 /// or the token's `sub`); 401 without valid credentials, 403 for a valid token of another
 /// role.
-fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<String, ErrorCode> {
+async fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<String, ErrorCode> {
     let Some(presented) = http_front::bearer(headers) else {
         shared
             .metrics
@@ -117,7 +117,7 @@ fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<String, ErrorCode> 
     if is_api_key {
         return Ok("api_key".to_owned());
     }
-    match shared.admission.verifier.verify(presented) {
+    match shared.admission.verify(presented).await {
         Ok(claims) if claims.role == Role::Admin => Ok(claims.sub),
         Ok(_) => Err(ErrorCode::Forbidden),
         Err(_) => {

@@ -60,7 +60,7 @@ pub(crate) async fn operations_access(
         .api_key
         .as_ref()
         .is_some_and(|key| constant_time_eq(presented.as_bytes(), key.expose().as_bytes()));
-    if is_api_key || shared.admission.verifier.verify(presented).is_ok() {
+    if is_api_key || shared.admission.verify(presented).await.is_ok() {
         return next.run(request).await;
     }
     shared

@@ -102,3 +102,32 @@ async fn a_key_set_that_cannot_be_fetched_stops_the_start() {
     let started = gateway::Gateway::bind(config, bus::Bus::memory(), store::Store::memory()).await;
     assert!(matches!(started, Err(gateway::StartError::Jwks(_))));
 }
+
+#[tokio::test]
+async fn a_token_of_a_just_rotated_key_opens_the_private_operational_endpoints_at_once() {
+    let (document, addr) = key_server(json!([ec_jwk(EC_PUBLIC_PEM, "key-1")])).await;
+    let gateway = TestGateway::start_memory(|config| {
+        config.auth.hmac_secret = None;
+        config.auth.jwks_url = Some(format!("http://{addr}/jwks.json"));
+        // Long enough that only the refetch on an unknown `kid` can pick up key-2 here.
+        config.auth.jwks_refresh_interval = Some(Duration::from_secs(300));
+        config.gateway.private_operations = true;
+    })
+    .await;
+    // The refetch for an unknown `kid` waits 10 s after the last fetch (the one at start).
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    *document.lock().unwrap() =
+        json!({ "keys": [ec_jwk(OTHER_EC_PUBLIC_PEM, "key-2")] }).to_string();
+    let rotated = es256_token_with_kid(OTHER_EC_PRIVATE_PEM, "key-2", &viewer("operator"));
+    let bearer = format!("Bearer {rotated}");
+    let (status, body) = gateway::test_util::http_request(
+        gateway.addr,
+        "GET",
+        "/api/ws/stats",
+        &[("Authorization", bearer.as_str())],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
