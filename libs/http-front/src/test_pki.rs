@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -65,6 +66,23 @@ impl TestPki {
             chain: vec![cert.der().clone()],
             key: PrivateKeyDer::try_from(key.serialize_der()).expect("PKCS#8 key"),
         }
+    }
+
+    /// A TLS acceptor serving a freshly issued certificate (ring provider, safe defaults):
+    /// for test servers that clients reach with [`TestPki::ca_path`] as their CA file.
+    ///
+    /// # Panics
+    /// When the issued pair does not make a server configuration.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let issued = self.issue();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(issued.chain, issued.key)
+            .expect("the issued pair makes a server configuration");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 
     /// The CA certificate, PEM.

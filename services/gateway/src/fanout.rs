@@ -69,6 +69,8 @@ pub(crate) struct FanOut {
     shutdown: CancellationToken,
     /// Room messages queued to clients since the presence writer last took the count.
     delivered_since_flush: AtomicU64,
+    /// `messages_out` for room messages, resolved once: the dispatch counts into it every batch.
+    room_messages_out: prometheus::IntCounter,
 }
 
 impl FanOut {
@@ -79,6 +81,7 @@ impl FanOut {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
+        let room_messages_out = metrics.messages_out.with_label_values(&["room"]);
         Self {
             rooms: Mutex::new(HashMap::new()),
             bus,
@@ -87,6 +90,7 @@ impl FanOut {
             tasks,
             shutdown,
             delivered_since_flush: AtomicU64::new(0),
+            room_messages_out,
         }
     }
 
@@ -102,10 +106,7 @@ impl FanOut {
     }
 
     pub(crate) fn count_delivered(&self, delivered: u64) {
-        self.metrics
-            .messages_out
-            .with_label_values(&["room"])
-            .inc_by(delivered);
+        self.room_messages_out.inc_by(delivered);
         self.delivered_since_flush
             .fetch_add(delivered, Ordering::Relaxed);
     }

@@ -2,7 +2,6 @@ use std::io::Write;
 
 use http_front::test_pki::TestPki;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::*;
@@ -15,15 +14,7 @@ fn pem_file(contents: &str) -> tempfile::NamedTempFile {
 
 /// Serves WebSocket upgrades over TLS on a free port until the test ends; returns the port.
 async fn spawn_wss_server(pki: &TestPki) -> u16 {
-    let issued = pki.issue();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(issued.chain, issued.key)
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let acceptor = pki.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
