@@ -1,0 +1,68 @@
+/**
+ * The React binding (`@switchboard/client/react`): a provider holding one client, and hooks
+ * built on `useSyncExternalStore`. React (>= 18) is an optional peer dependency: only this
+ * entry point imports it.
+ */
+
+import { createContext, createElement, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from 'react';
+
+import type { ConnectionState, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
+import { createRoomStore, type RoomSnapshot } from './room-store.js';
+
+const ClientContext = createContext<SwitchboardClient | null>(null);
+
+/** Makes `client` available to the hooks below it. The caller owns the client (connect/close). */
+export function SwitchboardProvider(props: { client: SwitchboardClient; children?: ReactNode }) {
+  return createElement(ClientContext.Provider, { value: props.client }, props.children);
+}
+
+/** The client of the nearest {@link SwitchboardProvider}. */
+export function useSwitchboard(): SwitchboardClient {
+  const client = useContext(ClientContext);
+  if (client === null) throw new Error('useSwitchboard: no <SwitchboardProvider client={…}> above this component');
+  return client;
+}
+
+/** The connection state and its detail; re-renders on every change (each reconnect attempt too). */
+export function useConnectionState(): { state: ConnectionState; detail: StateDetail } {
+  const client = useSwitchboard();
+  return useSyncExternalStore(
+    (onChange) => client.onState(() => onChange()),
+    () => client.getSnapshot(),
+    () => client.getSnapshot(),
+  );
+}
+
+/**
+ * Subscribes to `room` while the component is mounted. `last` is the newest message
+ * (`event` filters by type), `messages` the newest `keep` (default 1), newest first.
+ */
+export function useRoom<T = unknown>(
+  room: string,
+  opts: { event?: string; minIntervalMs?: number; keep?: number } = {},
+): { last: RoomMessage<T> | null; messages: RoomMessage<T>[] } {
+  const client = useSwitchboard();
+  const { event, minIntervalMs, keep } = opts;
+  const store = useMemo(() => {
+    const options: { event?: string; minIntervalMs?: number; keep?: number } = {};
+    if (event !== undefined) options.event = event;
+    if (minIntervalMs !== undefined) options.minIntervalMs = minIntervalMs;
+    if (keep !== undefined) options.keep = keep;
+    return createRoomStore<T>(client, room, options);
+  }, [client, room, event, minIntervalMs, keep]);
+  const snapshot: RoomSnapshot<T> = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+  return snapshot;
+}
+
+/** Handles room messages of `event` (or `'*'`) while mounted; the latest `handler` is always called. */
+export function useSwitchboardEvent(event: string, handler: (message: RoomMessage) => void): void {
+  const client = useSwitchboard();
+  const latest = useRef(handler);
+  useEffect(() => {
+    latest.current = handler;
+  });
+  useEffect(() => client.on(event, (message) => latest.current(message)), [client, event]);
+}
+
+export type { ConnectionState, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
+export type { RoomSnapshot } from './room-store.js';
