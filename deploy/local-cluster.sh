@@ -453,6 +453,11 @@ cmd_up() {
 
   local i port
   local -a services=()
+  # The gateways serve the built dashboard (scripts/run.sh or the test suite builds it) unless
+  # SWITCHBOARD__GATEWAY__DASHBOARD_DIR says otherwise.
+  if [ -z "${SWITCHBOARD__GATEWAY__DASHBOARD_DIR+set}" ] && [ -f "$ROOT/clients/dashboard/dist/index.html" ]; then
+    export SWITCHBOARD__GATEWAY__DASHBOARD_DIR=$ROOT/clients/dashboard/dist
+  fi
   GATEWAY_URLS=() WS_URLS=()
   for ((i = 1; i <= GATEWAYS; i++)); do
     port=$((GATEWAY_BASE_PORT + i - 1))

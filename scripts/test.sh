@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, contract (memory + real NATS/Redis), gateway integration,
-# a bounded fuzz run of every decoder (scripts/fuzz.sh),
-# end-to-end against real nats-server and redis-server, and the dashboard in headless
-# Chromium. Installs nats-server, redis-server, Node.js and Chromium when missing.
+# the JS client (unit, and integration against the real binary), a bounded fuzz run of every
+# decoder (scripts/fuzz.sh), end-to-end against real nats-server and redis-server, the deploy
+# files (local cluster, Helm, Compose), and the dashboard in headless Chromium. Installs
+# nats-server, redis-server, Node.js and Chromium when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
@@ -14,6 +15,12 @@ cargo build --workspace --all-targets --all-features
 
 echo "==> cargo test" >&2
 cargo test --workspace --all-features
+
+ensure_browser_tools
+ensure_dashboard
+
+echo "==> JS client (clients/js): unit tests, integration against target/debug/switchboard" >&2
+(cd clients/js && npm test)
 
 echo "==> fuzz (bounded)" >&2
 scripts/fuzz.sh
@@ -27,9 +34,6 @@ tests/deploy/helm-test.sh target/debug
 echo "==> Docker Compose: images, schema, podman-compose up, cluster checks, down" >&2
 tests/deploy/compose-test.sh target/debug
 
-if [ -f tests/dashboard/package.json ]; then
-  ensure_browser_tools
-  ensure_node_packages tests/dashboard
-  echo "==> dashboard test (headless Chromium)" >&2
-  node --test tests/dashboard/
-fi
+ensure_node_packages tests/dashboard
+echo "==> dashboard test (headless Chromium): embedded switchboard, then a two-gateway cluster" >&2
+node --test tests/dashboard/

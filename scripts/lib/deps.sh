@@ -45,6 +45,21 @@ ensure_node_packages() {
   fi
 }
 
+# ensure_dashboard: builds the JS client (clients/js) and the web dashboard on it
+# (clients/dashboard) into their dist/ directories, from their npm lock files. Installs Node.js
+# and npm through apt when missing. Both builds take seconds, so they always run: a stale
+# dashboard can never be served. Prints nothing on stdout.
+ensure_dashboard() {
+  ensure_command node nodejs
+  ensure_command npm npm
+  local package
+  for package in clients/js clients/dashboard; do
+    ensure_node_packages "$package"
+    echo "==> npm run build in $package" >&2
+    (cd "$package" && npm run build --silent >&2)
+  done
+}
+
 # ensure_python_venv DIR REQUIREMENTS: a virtualenv at DIR with the pinned packages of
 # REQUIREMENTS (a pip lock file: every package, transitive ones included, with ==), rebuilt when
 # the file is newer than the venv. Installs python3 and its venv module through apt when missing.

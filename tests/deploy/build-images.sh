@@ -12,7 +12,9 @@
 #    busybox wget / redis-cli for health checks, /data volumes).
 # 2. The Switchboard images, from deploy/Dockerfile with --build-arg BINARIES=prebuilt: the
 #    binaries of BIN_DIR (default target/debug, already built with `cargo build --workspace`)
-#    are stripped into deploy/dist/ and copied from there; the Rust builder stage is never used.
+#    are stripped into deploy/dist/ and copied from there, with the dashboard built by
+#    ensure_dashboard (scripts/lib/deps.sh) in deploy/dist/dashboard/; the Rust builder and
+#    Node stages are never used.
 #
 # Idempotent: a stand-in whose content did not change is not rebuilt; Switchboard images reuse
 # Podman's layer cache. Prints one line per image: `image <name>`. Environment:
@@ -314,6 +316,13 @@ for bin in "${BINARIES[@]}"; do
     echo "$source_id" >"$WORK/dist-$bin.source"
   fi
 done
+# The dashboard as scripts/run.sh builds it (npm ci from the lock files, npm run build), for
+# the gateway and standalone images.
+ensure_dashboard
+rm -rf deploy/dist/dashboard.tmp
+cp -r clients/dashboard/dist deploy/dist/dashboard.tmp
+rm -rf deploy/dist/dashboard
+mv deploy/dist/dashboard.tmp deploy/dist/dashboard
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 for target in "${TARGETS[@]}"; do

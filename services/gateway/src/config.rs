@@ -138,8 +138,12 @@ pub struct GatewayConfig {
     pub max_node_commands: usize,
     /// Worker threads of the runtime; 0 uses one per core.
     pub worker_threads: usize,
-    /// Serve the web dashboard at `/` (a static page that connects back to this gateway).
+    /// Serve the web dashboard at `/` (a page that connects back to this gateway).
     pub dashboard: bool,
+    /// The built dashboard (`clients/dashboard/dist`: `index.html` and `assets/`), read once
+    /// at start. Unset, `/` answers a page that says how to build it. The container images
+    /// set it; `scripts/run.sh` builds the dashboard and sets it.
+    pub dashboard_dir: Option<PathBuf>,
     /// Longest per-connection delivery interval a client may ask for (`subscribe`'s
     /// `min_interval_ms`, seed 003's `interval`); the shortest is fixed at 50 ms. Longer
     /// intervals hold a value back for longer; raise only for very slow displays.
@@ -208,6 +212,7 @@ impl Default for GatewayConfig {
             max_node_commands: 64,
             worker_threads: 0,
             dashboard: true,
+            dashboard_dir: None,
             max_delivery_interval: Duration::from_secs(60),
             power_default_interval: Duration::from_millis(100),
             health_requires_token: false,
@@ -223,6 +228,13 @@ impl Default for GatewayConfig {
 pub const MAX_TOKEN_EXPIRY_GRACE: Duration = Duration::from_secs(300);
 
 impl GatewayConfig {
+    /// `dashboard_dir`, unless unset or empty (an empty environment variable unsets it).
+    pub fn dashboard_dir(&self) -> Option<&std::path::Path> {
+        self.dashboard_dir
+            .as_deref()
+            .filter(|dir| !dir.as_os_str().is_empty())
+    }
+
     /// Loads `tls_cert` and `tls_key` when both are set; `None` when neither is.
     ///
     /// # Errors
@@ -301,6 +313,15 @@ impl Config {
             && gateway.cors_allowed_origins.iter().any(|o| o == "*")
         {
             problems.push("gateway.cors_allowed_origins: * must be the only entry".to_owned());
+        }
+        if let Some(dir) = gateway
+            .dashboard_dir()
+            .filter(|dir| gateway.dashboard && !dir.join("index.html").is_file())
+        {
+            problems.push(format!(
+                "gateway.dashboard_dir: {} has no index.html (build clients/dashboard: npm ci && npm run build)",
+                dir.display()
+            ));
         }
         if gateway.max_node_commands == 0 {
             problems.push("gateway.max_node_commands must be at least 1".to_owned());

@@ -29,6 +29,9 @@ pub enum StartError {
     /// The key set of `auth.jwks_url` could not be fetched or holds no usable key.
     #[error("cannot load the key set")]
     Jwks(#[source] auth::JwksError),
+    /// `gateway.dashboard_dir` could not be loaded.
+    #[error("cannot load the dashboard")]
+    Dashboard(#[source] crate::http::DashboardError),
     /// A key file could not be read.
     #[error("cannot read {path}")]
     KeyFile {

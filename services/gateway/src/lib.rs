@@ -40,6 +40,7 @@ mod state;
 
 pub use config::{Config, GatewayConfig};
 pub use error::{RunError, StartError};
+pub use http::DashboardError;
 pub use server::{Gateway, connect_bus, connect_store, run};
 
 #[cfg(feature = "test-util")]

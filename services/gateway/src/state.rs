@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub presence: Presence,
     pub admission: Admission,
     pub drain: Drain,
+    /// The built dashboard, when `gateway.dashboard_dir` is set.
+    pub dashboard: Option<crate::http::DashboardAssets>,
 }
 
 /// The connections of this gateway.
@@ -172,6 +174,14 @@ pub(crate) fn build(
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local_addr}/api/ws/connect"));
+    let dashboard = match gateway.dashboard_dir().filter(|_| gateway.dashboard) {
+        Some(dir) => {
+            let built = crate::http::DashboardAssets::load(dir).map_err(StartError::Dashboard)?;
+            tracing::info!(dir = %dir.display(), assets = built.asset_count(), "dashboard loaded");
+            Some(built)
+        }
+        None => None,
+    };
     let (presence, presence_rx) = Presence::new();
     let metrics = Arc::new(Metrics::new());
     let subjects = Subjects::new(&config.bus.subject_prefix);
@@ -204,6 +214,7 @@ pub(crate) fn build(
         fanout,
         presence,
         drain,
+        dashboard,
         config: gateway,
     });
     Ok((shared, presence_rx))

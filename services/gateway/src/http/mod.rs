@@ -25,7 +25,8 @@ use crate::handshake;
 use crate::state::Shared;
 
 pub(crate) use catalogue::{streams, subscription_info};
-pub(crate) use dashboard::dashboard;
+pub(crate) use dashboard::DashboardAssets;
+pub use dashboard::DashboardError;
 pub(crate) use probes::{healthz, metrics, readyz};
 pub(crate) use publish::{operations_access, publish};
 pub(crate) use stats::stats;
@@ -72,7 +73,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     let router = if dashboard_enabled {
-        router.route("/", get(dashboard))
+        router
+            .route("/", get(dashboard::dashboard))
+            .route("/assets/{*path}", get(dashboard::asset))
     } else {
         router
     };

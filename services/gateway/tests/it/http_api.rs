@@ -221,13 +221,59 @@ async fn the_dashboard_page_is_served_at_the_root_unless_disabled() {
         &body[..body.len().min(80)]
     );
     assert!(
-        body.contains("/api/ws/connect"),
-        "the page connects back to the gateway"
+        body.contains("dashboard_dir") && body.contains("npm run build"),
+        "without a built dashboard the page says how to build one"
     );
 
     let without = TestGateway::start_memory(|config| config.gateway.dashboard = false).await;
     let (status, _, _) = http_get_with_head(without.addr, "/").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_dashboard_directory_is_served_from_memory_with_its_assets() {
+    let dir = std::env::temp_dir().join(format!("sb-it-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("assets")).expect("temp dir");
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><script src=\"assets/app.js\"></script>",
+    )
+    .expect("write index");
+    std::fs::write(dir.join("assets/app.js"), "globalThis.built = true;").expect("write app");
+    std::fs::write(dir.join("outside.txt"), "not served").expect("write outside");
+    let served_dir = dir.clone();
+    let gateway = TestGateway::start_memory(move |config| {
+        config.gateway.dashboard_dir = Some(served_dir.clone());
+    })
+    .await;
+
+    let (status, head, body) = http_get_with_head(gateway.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("assets/app.js"), "{body}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(head.contains("referrer-policy: no-referrer"), "{head}");
+    assert!(head.contains("etag: \""), "{head}");
+
+    let (status, head, body) = http_get_with_head(gateway.addr, "/assets/app.js").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert_eq!(body, "globalThis.built = true;");
+
+    // Read at start: a file written later is not served; nothing outside assets/ is.
+    std::fs::write(dir.join("assets/late.js"), "late").expect("write late");
+    for path in [
+        "/assets/late.js",
+        "/assets/../outside.txt",
+        "/outside.txt",
+        "/assets/missing.js",
+    ] {
+        let (status, _, _) = http_get_with_head(gateway.addr, path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
