@@ -15,13 +15,17 @@ interface ChartProps {
   yLabel?: string;
   /** Time axis in local time (default); false for a plain numeric x axis. */
   time?: boolean;
+  /** Fixed x range (the chosen time window); else the data's. */
+  xRange?: [number, number];
 }
 
-export function Chart({ data, series, height = 220, testid, yLabel, time = true }: ChartProps) {
+export function Chart({ data, series, height = 220, testid, yLabel, time = true, xRange }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const latest = useRef(data);
   latest.current = data;
+  const range = useRef(xRange);
+  range.current = xRange;
   const shape = `${series.map((s) => `${s.label}:${s.stroke}`).join('|')}/${height}/${yLabel ?? ''}/${time}`;
 
   useEffect(() => {
@@ -30,7 +34,7 @@ export function Chart({ data, series, height = 220, testid, yLabel, time = true 
     const options: uPlot.Options = {
       width: Math.max(element.clientWidth, 100),
       height,
-      scales: { x: { time } },
+      scales: { x: { time, range: (_u, min, max) => (range.current ? range.current : [min, max]) } },
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
       series: [{ label: time ? 'time' : 'x' }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width ?? 1.5, spanGaps: true, points: { show: false } }))],

@@ -34,7 +34,7 @@ export function BatchesView() {
               <div className="counter"><b>{num(totals.http)}</b>via HTTP</div>
             </div>
             <div className="scroll-x">
-              <table className="table" data-testid="batch-table">
+              <table className="table cards" data-testid="batch-table">
                 <thead>
                   <tr><th>ML node</th><th>connection</th><th className="num">generated</th><th className="num">validated</th><th className="num">duplicates</th><th className="num">invalid</th><th>per path</th><th className="num">block</th><th>updated</th></tr>
                 </thead>
@@ -45,21 +45,21 @@ export function BatchesView() {
                     const all = ws + http;
                     return (
                       <tr key={data.node} data-node={data.node}>
-                        <td>{data.node}{typeof data.node_num === 'number' ? <span className="hint"> #{data.node_num}</span> : null}</td>
-                        <td><span className={`state conn-${data.connection}`}>{data.connection}</span></td>
-                        <td className="num">{num(data.stored?.generated)}</td>
-                        <td className="num">{num(data.stored?.validated)}</td>
-                        <td className="num">{num(data.duplicates)}</td>
-                        <td className="num">{num(data.invalid)}</td>
-                        <td className="paths">
+                        <td data-label="ML node">{data.node}{typeof data.node_num === 'number' ? <span className="hint"> #{data.node_num}</span> : null}</td>
+                        <td data-label="connection"><span className={`state conn-${data.connection}`}>{data.connection}</span></td>
+                        <td data-label="generated" className="num">{num(data.stored?.generated)}</td>
+                        <td data-label="validated" className="num">{num(data.stored?.validated)}</td>
+                        <td data-label="duplicates" className="num">{num(data.duplicates)}</td>
+                        <td data-label="invalid" className="num">{num(data.invalid)}</td>
+                        <td data-label="per path" className="paths">
                           <div className="split" title={`WebSocket ${ws} · HTTP ${http}`}>
                             <span className="ws" style={{ width: all ? `${(ws / all) * 100}%` : '0%' }} />
                             <span className="http" style={{ width: all ? `${(http / all) * 100}%` : '0%' }} />
                           </div>
                           <small>WS {num(ws)} · HTTP {num(http)}</small>
                         </td>
-                        <td className="num">{num(data.last_block_height)}</td>
-                        <td>{ago(at)}</td>
+                        <td data-label="block" className="num">{num(data.last_block_height)}</td>
+                        <td data-label="updated">{ago(at)}</td>
                       </tr>
                     );
                   })}

@@ -27,7 +27,7 @@ export function MetricsView() {
   const services = metrics ? Object.entries(metrics.data.services ?? {}) : [];
   return (
     <div className="grid">
-      <div className="panel" data-testid="service-health">
+      <div className="panel wide" data-testid="service-health">
         <div className="panel-head">
           <h2>Service health</h2>
           {metrics && (
@@ -82,9 +82,12 @@ function HistoryPanel() {
   const [refreshTick, setRefreshTick] = useState(0);
 
   useEffect(() => {
-    const timer = setInterval(() => setRefreshTick((n) => n + 1), 60_000);
+    // Live samples extend the chart between two fetches; a fresh fetch picks up what the
+    // aggregator stored meanwhile (sooner while it has nothing yet for this metric).
+    const empty = history !== null && history.reply.samples.length + history.reply.rollups.length === 0;
+    const timer = setInterval(() => setRefreshTick((n) => n + 1), empty ? 10_000 : 30_000);
     return () => clearInterval(timer);
-  }, []);
+  }, [history]);
 
   useEffect(() => {
     if (!metric) return undefined;
@@ -113,13 +116,16 @@ function HistoryPanel() {
       for (const s of reply.samples) points.push([s.ts_ms, s.value]);
     }
     const from = Date.now() - hours * 3_600_000;
-    const after = reply ? reply.to_ms : from;
+    const after = points.length ? points[points.length - 1][0] : from;
     for (const [at, value] of liveSeries ?? []) if (at > after) points.push([at, value]);
     points.sort((a, b) => a[0] - b[0]);
     return [points.map((p) => p[0] / 1000), points.map((p) => p[1])];
   }, [reply, liveSeries, hours]);
   const stats = summary.data?.metrics.find((m) => m.metric === metric);
-  const liveCount = liveSeries?.filter(([at]) => !reply || at > reply.to_ms).length ?? 0;
+  const stored = reply ? reply.samples.length + reply.rollups.length : 0;
+  const liveCount = Math.max(0, data[0].length - stored);
+  const now = Date.now();
+  const xRange: [number, number] = [(now - hours * 3_600_000) / 1000, now / 1000];
 
   return (
     <div className="panel wide" data-testid="metric-history">
@@ -140,7 +146,7 @@ function HistoryPanel() {
           <>{reply.samples.length} samples + {reply.rollups.length} one-minute roll-ups from /api/ws/metrics/history · {liveCount} live</>
         ) : metric ? 'loading history…' : 'waiting for the first metrics'}
       </div>
-      <Chart testid="metric-chart" data={data} series={[{ label: metric ?? 'value', stroke: '#1f5fbf', width: 2 }]} height={240} />
+      <Chart testid="metric-chart" data={data} xRange={xRange} series={[{ label: metric ?? 'value', stroke: '#1f5fbf', width: 2 }]} height={240} />
       {stats && (
         <table className="mini" data-testid="metric-stats">
           <thead><tr><th>window</th><th className="num">count</th><th className="num">min</th><th className="num">avg</th><th className="num">max</th><th className="num">p95</th></tr></thead>

@@ -41,7 +41,7 @@ export function NodesView({ token }: { token: string }) {
         )}
         {list.length === 0 ? <p className="empty">{nodes ? 'No nodes have reported.' : 'Waiting for node_status_update…'}</p> : (
           <div className="scroll-x">
-            <table className="table nodes" data-testid="node-table">
+            <table className="table nodes cards" data-testid="node-table">
               <thead>
                 <tr><th>node</th><th>layer</th><th>state</th><th>last seen</th><th className="num">updates</th><th className="num">throughput</th><th className="num">RTT</th><th>commands</th></tr>
               </thead>
@@ -70,19 +70,19 @@ function NodeRow({ node, rate, selected, onSelect, token }: { node: NodeStatus; 
   if (rate?.updates !== undefined) throughput.push(`${num(rate.updates * 60, 1)} reports/min`);
   return (
     <tr data-node-id={node.node_id} data-state={state} className={selected ? 'selected' : ''}>
-      <td><button type="button" className="link" data-testid={`node-open-${node.node_id}`} onClick={onSelect}>{node.node_id}</button></td>
-      <td>{node.layer}</td>
-      <td><span className={`state state-${state}`}>{state}</span></td>
-      <td title={node.last_seen}>{ago(node.last_seen)}</td>
-      <td className="num">{num(node.update_count)}</td>
-      <td className="num" data-testid={`node-throughput-${node.node_id}`}>
+      <td data-label="node"><button type="button" className="link" data-testid={`node-open-${node.node_id}`} onClick={onSelect}>{node.node_id}</button></td>
+      <td data-label="layer">{node.layer}</td>
+      <td data-label="state"><span className={`state state-${state}`}>{state}</span></td>
+      <td data-label="last seen" title={node.last_seen}>{ago(node.last_seen)}</td>
+      <td data-label="updates" className="num">{num(node.update_count)}</td>
+      <td data-label="throughput" className="num" data-testid={`node-throughput-${node.node_id}`}>
         {throughput.length ? throughput.map((t) => <div key={t}>{t}</div>) : '—'}
         {node.network && (typeof node.network.messages_in === 'number' || typeof node.network.messages_out === 'number') && (
           <div className="sub">{num(node.network.messages_in)} in · {num(node.network.messages_out)} out total</div>
         )}
       </td>
-      <td className="num">{typeof node.network?.rtt_ms === 'number' ? `${num(node.network.rtt_ms, 1)} ms` : '—'}</td>
-      <td><Commands nodeId={node.node_id} token={token} /></td>
+      <td data-label="RTT" className="num">{typeof node.network?.rtt_ms === 'number' ? `${num(node.network.rtt_ms, 1)} ms` : '—'}</td>
+      <td data-label="commands"><Commands nodeId={node.node_id} token={token} /></td>
     </tr>
   );
 }

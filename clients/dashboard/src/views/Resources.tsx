@@ -31,7 +31,7 @@ export function ResourcesView() {
   const data = resources?.data;
   return (
     <div className="grid">
-      <div className="panel" data-testid="resources-average">
+      <div className="panel wide" data-testid="resources-average">
         <div className="panel-head">
           <h2>Averages</h2>
           <span className="hint">{resources ? `resource_update ${ago(resources.at)} · ${num(data?.nodes_reporting)} nodes reporting` : 'waiting for resource_update (every 15 s)'}</span>
