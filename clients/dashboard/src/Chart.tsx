@@ -37,7 +37,7 @@ export function Chart({ data, series, height = 220, testid, yLabel, time = true,
       scales: { x: { time, range: (_u, min, max) => (range.current ? range.current : [min, max]) } },
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
-      series: [{ label: time ? 'time' : 'x' }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width ?? 1.5, spanGaps: true, points: { show: false } }))],
+      series: [{ label: time ? 'time' : 'x' }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width ?? 1.5, spanGaps: true, points: { show: (u: uPlot) => (u.data[0]?.length ?? 0) < 60, size: 5 } }))],
       axes: [
         { stroke: '#5f6b7d', grid: { stroke: '#eef1f5' }, ticks: { stroke: '#dde2ea' } },
         { stroke: '#5f6b7d', grid: { stroke: '#eef1f5' }, ticks: { stroke: '#dde2ea' }, label: yLabel, size: 56 },

@@ -37,6 +37,7 @@ export const MAX_ALERTS = 100;
 const MAX_LIVE = 2_000;
 const MAX_CHANGES = 50;
 const TASK_HISTORY_MS = 10 * 60_000;
+const DEDUP_MS = 30_000;
 
 let state: DashboardState = {
   counts: {}, nodeRates: {}, taskHistory: {}, batches: {}, live: {}, alerts: [], changes: [],
@@ -129,11 +130,13 @@ export function receive(room: string, message: IncomingMessage): void {
         else if (old && stateOf(old) !== stateOf(node)) changes.push({ node_id: node.node_id, layer: node.layer, change: stateOf(node), at: now, source: 'node_status_update' });
         else if (old && old.layer !== node.layer) changes.push({ node_id: node.node_id, layer: node.layer, change: 'layer_changed', at: now, source: 'node_status_update' });
       }
+      // A change the publisher already announced in a topology_change is not listed twice.
+      const fresh = changes.filter((c) => !state.changes.some((k) => k.node_id === c.node_id && k.change === c.change && now - k.at < DEDUP_MS));
       return set({
         counts: count(room),
         nodes: { data, at: now, timestamp },
         nodeRates,
-        changes: changes.length ? [...changes.reverse(), ...state.changes].slice(0, MAX_CHANGES) : state.changes,
+        changes: fresh.length ? [...fresh.reverse(), ...state.changes].slice(0, MAX_CHANGES) : state.changes,
         live: addLive(state.live, when(timestamp), {
           'nodes.active': data.active_nodes,
           'nodes.offline': data.offline_nodes,
@@ -205,7 +208,9 @@ export function receive(room: string, message: IncomingMessage): void {
       const data = message.data as TopologyChange;
       if (!data) return set({ counts: count(room) });
       const changes: ChangeEntry[] = (data.changes ?? []).map((change) => ({ ...change, at: now, source: 'topology_change' as const }));
-      return set({ counts: count(room), topology: { data, at: now, timestamp }, changes: [...changes, ...state.changes].slice(0, MAX_CHANGES) });
+      // The publisher's word replaces what the dashboard derived from node_status_update.
+      const kept = state.changes.filter((k) => !(k.source === 'node_status_update' && now - k.at < DEDUP_MS && changes.some((c) => c.node_id === k.node_id && c.change === k.change)));
+      return set({ counts: count(room), topology: { data, at: now, timestamp }, changes: [...changes, ...kept].slice(0, MAX_CHANGES) });
     }
     default:
       return set({ counts: count(room) });

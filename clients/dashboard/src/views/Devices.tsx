@@ -113,7 +113,7 @@ function DeviceCard({ deviceId, modules, token }: { deviceId: string; modules: n
         </label>
       </div>
       <div className="device-body">
-        <div className="readings" data-testid={`device-readings-${deviceId}`} data-live={reading ? 'true' : 'false'}>
+        <div className="readings" data-testid={`device-readings-${deviceId}`} data-live={reading ? 'true' : 'false'} data-module={reading ? String(reading.module) : ''}>
           {channels.map((value, i) => (
             <div key={i} className="channel" style={{ borderColor: CHANNEL_COLOURS[i] }}>
               <span className="k">ch{i + 1}</span>

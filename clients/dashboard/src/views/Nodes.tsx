@@ -134,7 +134,7 @@ function NodeDetailPanel({ nodeId, onClose }: { nodeId: string; onClose: () => v
         <span className="hint">{d ? `${d.layer} · last seen ${ago(d.last_seen)} · ${num(d.update_count)} updates` : ''}</span>
         <button type="button" className="close" onClick={onClose} aria-label="Close the node detail">×</button>
       </div>
-      {detail.error && <p className="error" data-testid="node-detail-error">{detail.error}</p>}
+      {detail.error && <p className="error" data-testid="node-detail-error">GET /api/ws/nodes/{nodeId}: {detail.error}</p>}
       {!d && !detail.error && <p className="empty">loading…</p>}
       {d && (
         <div className="detail-grid">
