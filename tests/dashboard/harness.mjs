@@ -231,6 +231,10 @@ export async function openDashboard(browser, origin, token, { width = 1280, heig
   const page = await context.newPage();
   const pageErrors = [];
   page.on('pageerror', (error) => pageErrors.push(String(error)));
+  // The gateway's Content-Security-Policy must not block any part of the page.
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) pageErrors.push(`CSP: ${message.text()}`);
+  });
   const response = await page.goto(`${origin}/?token=${encodeURIComponent(token)}`, { waitUntil: 'domcontentloaded' });
   assert.equal(response.status(), 200);
   await waitForState(page, 'connected');
