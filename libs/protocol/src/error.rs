@@ -75,6 +75,8 @@ pub enum ErrorCode {
     NodeNotConnected,
     /// The addressed lab device is not configured on any device reader.
     DeviceNotFound,
+    /// The addressed node has never reported (or was forgotten after a long silence).
+    NodeNotFound,
     /// The node did not answer a command in time.
     CommandTimeout,
     /// The bus or store is unreachable.
@@ -85,7 +87,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
         ErrorCode::InvalidRoom,
@@ -104,6 +106,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::NodeNotConnected,
         ErrorCode::DeviceNotFound,
+        ErrorCode::NodeNotFound,
         ErrorCode::CommandTimeout,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
@@ -262,6 +265,13 @@ impl ErrorCode {
                 404,
                 true,
                 "device is not known",
+            ),
+            ErrorCode::NodeNotFound => (
+                "node_not_found",
+                cc::INTERNAL,
+                404,
+                true,
+                "node is not known",
             ),
             ErrorCode::CommandTimeout => (
                 "command_timeout",

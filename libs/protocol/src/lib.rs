@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod error;
 pub mod message;
 pub mod metrics;
+pub mod nodes;
 pub mod pattern;
 pub mod room;
 pub mod streams;

@@ -128,9 +128,13 @@ pub const HEADER_LEASE_EPOCH: &str = "Sb-Lease-Epoch";
 pub struct NodeStatusUpdate {
     /// Nodes that reported within the node timeout.
     pub active_nodes: u64,
-    /// Known nodes that have not reported within the node timeout.
+    /// Known nodes that have not reported within the node timeout (an outage: they did not
+    /// say goodbye).
     pub offline_nodes: u64,
-    /// `active_nodes + offline_nodes`.
+    /// Known nodes whose last report was their agent's final state (a clean stop).
+    #[serde(default)]
+    pub stopped_nodes: u64,
+    /// `active_nodes + offline_nodes + stopped_nodes`.
     pub total_nodes: u64,
     /// Sum of the nodes' `update_count`s.
     pub total_updates: u64,
@@ -140,6 +144,9 @@ pub struct NodeStatusUpdate {
     pub layers: BTreeMap<String, LayerCounts>,
     /// One entry per known node, sorted by node id.
     pub nodes: Vec<NodeStatus>,
+    /// Network figures over all listed nodes, as the gateways measure them.
+    #[serde(default)]
+    pub network: NetworkTotals,
     /// The interval this update belongs to.
     pub tick: u64,
     /// The publisher's lease epoch.
@@ -151,8 +158,64 @@ pub struct NodeStatusUpdate {
 pub struct LayerCounts {
     /// Online nodes.
     pub active: u64,
-    /// Offline nodes.
+    /// Offline nodes (silent past the timeout).
     pub offline: u64,
+    /// Nodes that stopped cleanly.
+    #[serde(default)]
+    pub stopped: u64,
+}
+
+/// Where a node stands, in [`NodeStatus::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRunState {
+    /// Reported within the node timeout.
+    #[default]
+    Online,
+    /// Silent past the node timeout without a final state: an outage.
+    Offline,
+    /// Its last report was the agent's final state (a clean stop, no alert).
+    Stopped,
+}
+
+impl NodeRunState {
+    /// The wire name (`online`, `offline`, `stopped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRunState::Online => "online",
+            NodeRunState::Offline => "offline",
+            NodeRunState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One node's connection figures, measured by the gateways holding its connections and
+/// merged over them (in [`NodeStatus::network`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct NodeNetwork {
+    /// Open connections of the node, over all gateways.
+    pub connections: u64,
+    /// Smoothed round-trip time of the gateways' WebSocket pings, in ms (mean over the
+    /// node's connections); `null` until a pong has come back.
+    pub rtt_ms: Option<f64>,
+    /// Messages the gateways received on the node's connections.
+    pub messages_in: u64,
+    /// Messages the gateways wrote to the node's connections.
+    pub messages_out: u64,
+}
+
+/// Network figures over all nodes of a [`NodeStatusUpdate`] (seed 001's `connections`,
+/// latency, messages sent and received), from real measurements only.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct NetworkTotals {
+    /// Open node connections.
+    pub connections: u64,
+    /// Mean of the nodes' `rtt_ms`; `null` when no node has one.
+    pub avg_rtt_ms: Option<f64>,
+    /// Messages received from nodes.
+    pub messages_in: u64,
+    /// Messages sent to nodes.
+    pub messages_out: u64,
 }
 
 /// One node in [`NodeStatusUpdate::nodes`].
@@ -162,8 +225,11 @@ pub struct NodeStatus {
     pub node_id: String,
     /// Its layer, as last reported.
     pub layer: String,
-    /// Whether it reported within the node timeout.
+    /// Whether it reported within the node timeout (and has not stopped).
     pub online: bool,
+    /// `online`, `offline` (silent: an outage) or `stopped` (a clean stop).
+    #[serde(default)]
+    pub state: NodeRunState,
     /// Its `update_count`, as last reported.
     pub update_count: u64,
     /// When its last report arrived (RFC 3339).
@@ -174,6 +240,9 @@ pub struct NodeStatus {
     /// Its `last_sync_count`, as last reported.
     #[serde(default)]
     pub last_sync_count: u64,
+    /// Its connection figures; absent when no gateway reports a connection of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NodeNetwork>,
 }
 
 /// `task_progress_update`: tasks reported by nodes (and, later, batch events).
@@ -292,6 +361,23 @@ pub struct NodeResources {
     /// Its figures.
     #[serde(flatten)]
     pub figures: ResourceFigures,
+    /// Disk use per watched mount, as reported in `current_data.storage`; empty when the
+    /// node reports none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<StorageUse>,
+}
+
+/// Disk use of one mount, as the node agent reports it (`current_data.storage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageUse {
+    /// The watched path (`/`, `/var/lib/data`).
+    pub mount: String,
+    /// Bytes in use.
+    pub used_bytes: u64,
+    /// Size of the file system.
+    pub total_bytes: u64,
+    /// Used share of the space available to ordinary users, 0–100 (as `df` shows it).
+    pub used_percent: f64,
 }
 
 /// `topology_change`: what changed, and the topology after the change.
@@ -303,6 +389,9 @@ pub struct TopologyChange {
     pub layers: BTreeMap<String, Vec<String>>,
     /// Online nodes after the changes.
     pub active_nodes: u64,
+    /// Stopped nodes after the changes.
+    #[serde(default)]
+    pub stopped_nodes: u64,
     /// Known nodes after the changes.
     pub total_nodes: u64,
     /// The publisher's lease epoch.
@@ -316,8 +405,9 @@ pub struct NodeChange {
     pub node_id: String,
     /// Its layer (the new one for `layer_changed`).
     pub layer: String,
-    /// `joined` (first report), `online` (reports again after being offline), `offline`
-    /// (no report within the timeout), `left` (forgotten after a long silence) or
+    /// `joined` (first report), `online` (reports again after being offline or stopped),
+    /// `offline` (no report within the timeout: an outage), `stopped` (its agent sent its
+    /// final state: a clean stop), `left` (forgotten after a long silence) or
     /// `layer_changed`.
     pub change: String,
 }
@@ -362,10 +452,12 @@ mod tests {
                 node_id: "n-1".into(),
                 layer: "edge".into(),
                 online: true,
+                state: NodeRunState::Online,
                 update_count: 4,
                 last_seen: "2025-10-22T10:30:00.000Z".into(),
                 last_sync_time: None,
                 last_sync_count: 0,
+                network: None,
             }],
             ..NodeStatusUpdate::default()
         };
@@ -374,7 +466,11 @@ mod tests {
         assert_eq!(json["offline_nodes"], 0);
         assert_eq!(json["nodes"][0]["node_id"], "n-1");
         assert_eq!(json["nodes"][0]["online"], true);
+        assert_eq!(json["nodes"][0]["state"], "online");
         assert!(json["nodes"][0].get("last_sync_time").is_none());
+        assert!(json["nodes"][0].get("network").is_none());
+        assert_eq!(json["network"]["connections"], 0);
+        assert!(json["network"]["avg_rtt_ms"].is_null());
         let back: NodeStatusUpdate = serde_json::from_value(json).unwrap();
         assert_eq!(back, update);
     }
@@ -397,6 +493,7 @@ mod tests {
                 cpu_percent: Some(5.0),
                 ..ResourceFigures::default()
             },
+            storage: Vec::new(),
         };
         let json = serde_json::to_value(&node).unwrap();
         assert_eq!(json["cpu_percent"], 5.0);

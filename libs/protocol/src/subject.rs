@@ -84,6 +84,17 @@ impl Subjects {
         format!("{}.ingest.batch.validated", self.prefix)
     }
 
+    /// `sb.gateway.nodes.<gateway_id>`: a gateway's node connection figures
+    /// ([`NodeLinksReport`](crate::nodes::NodeLinksReport)), gateways → publisher.
+    pub fn gateway_node_links(&self, gateway_id: &str) -> String {
+        format!("{}.gateway.nodes.{gateway_id}", self.prefix)
+    }
+
+    /// `sb.gateway.nodes.*`: every gateway's node connection figures.
+    pub fn all_gateway_node_links(&self) -> String {
+        format!("{}.gateway.nodes.*", self.prefix)
+    }
+
     /// `sb.api.<service>.<method>`: request/reply queries.
     pub fn api(&self, service: &str, method: &str) -> String {
         format!("{}.api.{service}.{method}", self.prefix)
@@ -103,6 +114,8 @@ mod tests {
         assert_eq!(subjects.room_of("sb.ingest.metric"), None);
         assert_eq!(subjects.node_command("n1"), "sb.node.n1.cmd");
         assert_eq!(subjects.ingest_node("n1"), "sb.ingest.node.n1");
+        assert_eq!(subjects.gateway_node_links("gw-1"), "sb.gateway.nodes.gw-1");
+        assert_eq!(subjects.all_gateway_node_links(), "sb.gateway.nodes.*");
         assert_eq!(subjects.batch_validated(), "sb.ingest.batch.validated");
         assert_eq!(
             subjects.api("aggregator", "history"),

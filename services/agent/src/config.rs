@@ -57,6 +57,10 @@ pub struct AgentConfig {
     /// How long SIGTERM may take to send the final state and close the connection.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Paths whose file system's disk use is reported (`current_data.storage`, one entry per
+    /// path, and `disk_used_percent` of the fullest). Add the mounts that hold data; an
+    /// empty list reports no storage.
+    pub storage_mounts: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -71,6 +75,7 @@ impl Default for AgentConfig {
             heartbeat_timeout: Duration::from_secs(60),
             reconnect_max_delay: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            storage_mounts: vec![PathBuf::from("/")],
         }
     }
 }
@@ -122,6 +127,13 @@ impl Config {
         if agent.reconnect_max_delay < Duration::from_secs(1) {
             problems.push("agent.reconnect_max_delay must be at least 1s".to_owned());
         }
+        if agent
+            .storage_mounts
+            .iter()
+            .any(|mount| !mount.is_absolute())
+        {
+            problems.push("agent.storage_mounts must be absolute paths".to_owned());
+        }
         if agent.shutdown_grace.is_zero() {
             problems.push("agent.shutdown_grace must be positive".to_owned());
         }
@@ -159,7 +171,7 @@ mod tests {
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect();
-        settings::load(None, &env).unwrap()
+        settings::load_with_lists(None, &env, crate::LIST_KEYS).unwrap()
     }
 
     #[test]
@@ -173,13 +185,19 @@ mod tests {
             ("SWITCHBOARD__AGENT__NODE_ID", "host-1"),
             ("SWITCHBOARD__AGENT__LAYER", "edge"),
             ("SWITCHBOARD__AGENT__UPDATE_INTERVAL", "2s"),
+            ("SWITCHBOARD__AGENT__STORAGE_MOUNTS", "/,/tmp"),
         ]);
         assert_eq!(config.agent.gateway_url, "ws://gw:8000/api/ws/connect");
         assert_eq!(config.agent.token.as_ref().map(Secret::expose), Some("tok"));
         assert_eq!(config.agent.node_id.as_deref(), Some("host-1"));
         assert_eq!(config.agent.layer, "edge");
         assert_eq!(config.agent.update_interval, Duration::from_secs(2));
+        assert_eq!(
+            config.agent.storage_mounts,
+            [PathBuf::from("/"), PathBuf::from("/tmp")]
+        );
         assert_eq!(config.validate(), Ok(()));
+        assert_eq!(Config::default().agent.storage_mounts, [PathBuf::from("/")]);
     }
 
     #[test]
@@ -188,8 +206,9 @@ mod tests {
         config.agent.gateway_url = "http://gw".into();
         config.agent.node_id = Some("a.b".into());
         config.agent.update_interval = Duration::ZERO;
+        config.agent.storage_mounts = vec![PathBuf::from("relative")];
         let problems = config.validate().unwrap_err();
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(format!("{config:?}").contains("token: None"));
     }
 }

@@ -1,5 +1,6 @@
 //! Real host figures from `/proc`: CPU use from `/proc/stat` deltas, memory from
-//! `/proc/meminfo`, load from `/proc/loadavg`, uptime from `/proc/uptime`.
+//! `/proc/meminfo`, load from `/proc/loadavg`, uptime from `/proc/uptime`; disk use of the
+//! watched mounts from `statvfs(3)`.
 
 use std::path::{Path, PathBuf};
 
@@ -103,21 +104,107 @@ pub fn sanitize_node_id(name: &str) -> String {
         .collect()
 }
 
+/// Disk use of the file system holding one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUse {
+    /// Bytes in use (`blocks - free`).
+    pub used: u64,
+    /// Bytes still available to ordinary users (`bavail`; root's reserve excluded).
+    pub available: u64,
+    /// Size of the file system (`blocks`).
+    pub total: u64,
+}
+
+impl DiskUse {
+    /// Builds the figures from `statvfs` fields (counts of `fragment_size`-byte blocks).
+    pub fn from_blocks(fragment_size: u64, blocks: u64, free: u64, available: u64) -> Self {
+        let bytes = |count: u64| count.saturating_mul(fragment_size);
+        Self {
+            used: bytes(blocks.saturating_sub(free)),
+            available: bytes(available),
+            total: bytes(blocks),
+        }
+    }
+
+    /// Used share in percent as `df` computes it: `used / (used + available)`, so the
+    /// blocks reserved for root count neither way (0 for an empty file system).
+    pub fn used_percent(&self) -> f64 {
+        let usable = self.used.saturating_add(self.available);
+        if usable == 0 {
+            return 0.0;
+        }
+        round2(self.used as f64 * 100.0 / usable as f64)
+    }
+}
+
+/// Measures the file system holding `path` with `statvfs(3)`.
+///
+/// # Errors
+/// The system call's error (the path does not exist, no permission, …).
+pub fn disk_use(path: &Path) -> std::io::Result<DiskUse> {
+    let stat = rustix::fs::statvfs(path)?;
+    // f_frsize is the unit of the block counts; some file systems leave it 0 and mean f_bsize.
+    let fragment_size = if stat.f_frsize > 0 {
+        stat.f_frsize
+    } else {
+        stat.f_bsize
+    };
+    Ok(DiskUse::from_blocks(
+        fragment_size,
+        stat.f_blocks,
+        stat.f_bfree,
+        stat.f_bavail,
+    ))
+}
+
 /// Samples host figures; keeps the previous CPU counters for the next delta.
 #[derive(Debug)]
 pub struct Sampler {
     proc_root: PathBuf,
     previous_cpu: CpuTimes,
+    storage_mounts: Vec<PathBuf>,
 }
 
 impl Sampler {
-    /// Samples below `proc_root` (`/proc` on a real host). The first sample's CPU share is
-    /// the average since boot, as the counters start from zero.
+    /// Samples below `proc_root` (`/proc` on a real host), with no storage. The first
+    /// sample's CPU share is the average since boot, as the counters start from zero.
     pub fn new(proc_root: impl Into<PathBuf>) -> Self {
         Self {
             proc_root: proc_root.into(),
             previous_cpu: CpuTimes::default(),
+            storage_mounts: Vec::new(),
         }
+    }
+
+    /// Also reports the disk use of the file systems holding `mounts`.
+    pub fn with_storage_mounts(mut self, mounts: Vec<PathBuf>) -> Self {
+        self.storage_mounts = mounts;
+        self
+    }
+
+    /// Measures every watched mount: `(storage list, fullest used_percent)`. A mount that
+    /// cannot be measured is left out (and logged), so one bad path does not hide the rest.
+    fn sample_storage(&self) -> (Vec<Value>, Option<f64>) {
+        let mut storage = Vec::with_capacity(self.storage_mounts.len());
+        let mut fullest: Option<f64> = None;
+        for mount in &self.storage_mounts {
+            match disk_use(mount) {
+                Ok(usage) => {
+                    let percent = usage.used_percent();
+                    fullest = Some(fullest.map_or(percent, |top| top.max(percent)));
+                    storage.push(json!({
+                        "mount": mount.display().to_string(),
+                        "used_bytes": usage.used,
+                        "total_bytes": usage.total,
+                        "used_percent": percent,
+                    }));
+                }
+                Err(error) => {
+                    tracing::debug!(mount = %mount.display(), error = %error, "mount not measured");
+                }
+            }
+        }
+        (storage, fullest)
     }
 
     /// Reads every figure (blocking file I/O: call it from `spawn_blocking`). Figures whose
@@ -140,6 +227,7 @@ impl Sampler {
         let memory_used_percent = memory
             .filter(|m| m.total > 0)
             .map(|m| round2(m.total.saturating_sub(m.available) as f64 * 100.0 / m.total as f64));
+        let (storage, disk_used_percent) = self.sample_storage();
         json!({
             "cpu_percent": cpu_percent,
             "cpu_count": cpu_count,
@@ -151,6 +239,8 @@ impl Sampler {
             "load_5m": load.map(|l| l[1]),
             "load_15m": load.map(|l| l[2]),
             "uptime_seconds": uptime,
+            "storage": storage,
+            "disk_used_percent": disk_used_percent,
             "sampled_at": protocol::time::now_rfc3339(),
         })
     }
@@ -231,6 +321,45 @@ mod tests {
         assert!((0.0..=100.0).contains(&cpu));
         assert!(sample["memory_total_bytes"].as_u64().unwrap() > 0);
         assert!(sample["uptime_seconds"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn disk_use_counts_like_df_and_the_fullest_watched_mount_is_the_disk_figure() {
+        // 1000 blocks of 4 KiB, 300 free of which 250 available to users: df shows
+        // 700 / (700 + 250) = 73.68 %.
+        let usage = DiskUse::from_blocks(4096, 1000, 300, 250);
+        assert_eq!(usage.used, 700 * 4096);
+        assert_eq!(usage.total, 1000 * 4096);
+        assert_eq!(usage.used_percent(), 73.68);
+        assert_eq!(DiskUse::from_blocks(4096, 0, 0, 0).used_percent(), 0.0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut sampler = Sampler::new(dir.path()).with_storage_mounts(vec![
+            PathBuf::from("/"),
+            dir.path().to_path_buf(),
+            PathBuf::from("/no/such/mount"),
+        ]);
+        let sample = sampler.sample();
+        let storage = sample["storage"].as_array().unwrap();
+        assert_eq!(storage.len(), 2, "{storage:?}");
+        assert_eq!(storage[0]["mount"], "/");
+        let root = disk_use(Path::new("/")).unwrap();
+        assert_eq!(storage[0]["total_bytes"], root.total);
+        assert!(root.total > 0 && root.used <= root.total);
+        let fullest = storage
+            .iter()
+            .map(|entry| entry["used_percent"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(sample["disk_used_percent"], fullest);
+        assert!(disk_use(Path::new("/no/such/mount")).is_err());
+    }
+
+    #[test]
+    fn without_watched_mounts_there_is_no_disk_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = Sampler::new(dir.path()).sample();
+        assert_eq!(sample["storage"], json!([]));
+        assert!(sample["disk_used_percent"].is_null());
     }
 
     #[test]

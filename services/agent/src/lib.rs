@@ -1,7 +1,8 @@
 //! `switchboard-agent`: the node agent for hosts that just report. It runs
 //! [`client::agent::Agent`] with the host's real figures as `current_data` — CPU share from
 //! `/proc/stat` deltas, memory from `/proc/meminfo`, load from `/proc/loadavg`, uptime from
-//! `/proc/uptime` — so the dashboard shows something true.
+//! `/proc/uptime`, disk use of the mounts in `agent.storage_mounts` from `statvfs` — so the
+//! dashboard shows something true.
 //!
 //! Contract: [`run`] validates the configuration, starts sampling (one blocking read of
 //! `/proc` per [`SAMPLE_PERIOD`], off the async threads) and the agent, then serves until
@@ -37,6 +38,9 @@ pub const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 /// Where the host figures come from.
 const PROC_ROOT: &str = "/proc";
 
+/// Keys whose environment value is a comma-separated list.
+pub const LIST_KEYS: &[&str] = &["agent.storage_mounts"];
+
 /// First delay window of the reconnect backoff (seed 003: 1 s doubling).
 const RECONNECT_INITIAL_DELAY: Duration = Duration::from_secs(1);
 
@@ -49,8 +53,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     config.validate().map_err(StartError::Config)?;
     let settings = config.agent.clone();
     let configured_node_id = settings.node_id.clone();
+    let storage_mounts = settings.storage_mounts.clone();
     let (node_id, first_sample, sampler) = tokio::task::spawn_blocking(move || {
-        let mut sampler = Sampler::new(PROC_ROOT);
+        let mut sampler = Sampler::new(PROC_ROOT).with_storage_mounts(storage_mounts);
         let node_id = configured_node_id.or_else(|| host::hostname_node_id(Path::new(PROC_ROOT)));
         let first_sample = sampler.sample();
         (node_id, first_sample, sampler)

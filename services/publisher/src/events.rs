@@ -1,6 +1,8 @@
 //! The event-driven streams: `topology_change` (room `topology`) whenever nodes join, come
-//! back, go offline, change layer or are forgotten, and the `alert`s the publisher derives
-//! from those changes (room `alerts`: `node_offline` as a warning, `node_online` as info).
+//! back, go offline, stop, change layer or are forgotten, and the `alert`s the publisher
+//! derives from those changes (room `alerts`: `node_offline` as a warning, `node_online` as
+//! info). Only silence is an outage: a node whose agent sent its final state is `stopped`,
+//! which raises no alert.
 //!
 //! The registry collects changes; [`run_sweeper`] finds silent nodes between stream ticks,
 //! and [`run`] takes whatever has piled up and publishes it as one `topology_change` plus
@@ -128,8 +130,10 @@ fn topology_after(registry: &NodeRegistry) -> TopologyChange {
             .push(entry.state.node_id.clone());
     }
     let (online, offline) = registry.counts();
+    let stopped = registry.stopped_count();
     topology.active_nodes = online;
-    topology.total_nodes = online + offline;
+    topology.stopped_nodes = stopped;
+    topology.total_nodes = online + offline + stopped;
     topology
 }
 
@@ -150,7 +154,10 @@ fn alert_for(change: &Change, lease_epoch: u64) -> Option<(Alert, &'static str)>
             "info",
             format!("node {} ({}) reports again", change.node_id, change.layer),
         ),
-        ChangeKind::Joined | ChangeKind::Left | ChangeKind::LayerChanged => return None,
+        // A clean stop is what the operator asked for: shown in the topology, not alerted.
+        ChangeKind::Joined | ChangeKind::Stopped | ChangeKind::Left | ChangeKind::LayerChanged => {
+            return None;
+        }
     };
     let alert = Alert {
         kind: kind.to_owned(),
@@ -192,5 +199,9 @@ mod tests {
         let (alert, priority) = alert_for(&change(ChangeKind::Online), 7).unwrap();
         assert_eq!((alert.kind.as_str(), priority), ("node_online", "info"));
         assert!(alert_for(&change(ChangeKind::Joined), 7).is_none());
+        assert!(
+            alert_for(&change(ChangeKind::Stopped), 7).is_none(),
+            "a clean stop is no outage"
+        );
     }
 }

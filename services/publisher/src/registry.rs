@@ -1,16 +1,29 @@
-//! The node registry: the latest state report of every node, whether each is online, and the
-//! topology changes not yet published.
+//! The node registry: the latest state report of every node, whether each is online,
+//! offline or stopped, the gateways' connection figures of the nodes, and the topology
+//! changes not yet published.
 //!
 //! Pure data: every method takes the current time, so tests drive it without a clock. A node
 //! is online while its last report is at most `node_timeout` old; [`NodeRegistry::sweep`]
-//! turns silent nodes offline and forgets nodes silent for `forget_after`. Changes pile up
-//! in a bounded list that the topology task takes with [`NodeRegistry::take_changes`].
+//! turns silent nodes offline (an outage) and forgets nodes silent for `forget_after`. A
+//! report that is the agent's final state (its newest `operation_log` entry is
+//! `{"operation": "stop"}`, what `client::agent::Agent::stop` and so `switchboard-agent` on
+//! SIGTERM send) makes the node `stopped` at once: a clean stop, never swept offline. Changes
+//! pile up in a bounded list that the topology task takes with [`NodeRegistry::take_changes`].
+
+mod links;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use protocol::NodeState;
+use protocol::nodes::{NodeDetail, NodeLinksReport};
+use protocol::streams::{NodeRunState, NodeStatus};
 use tokio::time::Instant;
+
+use links::Links;
+
+/// The `operation` of the `operation_log` entry an agent's final state ends with.
+pub(crate) const STOP_OPERATION: &str = "stop";
 
 /// Most changes kept between two takes; more are dropped (and counted), because a topology
 /// task that stopped taking them would otherwise grow this list forever. The next
@@ -22,12 +35,29 @@ const MAX_PENDING_CHANGES: usize = 10_000;
 pub(crate) struct NodeEntry {
     /// Its latest report.
     pub state: NodeState,
-    /// Whether it was online at the last sweep or report.
-    pub online: bool,
+    /// Online, offline or stopped, as of the last sweep or report.
+    pub run_state: NodeRunState,
     /// When its latest report arrived (monotonic, for the timeout).
     pub last_seen: Instant,
     /// When its latest report arrived (wall clock, for display).
     pub last_seen_wall: SystemTime,
+}
+
+impl NodeEntry {
+    /// Whether it is online (reported within the timeout and has not stopped).
+    pub(crate) fn online(&self) -> bool {
+        self.run_state == NodeRunState::Online
+    }
+}
+
+/// Whether `state` is an agent's final state (its newest log entry is the `stop` operation).
+pub(crate) fn is_final_state(state: &NodeState) -> bool {
+    state
+        .operation_log
+        .last()
+        .and_then(|entry| entry.get("operation"))
+        .and_then(serde_json::Value::as_str)
+        == Some(STOP_OPERATION)
 }
 
 /// What happened to a node.
@@ -35,10 +65,12 @@ pub(crate) struct NodeEntry {
 pub(crate) enum ChangeKind {
     /// First report ever (or since it was forgotten).
     Joined,
-    /// Reports again after being offline.
+    /// Reports again after being offline or stopped.
     Online,
-    /// No report within the timeout.
+    /// No report within the timeout: an outage.
     Offline,
+    /// Its agent sent its final state: a clean stop.
+    Stopped,
     /// Forgotten after a long silence.
     Left,
     /// Reports a different layer.
@@ -52,6 +84,7 @@ impl ChangeKind {
             ChangeKind::Joined => "joined",
             ChangeKind::Online => "online",
             ChangeKind::Offline => "offline",
+            ChangeKind::Stopped => "stopped",
             ChangeKind::Left => "left",
             ChangeKind::LayerChanged => "layer_changed",
         }
@@ -83,6 +116,7 @@ pub(crate) struct NodeRegistry {
     max_nodes: usize,
     pending: Vec<Change>,
     dropped_changes: u64,
+    links: Links,
 }
 
 impl NodeRegistry {
@@ -94,6 +128,7 @@ impl NodeRegistry {
             max_nodes,
             pending: Vec::new(),
             dropped_changes: 0,
+            links: Links::default(),
         }
     }
 
@@ -106,17 +141,27 @@ impl NodeRegistry {
         wall: SystemTime,
     ) -> Result<bool, Rejected> {
         let is_full = self.nodes.len() >= self.max_nodes;
+        let stopping = is_final_state(&state);
+        let run_state = if stopping {
+            NodeRunState::Stopped
+        } else {
+            NodeRunState::Online
+        };
         let change = match self.nodes.get_mut(&state.node_id) {
             Some(entry) => {
-                let kind = if !entry.online {
-                    Some(ChangeKind::Online)
-                } else if entry.state.layer != state.layer {
-                    Some(ChangeKind::LayerChanged)
-                } else {
-                    None
+                let kind = match (entry.run_state, stopping) {
+                    (NodeRunState::Stopped, true) => None,
+                    (_, true) => Some(ChangeKind::Stopped),
+                    (NodeRunState::Offline | NodeRunState::Stopped, false) => {
+                        Some(ChangeKind::Online)
+                    }
+                    (NodeRunState::Online, false) if entry.state.layer != state.layer => {
+                        Some(ChangeKind::LayerChanged)
+                    }
+                    (NodeRunState::Online, false) => None,
                 };
                 entry.state = state;
-                entry.online = true;
+                entry.run_state = run_state;
                 entry.last_seen = now;
                 entry.last_seen_wall = wall;
                 kind.map(|kind| change_of(entry, kind))
@@ -125,11 +170,17 @@ impl NodeRegistry {
             None => {
                 let entry = NodeEntry {
                     state,
-                    online: true,
+                    run_state,
                     last_seen: now,
                     last_seen_wall: wall,
                 };
-                let change = change_of(&entry, ChangeKind::Joined);
+                // A node first heard of in its final state has stopped, not joined.
+                let kind = if stopping {
+                    ChangeKind::Stopped
+                } else {
+                    ChangeKind::Joined
+                };
+                let change = change_of(&entry, kind);
                 self.nodes.insert(entry.state.node_id.clone(), entry);
                 Some(change)
             }
@@ -141,14 +192,21 @@ impl NodeRegistry {
         Ok(changed)
     }
 
-    /// Turns nodes silent for longer than the timeout offline and forgets nodes silent for
-    /// `forget_after`. Returns whether anything changed.
+    /// Records a gateway's snapshot of its node connections, received at `now`.
+    pub(crate) fn observe_links(&mut self, report: NodeLinksReport, now: Instant) -> bool {
+        self.links.observe(report, now, self.max_nodes)
+    }
+
+    /// Turns online nodes silent for longer than the timeout offline (stopped nodes stay
+    /// stopped), forgets nodes silent for `forget_after`, and drops stale gateway figures.
+    /// Returns whether the topology changed.
     pub(crate) fn sweep(&mut self, now: Instant) -> bool {
+        self.links.sweep(now);
         let mut changes = Vec::new();
         self.nodes.retain(|_, entry| {
             let silence = now.saturating_duration_since(entry.last_seen);
-            if entry.online && silence > self.node_timeout {
-                entry.online = false;
+            if entry.online() && silence > self.node_timeout {
+                entry.run_state = NodeRunState::Offline;
                 changes.push(change_of(entry, ChangeKind::Offline));
             }
             if silence > self.forget_after {
@@ -182,21 +240,75 @@ impl NodeRegistry {
         self.dropped_changes
     }
 
-    /// Iterates over the known nodes, sorted by node id.
-    pub(crate) fn nodes(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.nodes.values()
-    }
-
     /// Iterates over the online nodes, sorted by node id.
     pub(crate) fn online_nodes(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.nodes.values().filter(|entry| entry.online)
+        self.nodes.values().filter(|entry| entry.online())
     }
 
-    /// Returns `(online, offline)` node counts.
+    /// Returns `(online, offline)` node counts; stopped nodes are in neither (see
+    /// [`NodeRegistry::stopped_count`]): a clean stop is not an outage.
     pub(crate) fn counts(&self) -> (u64, u64) {
         let online = self.online_nodes().count();
-        let offline = self.nodes.len() - online;
+        let offline = self
+            .nodes
+            .values()
+            .filter(|entry| entry.run_state == NodeRunState::Offline)
+            .count();
         (as_u64(online), as_u64(offline))
+    }
+
+    /// Returns how many known nodes stopped cleanly.
+    pub(crate) fn stopped_count(&self) -> u64 {
+        as_u64(
+            self.nodes
+                .values()
+                .filter(|entry| entry.run_state == NodeRunState::Stopped)
+                .count(),
+        )
+    }
+
+    /// The `node_status_update` entry of `entry`, with its connection figures.
+    pub(crate) fn status(&self, entry: &NodeEntry) -> NodeStatus {
+        let state = &entry.state;
+        NodeStatus {
+            node_id: state.node_id.clone(),
+            layer: state.layer.clone(),
+            online: entry.online(),
+            state: entry.run_state,
+            update_count: state.update_count,
+            last_seen: humantime::format_rfc3339_millis(entry.last_seen_wall).to_string(),
+            last_sync_time: state.last_sync_time.clone(),
+            last_sync_count: state.last_sync_count,
+            network: self.links.network_of(&state.node_id),
+        }
+    }
+
+    /// Every known node as `node_status_update` lists it, sorted by node id.
+    pub(crate) fn statuses(&self) -> Vec<NodeStatus> {
+        self.nodes
+            .values()
+            .map(|entry| self.status(entry))
+            .collect()
+    }
+
+    /// Everything known about `node_id`: its latest report in full, its state and its
+    /// connection figures; `None` for a node never heard of (or forgotten).
+    pub(crate) fn detail(&self, node_id: &str) -> Option<NodeDetail> {
+        let entry = self.nodes.get(node_id)?;
+        let status = self.status(entry);
+        Some(NodeDetail {
+            node_id: status.node_id,
+            layer: status.layer,
+            state: status.state,
+            online: status.online,
+            last_seen: status.last_seen,
+            update_count: status.update_count,
+            last_sync_time: status.last_sync_time,
+            last_sync_count: status.last_sync_count,
+            current_data: entry.state.current_data.clone(),
+            operation_log: entry.state.operation_log.clone(),
+            network: status.network,
+        })
     }
 }
 
@@ -292,6 +404,101 @@ mod tests {
             ]
         );
         assert_eq!(registry.counts(), (0, 0));
+    }
+
+    fn final_report(node_id: &str) -> NodeState {
+        NodeState {
+            operation_log: vec![
+                serde_json::json!({"operation": "connected"}),
+                serde_json::json!({"operation": "stop", "timestamp": "2026-12-02T10:00:00Z"}),
+            ],
+            current_data: serde_json::json!({"cpu_percent": 3.0}),
+            ..report(node_id, "edge")
+        }
+    }
+
+    #[test]
+    fn a_final_state_stops_the_node_and_silence_after_it_is_no_outage() {
+        let start = Instant::now();
+        let wall = SystemTime::now();
+        let mut registry = registry();
+        registry.observe(report("a", "edge"), start, wall).unwrap();
+        registry.observe(report("b", "edge"), start, wall).unwrap();
+        registry.take_changes();
+        assert!(registry.observe(final_report("a"), start, wall).unwrap());
+        assert_eq!(kinds(&mut registry), [("a".into(), ChangeKind::Stopped)]);
+        assert_eq!((registry.counts(), registry.stopped_count()), ((1, 0), 1));
+        assert!(
+            !registry.observe(final_report("a"), start, wall).unwrap(),
+            "stopped once"
+        );
+
+        // Past the timeout only the silent running node is an outage.
+        assert!(registry.sweep(start + Duration::from_secs(20)));
+        assert_eq!(kinds(&mut registry), [("b".into(), ChangeKind::Offline)]);
+        let states: Vec<_> = registry
+            .statuses()
+            .into_iter()
+            .map(|status| (status.node_id, status.state, status.online))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a".into(), NodeRunState::Stopped, false),
+                ("b".into(), NodeRunState::Offline, false)
+            ]
+        );
+
+        // A stopped node that reports again is online.
+        let back = start + Duration::from_secs(21);
+        registry.observe(report("a", "edge"), back, wall).unwrap();
+        assert_eq!(kinds(&mut registry), [("a".into(), ChangeKind::Online)]);
+        assert_eq!((registry.counts(), registry.stopped_count()), ((1, 1), 0));
+    }
+
+    #[test]
+    fn a_node_first_heard_of_in_its_final_state_is_stopped_and_its_detail_is_the_full_report() {
+        let now = Instant::now();
+        let mut registry = registry();
+        registry
+            .observe(final_report("z"), now, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(kinds(&mut registry), [("z".into(), ChangeKind::Stopped)]);
+        let detail = registry.detail("z").unwrap();
+        assert_eq!(detail.state, NodeRunState::Stopped);
+        assert_eq!(detail.last_seen, "1970-01-01T00:00:00.000Z");
+        assert_eq!(detail.current_data["cpu_percent"], 3.0);
+        assert_eq!(detail.operation_log.len(), 2);
+        assert_eq!(detail.network, None);
+        assert!(registry.detail("nobody").is_none());
+        assert!(!is_final_state(&report("z", "edge")));
+    }
+
+    #[test]
+    fn gateway_figures_show_on_the_node_until_they_go_stale() {
+        let start = Instant::now();
+        let mut registry = registry();
+        registry
+            .observe(report("a", "edge"), start, SystemTime::now())
+            .unwrap();
+        let links = NodeLinksReport {
+            gateway_id: "gw".into(),
+            interval_ms: 1_000,
+            timestamp_ms: 0,
+            nodes: vec![protocol::nodes::NodeLink {
+                node_id: "a".into(),
+                connections: 1,
+                rtt_last_ms: Some(0.4),
+                rtt_smoothed_ms: Some(0.5),
+                messages_in: 7,
+                messages_out: 9,
+            }],
+        };
+        assert!(registry.observe_links(links, start));
+        let network = registry.statuses()[0].network.unwrap();
+        assert_eq!((network.rtt_ms, network.messages_in), (Some(0.5), 7));
+        registry.sweep(start + Duration::from_secs(4));
+        assert_eq!(registry.statuses()[0].network, None);
     }
 
     #[test]

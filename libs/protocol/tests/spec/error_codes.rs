@@ -135,15 +135,16 @@ fn position_in_all(code: ErrorCode) -> usize {
         ErrorCode::ShuttingDown => 15,
         ErrorCode::NodeNotConnected => 16,
         ErrorCode::DeviceNotFound => 17,
-        ErrorCode::CommandTimeout => 18,
-        ErrorCode::Unavailable => 19,
-        ErrorCode::Internal => 20,
+        ErrorCode::NodeNotFound => 18,
+        ErrorCode::CommandTimeout => 19,
+        ErrorCode::Unavailable => 20,
+        ErrorCode::Internal => 21,
     }
 }
 
 #[test]
 fn error_code_all_lists_every_variant_once() {
-    const VARIANTS: usize = 21;
+    const VARIANTS: usize = 22;
     assert_eq!(ErrorCode::ALL.len(), VARIANTS);
     for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
         assert_eq!(

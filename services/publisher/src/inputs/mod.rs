@@ -3,11 +3,15 @@
 //! `serve`. Every replica consumes everything, leader or not, so a standby's registry is
 //! warm when it takes over.
 //!
-//! Inputs today: node state reports on `sb.ingest.node.*` ([`node_state`]). Later issues add
+//! Inputs today: node state reports on `sb.ingest.node.*` ([`node_state`]), the gateways'
+//! node connection figures on `sb.gateway.nodes.*` ([`node_links`]) and node queries on
+//! `sb.api.publisher.*` ([`node_api`], a queue group: one replica answers). Later issues add
 //! batch events (`sb.ingest.batch.*`) and device events: each becomes one more module here,
 //! one more field of [`Inputs`], and one more task in [`Inputs::spawn`], feeding the
 //! registry (or a sibling of it) that the streams read.
 
+mod node_api;
+mod node_links;
 mod node_state;
 
 use std::sync::Arc;
@@ -26,6 +30,8 @@ pub(crate) const REJECT_REASONS: [&str; 3] = ["undecodable", "node_id_mismatch",
 /// The subscriptions of every input, made but not yet consumed.
 pub(crate) struct Inputs {
     node_states: Subscription,
+    node_links: Subscription,
+    node_api: Subscription,
 }
 
 impl Inputs {
@@ -36,7 +42,21 @@ impl Inputs {
             .subscribe(&subject)
             .await
             .map_err(|source| StartError::Subscribe { subject, source })?;
-        Ok(Self { node_states })
+        let subject = subjects.all_gateway_node_links();
+        let node_links = bus
+            .subscribe(&subject)
+            .await
+            .map_err(|source| StartError::Subscribe { subject, source })?;
+        let subject = subjects.api(protocol::nodes::api::SERVICE, "*");
+        let node_api = bus
+            .queue_subscribe(&subject, protocol::nodes::api::QUEUE_GROUP)
+            .await
+            .map_err(|source| StartError::Subscribe { subject, source })?;
+        Ok(Self {
+            node_states,
+            node_links,
+            node_api,
+        })
     }
 
     /// Starts one consuming task per input on `tasks`.
@@ -49,6 +69,14 @@ impl Inputs {
         tasks.spawn(
             "node state input",
             node_state::consume(shared.clone(), self.node_states, shutdown.clone()),
+        );
+        tasks.spawn(
+            "node links input",
+            node_links::consume(shared.clone(), self.node_links, shutdown.clone()),
+        );
+        tasks.spawn(
+            "node api",
+            node_api::serve(shared.clone(), self.node_api, shutdown.clone()),
         );
     }
 }

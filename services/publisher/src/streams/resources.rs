@@ -1,10 +1,11 @@
 //! `resource_update` (room `resources`): CPU, memory, storage and load as the online nodes
 //! report them in `current_data` (`cpu_percent`, `memory_used_percent`,
-//! `disk_used_percent`, `load_1m`; the node agent binary reports real host figures).
+//! `disk_used_percent`, `load_1m`, and `storage: [{mount, used_bytes, total_bytes,
+//! used_percent}]` per watched mount; the node agent binary reports real host figures).
 //! Figures no node reports stay absent rather than showing a made-up zero.
 
 use protocol::metrics::MetricSample;
-use protocol::streams::{NodeResources, ResourceFigures, ResourceUpdate};
+use protocol::streams::{NodeResources, ResourceFigures, ResourceUpdate, StorageUse};
 use serde_json::Value;
 
 use super::Stamp;
@@ -12,6 +13,9 @@ use crate::registry::NodeRegistry;
 
 /// Nodes listed in [`ResourceUpdate::top`] (seed 001: "top 10 device details").
 const TOP_NODES: usize = 10;
+
+/// Most mounts listed per node; a node reporting more is cut to its first ones.
+const MAX_MOUNTS: usize = 32;
 
 /// The figures read from `current_data`, by field name.
 const FIELDS: [&str; 4] = [
@@ -27,9 +31,24 @@ pub(super) fn build(registry: &NodeRegistry, stamp: Stamp) -> (ResourceUpdate, V
     let mut reporting = Vec::new();
     let mut samples = Vec::new();
     for entry in registry.online_nodes() {
-        let figures = figures_of(&entry.state.current_data);
-        if figures == ResourceFigures::default() {
+        let storage = storage_of(&entry.state.current_data);
+        let mut figures = figures_of(&entry.state.current_data);
+        // The fullest mount stands for the node's disk when it lists mounts only.
+        if figures.disk_used_percent.is_none() {
+            figures.disk_used_percent = storage
+                .iter()
+                .map(|mount| mount.used_percent)
+                .reduce(f64::max);
+        }
+        if figures == ResourceFigures::default() && storage.is_empty() {
             continue;
+        }
+        for mount in &storage {
+            samples.push(
+                MetricSample::new("node.storage_used_percent", mount.used_percent, stamp.at_ms)
+                    .with_label("node_id", entry.state.node_id.as_str())
+                    .with_label("mount", mount.mount.as_str()),
+            );
         }
         for (field, value) in FIELDS.iter().zip(values(&figures)) {
             if let Some(value) = value {
@@ -44,6 +63,7 @@ pub(super) fn build(registry: &NodeRegistry, stamp: Stamp) -> (ResourceUpdate, V
             node_id: entry.state.node_id.clone(),
             layer: entry.state.layer.clone(),
             figures,
+            storage,
         });
     }
     let mut average = [None; 4];
@@ -102,6 +122,19 @@ fn figures_of(current_data: &Value) -> ResourceFigures {
     from_values(FIELDS.map(read))
 }
 
+/// The well-formed entries of `current_data.storage` (others are skipped, not fatal).
+fn storage_of(current_data: &Value) -> Vec<StorageUse> {
+    let Some(entries) = current_data.get("storage").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| serde_json::from_value::<StorageUse>(entry.clone()).ok())
+        .filter(|mount| mount.used_percent.is_finite())
+        .take(MAX_MOUNTS)
+        .collect()
+}
+
 fn values(figures: &ResourceFigures) -> [Option<f64>; 4] {
     [
         figures.cpu_percent,
@@ -139,7 +172,17 @@ mod tests {
                 json!({"cpu_percent": 10.0, "memory_used_percent": 50.0}),
             ),
             ("b", json!({"cpu_percent": 30.0, "load_1m": 1.5})),
-            ("c", json!({"unrelated": true})),
+            (
+                "c",
+                json!({"unrelated": true, "storage": [{"mount": "/", "bad": 1}]}),
+            ),
+            (
+                "e",
+                json!({"storage": [
+                    {"mount": "/", "used_bytes": 70, "total_bytes": 100, "used_percent": 70.0},
+                    {"mount": "/data", "used_bytes": 90, "total_bytes": 100, "used_percent": 90.0}
+                ]}),
+            ),
             (
                 "d",
                 json!({"memory_used_percent": 70.0, "cpu_percent": "high"}),
@@ -162,18 +205,33 @@ mod tests {
             at_ms: 9,
         };
         let (update, samples) = build(&registry, stamp);
-        assert_eq!(update.nodes_reporting, 3);
+        assert_eq!(update.nodes_reporting, 4);
         assert_eq!(update.average.cpu_percent, Some(20.0));
         assert_eq!(update.average.memory_used_percent, Some(60.0));
         assert_eq!(update.average.load_1m, Some(1.5));
-        assert_eq!(update.average.disk_used_percent, None);
+        // Only e lists mounts: its fullest one is its disk figure.
+        assert_eq!(update.average.disk_used_percent, Some(90.0));
         assert_eq!(update.max.cpu_percent, Some(30.0));
         let order: Vec<_> = update
             .top
             .iter()
             .map(|node| node.node_id.as_str())
             .collect();
-        assert_eq!(order, ["b", "a", "d"]);
+        assert_eq!(order, ["b", "a", "d", "e"]);
+        let storage = &update.top[3].storage;
+        assert_eq!(storage.len(), 2);
+        assert_eq!(
+            (storage[1].mount.as_str(), storage[1].used_bytes),
+            ("/data", 90)
+        );
+        assert!(update.top[0].storage.is_empty());
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.metric == "node.storage_used_percent"
+                    && s.labels["mount"] == "/data"
+                    && s.value == 90.0)
+        );
         let cpu_of_a = samples
             .iter()
             .find(|s| s.metric == "node.cpu_percent" && s.labels["node_id"] == "a")

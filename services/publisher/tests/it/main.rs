@@ -4,4 +4,5 @@
 mod helpers;
 mod inputs;
 mod leadership;
+mod nodes;
 mod streams;

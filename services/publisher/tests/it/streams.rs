@@ -117,7 +117,9 @@ async fn a_node_that_stops_reporting_goes_offline_within_the_timeout_with_a_topo
         .await;
     let status: NodeStatusUpdate = data(&status);
     assert_eq!(status.active_nodes, 2);
-    assert!(status.nodes.iter().any(|n| n.node_id == "n-3" && !n.online));
+    assert!(status.nodes.iter().any(|n| n.node_id == "n-3"
+        && !n.online
+        && n.state == protocol::streams::NodeRunState::Offline));
 
     keep_alive.abort();
     publisher.shutdown().await.expect("clean drain");
