@@ -44,6 +44,9 @@ pub enum ErrorCode {
     UnknownType,
     /// A room name broke the naming rules.
     InvalidRoom,
+    /// A threshold alert rule set is not valid (unknown op, non-finite threshold, empty or
+    /// duplicate name, too many rules, ...).
+    InvalidRule,
     /// A frame or message exceeded the size limit.
     MessageTooLarge,
     /// No token was presented.
@@ -87,10 +90,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownType,
         ErrorCode::InvalidRoom,
+        ErrorCode::InvalidRule,
         ErrorCode::MessageTooLarge,
         ErrorCode::TokenMissing,
         ErrorCode::TokenInvalid,
@@ -160,6 +164,13 @@ impl ErrorCode {
                 400,
                 true,
                 "room name is not valid",
+            ),
+            ErrorCode::InvalidRule => (
+                "invalid_rule",
+                cc::BAD_REQUEST,
+                400,
+                true,
+                "alert rule is not valid",
             ),
             ErrorCode::MessageTooLarge => (
                 "message_too_large",

@@ -14,6 +14,8 @@ use crate::codec::DecodeError;
 use crate::envelope::decode_bus;
 use crate::error::ErrorCode;
 
+pub mod rules;
+
 /// One measurement of one metric at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSample {
@@ -253,6 +255,15 @@ pub mod api {
     pub const STATISTICS: &str = "statistics";
     /// `summary`: [`SummaryRequest`](super::SummaryRequest) → [`SummaryReply`](super::SummaryReply).
     pub const SUMMARY: &str = "summary";
+    /// `rules`: [`RulesRequest`](super::rules::RulesRequest) → [`RulesReply`](super::rules::RulesReply),
+    /// the threshold rules in force.
+    pub const RULES: &str = "rules";
+    /// `put_rules`: [`PutRulesRequest`](super::rules::PutRulesRequest) → [`RulesReply`](super::rules::RulesReply),
+    /// replaces the stored rule set.
+    pub const PUT_RULES: &str = "put_rules";
+    /// `reset_rules`: [`RulesRequest`](super::rules::RulesRequest) → [`RulesReply`](super::rules::RulesReply),
+    /// drops the stored set (back to the file's or the default rules).
+    pub const RESET_RULES: &str = "reset_rules";
     /// Queue group of the aggregator replicas: each query is answered by one of them.
     pub const QUEUE_GROUP: &str = "sb-aggregator-api";
 }

@@ -38,6 +38,8 @@
 //! | `sb:rate:<key>:<window index>` | string, PX TTL | hits in one fixed window |
 //! | `sb:stats:total_connections` | string | connections ever opened |
 //! | `sb:stats:total_messages` | string | messages ever delivered |
+//! | `sb:svc:<service>` | hash, PX TTL | liveness of the instances of another service (see [`liveness`]) |
+//! | `sb:alert_rules` | string | the aggregator's threshold rules set at run time ([`Store::alert_rules`]) |
 //!
 //! Multi-key updates run as Lua scripts, so each call is atomic; [`Store::cluster_stats`]
 //! costs one round trip and O(gateways + rooms) work in Redis, whatever the number of
@@ -54,9 +56,11 @@
 
 #![warn(missing_docs)]
 
+mod alert_rules;
 mod error;
 pub mod history;
 mod lease;
+pub mod liveness;
 mod memory;
 mod rate;
 mod redis_backend;
@@ -70,6 +74,7 @@ use std::time::Duration;
 
 pub use error::{BoxError, ConnectError, StoreError};
 pub use lease::{Lease, TickClaim};
+pub use liveness::{SERVICE_FORGET_AFTER, ServiceInstance};
 pub use types::{
     ClusterStats, ConnectionRecord, GatewayInfo, GatewayRefresh, RedisOptions, RoomJoin,
 };

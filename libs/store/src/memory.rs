@@ -24,6 +24,8 @@ pub(crate) struct MemoryStore {
     state: Mutex<State>,
     pub(crate) history: crate::history::MemoryHistory,
     pub(crate) leases: crate::lease::MemoryLeases,
+    pub(crate) liveness: crate::liveness::MemoryLiveness,
+    pub(crate) alert_rules: crate::alert_rules::MemoryAlertRules,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,8 @@ impl MemoryStore {
             }),
             history: crate::history::MemoryHistory::default(),
             leases: crate::lease::MemoryLeases::default(),
+            liveness: crate::liveness::MemoryLiveness::default(),
+            alert_rules: crate::alert_rules::MemoryAlertRules::default(),
         }
     }
 

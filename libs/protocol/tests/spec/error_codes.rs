@@ -120,31 +120,32 @@ fn position_in_all(code: ErrorCode) -> usize {
         ErrorCode::InvalidMessage => 0,
         ErrorCode::UnknownType => 1,
         ErrorCode::InvalidRoom => 2,
-        ErrorCode::MessageTooLarge => 3,
-        ErrorCode::TokenMissing => 4,
-        ErrorCode::TokenInvalid => 5,
-        ErrorCode::TokenExpired => 6,
-        ErrorCode::TokenSubjectMismatch => 7,
-        ErrorCode::Forbidden => 8,
-        ErrorCode::OriginNotAllowed => 9,
-        ErrorCode::RateLimited => 10,
-        ErrorCode::ConnectionRateLimited => 11,
-        ErrorCode::TooManyConnections => 12,
-        ErrorCode::SlowConsumer => 13,
-        ErrorCode::HeartbeatTimeout => 14,
-        ErrorCode::ShuttingDown => 15,
-        ErrorCode::NodeNotConnected => 16,
-        ErrorCode::DeviceNotFound => 17,
-        ErrorCode::NodeNotFound => 18,
-        ErrorCode::CommandTimeout => 19,
-        ErrorCode::Unavailable => 20,
-        ErrorCode::Internal => 21,
+        ErrorCode::InvalidRule => 3,
+        ErrorCode::MessageTooLarge => 4,
+        ErrorCode::TokenMissing => 5,
+        ErrorCode::TokenInvalid => 6,
+        ErrorCode::TokenExpired => 7,
+        ErrorCode::TokenSubjectMismatch => 8,
+        ErrorCode::Forbidden => 9,
+        ErrorCode::OriginNotAllowed => 10,
+        ErrorCode::RateLimited => 11,
+        ErrorCode::ConnectionRateLimited => 12,
+        ErrorCode::TooManyConnections => 13,
+        ErrorCode::SlowConsumer => 14,
+        ErrorCode::HeartbeatTimeout => 15,
+        ErrorCode::ShuttingDown => 16,
+        ErrorCode::NodeNotConnected => 17,
+        ErrorCode::DeviceNotFound => 18,
+        ErrorCode::NodeNotFound => 19,
+        ErrorCode::CommandTimeout => 20,
+        ErrorCode::Unavailable => 21,
+        ErrorCode::Internal => 22,
     }
 }
 
 #[test]
 fn error_code_all_lists_every_variant_once() {
-    const VARIANTS: usize = 22;
+    const VARIANTS: usize = 23;
     assert_eq!(ErrorCode::ALL.len(), VARIANTS);
     for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
         assert_eq!(

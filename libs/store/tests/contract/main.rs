@@ -13,6 +13,7 @@ mod history;
 mod outage;
 mod redis_keys;
 mod routes;
+mod services;
 
 /// Generates one test per scenario and backend. Each scenario is
 /// `async fn(&Store) -> Result<(), StoreError>`; each Redis test gets its own server and a
@@ -74,6 +75,9 @@ contract_suite! {
     history::summaries_are_listed_by_metric_and_can_be_removed,
     history::members_are_live_until_removed_or_expired,
     history::a_claim_is_granted_once_until_it_expires,
+    services::alert_rules_are_stored_replaced_and_deleted,
+    services::announced_instances_are_live_until_withdrawn_or_silent,
+    services::keep_announced_refreshes_until_stopped_then_withdraws,
 }
 
 // Declared after `contract_suite!` so the module can use the macro.
