@@ -36,4 +36,4 @@ tests/deploy/compose-test.sh target/debug
 
 ensure_node_packages tests/dashboard
 echo "==> dashboard test (headless Chromium): embedded switchboard, then a two-gateway cluster" >&2
-node --test tests/dashboard/
+node --test --test-concurrency=1 tests/dashboard/
