@@ -14,10 +14,34 @@ import type { RoomMessage } from './client.js';
 // Seed 001's six streams (room → event → payload)
 // ---------------------------------------------------------------------------------------
 
-/** Active and offline node counts of one layer. */
+/** Node counts of one layer. */
 export interface LayerCounts {
   active: number;
+  /** Silent past the timeout (an outage). */
   offline: number;
+  /** Stopped cleanly. */
+  stopped: number;
+}
+
+/** A node's run state: `offline` is silence (an outage), `stopped` a clean stop. */
+export type NodeRunState = 'online' | 'offline' | 'stopped';
+
+/** One node's connection figures, as the gateways measure them. */
+export interface NodeNetwork {
+  connections: number;
+  /** Smoothed WebSocket ping round-trip time in ms; null until a pong came back. */
+  rtt_ms: number | null;
+  messages_in: number;
+  messages_out: number;
+}
+
+/** Network figures over all nodes of a {@link NodeStatusUpdate}. */
+export interface NetworkTotals {
+  connections: number;
+  /** Mean of the nodes' `rtt_ms`; null when no node has one. */
+  avg_rtt_ms: number | null;
+  messages_in: number;
+  messages_out: number;
 }
 
 /** One node in {@link NodeStatusUpdate.nodes}. */
@@ -25,22 +49,28 @@ export interface NodeStatus {
   node_id: string;
   layer: string;
   online: boolean;
+  state: NodeRunState;
   update_count: number;
   /** When its last report arrived (RFC 3339). */
   last_seen: string;
   last_sync_time?: string;
   last_sync_count: number;
+  /** Absent when no gateway reports a connection of the node. */
+  network?: NodeNetwork;
 }
 
 /** `node_status_update` in room `nodes` (every 5 s). */
 export interface NodeStatusUpdate {
   active_nodes: number;
   offline_nodes: number;
+  stopped_nodes: number;
+  /** `active_nodes + offline_nodes + stopped_nodes`. */
   total_nodes: number;
   total_updates: number;
   reports_received: number;
   layers: Record<string, LayerCounts>;
   nodes: NodeStatus[];
+  network: NetworkTotals;
   tick: number;
   lease_epoch: number;
 }
@@ -98,10 +128,21 @@ export interface ResourceFigures {
   load_1m?: number;
 }
 
+/** Disk use of one watched mount (`current_data.storage`). */
+export interface StorageUse {
+  mount: string;
+  used_bytes: number;
+  total_bytes: number;
+  /** 0–100, as `df` shows it. */
+  used_percent: number;
+}
+
 /** One node in {@link ResourceUpdate.top} (its figures flattened in). */
 export interface NodeResources extends ResourceFigures {
   node_id: string;
   layer: string;
+  /** Per watched mount; absent when the node reports none. */
+  storage?: StorageUse[];
 }
 
 /** `resource_update` in room `resources` (every 15 s). */
@@ -129,6 +170,7 @@ export interface TopologyChange {
   /** Online node ids per layer, after the changes. */
   layers: Record<string, string[]>;
   active_nodes: number;
+  stopped_nodes: number;
   total_nodes: number;
   lease_epoch: number;
 }

@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'shutting_down'
   | 'node_not_connected'
   | 'device_not_found'
+  | 'node_not_found'
   | 'command_timeout'
   | 'unavailable'
   | 'internal';
