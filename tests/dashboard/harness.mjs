@@ -290,6 +290,7 @@ export async function runViewChecks({ browser, origin, token, apiKey, nodeId, ch
     null,
     'the metric history chart drawn with points',
   );
+  await wait(() => document.querySelector('[data-testid="health-chart"] .uplot canvas') && Number(document.querySelector('[data-testid="health-chart"]')?.dataset.points) > 0, null, 'the health score mini-chart with points');
   await page.click('[data-testid="range-24"]');
   await wait(() => /roll-ups/.test(document.querySelector('[data-testid="history-meta"]')?.textContent ?? '') && Number(document.querySelector('[data-testid="metric-chart"]')?.dataset.points) > 0, null, '24 h history');
   await page.click('[data-testid="range-1"]');

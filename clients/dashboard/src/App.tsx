@@ -2,6 +2,7 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import { SwitchboardClient } from '@switchboard/client';
 import { SwitchboardProvider, useConnectionState } from '@switchboard/client/react';
 import { setApiToken, socketUrl } from './api';
+import { MAX_RECONNECT_ATTEMPTS } from './limits';
 import { storeToken, tokenClaims } from './auth';
 import { receive, resetStore, useStore, type IncomingMessage } from './store';
 import { SignIn } from './SignIn';
@@ -55,7 +56,8 @@ export function App({ initialToken }: { initialToken: string | null }) {
 
 function Connected({ token, onSignOut }: { token: string; onSignOut: (why: string | null) => void }) {
   const client = useMemo(
-    () => new SwitchboardClient({ url: socketUrl('/api/ws/connect'), getToken: () => token, format: 'json' }),
+    // maxReconnectAttempts 10 as in seeds 001 and 003; after that, a "Reconnect" button.
+    () => new SwitchboardClient({ url: socketUrl('/api/ws/connect'), getToken: () => token, format: 'json', maxReconnectAttempts: MAX_RECONNECT_ATTEMPTS }),
     [token],
   );
   useEffect(() => {
@@ -174,7 +176,7 @@ function Shell({ client, token, onSignOut }: { client: SwitchboardClient; token:
         <section hidden={view !== 'alerts'} data-testid="view-alerts"><AlertsView /></section>
         <section hidden={view !== 'resources'} data-testid="view-resources"><ResourcesView /></section>
         <section hidden={view !== 'topology'} data-testid="view-topology"><TopologyView /></section>
-        <section hidden={view !== 'devices'} data-testid="view-devices"><DevicesView token={token} /></section>
+        <section hidden={view !== 'devices'} data-testid="view-devices"><DevicesView /></section>
       </main>
     </div>
   );

@@ -1,22 +1,26 @@
 // Seed 003's device panel: per device the four channel powers with a live trace, wavelength
-// and unit, a module selector, and the seed's badges. Each device has its own client with
-// maxReconnectAttempts 10 (seed 003), so its badge counts "Reconnecting (n/10)".
+// and unit, a module selector, and the seed's badges. The readings come over the dashboard's
+// one connection (a connection per device would soon meet the gateway's per-user connection
+// rate), whose client has maxReconnectAttempts 10 as in seeds 001 and 003, so the badge counts
+// "Reconnecting (n/10)".
 
 import { useEffect, useMemo, useState } from 'react';
-import { SwitchboardClient, type ConnectionState, type StateDetail } from '@switchboard/client';
+import type { ConnectionState, StateDetail } from '@switchboard/client';
+import { useConnectionState, useSwitchboard } from '@switchboard/client/react';
 import { api } from '../api';
-import { socketUrl } from '../api';
 import { Chart } from '../Chart';
 import { ago, num } from '../format';
 import type { DeviceFault, DeviceReading, DeviceStatus } from '../types';
 import { usePoll } from '../usePoll';
+import { MAX_RECONNECT_ATTEMPTS } from '../limits';
 
-export const DEVICE_MAX_RECONNECT_ATTEMPTS = 10;
+export const DEVICE_MAX_RECONNECT_ATTEMPTS = MAX_RECONNECT_ATTEMPTS;
 const TRACE_SECONDS = 60;
 const DELIVERY_INTERVAL_MS = 250;
+const EMPTY_TRACE: [number, number, number, number, number][] = [];
 const CHANNEL_COLOURS = ['#1f5fbf', '#c0262d', '#1f8a4c', '#a86400'];
 
-export function DevicesView({ token }: { token: string }) {
+export function DevicesView() {
   const devices = usePoll(() => api<DeviceStatus[]>('/api/ws/devices'), 10_000);
   const [known, setKnown] = useState<string[]>([]);
   useEffect(() => {
@@ -35,39 +39,28 @@ export function DevicesView({ token }: { token: string }) {
           <p className="empty">{devices.error ? `GET /api/ws/devices: ${devices.error}` : devices.loading ? 'Asking the device reader…' : 'The device reader has no devices.'}</p>
         </div>
       )}
-      {known.map((id) => <DeviceCard key={id} deviceId={id} modules={modules.get(id) ?? []} token={token} />)}
+      {known.map((id) => <DeviceCard key={id} deviceId={id} modules={modules.get(id) ?? []} />)}
     </div>
   );
 }
 
-function DeviceCard({ deviceId, modules, token }: { deviceId: string; modules: number[]; token: string }) {
+function DeviceCard({ deviceId, modules }: { deviceId: string; modules: number[] }) {
   const status = usePoll(() => api<DeviceStatus>(`/api/ws/devices/${encodeURIComponent(deviceId)}`), 5_000, deviceId);
   const [module, setModule] = useState<number | null>(null);
   const current = module ?? modules[0] ?? null;
-  const client = useMemo(
-    () => new SwitchboardClient({ url: socketUrl('/api/ws/connect'), getToken: () => token, format: 'json', maxReconnectAttempts: DEVICE_MAX_RECONNECT_ATTEMPTS }),
-    [token],
-  );
-  const [stream, setStream] = useState<{ state: ConnectionState; detail?: StateDetail }>({ state: client.state, detail: client.detail });
-  const [reading, setReading] = useState<DeviceReading | null>(null);
+  const client = useSwitchboard();
+  const stream = useConnectionState();
+  const [lastReading, setReading] = useState<DeviceReading | null>(null);
   const [trace, setTrace] = useState<[number, number, number, number, number][]>([]);
   const [fault, setFault] = useState<DeviceFault | null>(null);
 
+  // Seed 003: the readings are cleared when the stream closes.
   useEffect(() => {
-    const off = client.onState((state, detail) => {
-      setStream({ state, detail });
-      // Seed 003: the readings are cleared when the stream closes.
-      if (state !== 'connected') {
-        setReading(null);
-        setTrace([]);
-      }
-    });
-    client.connect();
-    return () => {
-      off();
-      client.close();
-    };
-  }, [client]);
+    if (stream.state !== 'connected') {
+      setReading(null);
+      setTrace([]);
+    }
+  }, [stream.state]);
 
   useEffect(() => {
     if (current === null) return undefined;
@@ -94,7 +87,11 @@ function DeviceCard({ deviceId, modules, token }: { deviceId: string; modules: n
     }, { minIntervalMs: DELIVERY_INTERVAL_MS });
   }, [client, deviceId, current]);
 
-  const chartData = useMemo(() => [0, 1, 2, 3, 4].map((i) => trace.map((p) => p[i])), [trace]);
+  // Nothing of a closed stream is shown, not even for the render before the effect above.
+  const live = stream.state === 'connected';
+  const reading = live ? lastReading : null;
+  const shownTrace = live ? trace : EMPTY_TRACE;
+  const chartData = useMemo(() => [0, 1, 2, 3, 4].map((i) => shownTrace.map((p) => p[i])), [shownTrace]);
   const s = status.data && status.data.device_id === deviceId ? status.data : null;
   const channels = reading ? [reading.ch1_power, reading.ch2_power, reading.ch3_power, reading.ch4_power] : [null, null, null, null];
 
@@ -148,7 +145,7 @@ function StatusBadges({ status, loading, error }: { status: DeviceStatus | null;
   return <span className={`badge-seed ${colour}`} data-testid="device-status-badge" title={error ?? status?.state ?? ''}>{label}</span>;
 }
 
-/** Seed 003: Live Data / Reconnecting (n/10), from the stream's own client. */
+/** Seed 003: Live Data / Reconnecting (n/10), from the connection the readings come over. */
 function StreamBadge({ state, detail }: { state: ConnectionState; detail?: StateDetail }) {
   if (state === 'connected') return <span className="badge-seed blue" data-testid="device-stream-badge" data-state={state}>Live Data</span>;
   if (state === 'reconnecting') {

@@ -51,6 +51,7 @@ export function MetricsView() {
             ))}
           </ul>
         )}
+        <HealthChart />
         {metrics && (
           <div className="facts">
             <span>online nodes <b>{num(metrics.data.active_nodes)}</b></span>
@@ -66,6 +67,70 @@ export function MetricsView() {
   );
 }
 
+/**
+ * A metric's history over the last `hours` (GET /api/ws/metrics/history: raw samples and
+ * one-minute roll-ups), extended with the live samples that arrived after the last stored one.
+ */
+function useHistory(metric: string | null, hours: number) {
+  const liveSeries = useStore((s) => (metric ? s.live[metric] : undefined));
+  const [history, setHistory] = useState<{ key: string; reply: HistoryReply } | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [refreshTick, setRefreshTick] = useState(0);
+  const key = `${metric}/${hours}`;
+  const reply = history && history.key === key ? history.reply : null;
+  const empty = reply !== null && reply.samples.length + reply.rollups.length === 0;
+
+  useEffect(() => {
+    // A fresh fetch picks up what the aggregator stored meanwhile (sooner while it has nothing).
+    const timer = setInterval(() => setRefreshTick((n) => n + 1), empty ? 10_000 : 30_000);
+    return () => clearInterval(timer);
+  }, [empty]);
+
+  useEffect(() => {
+    if (!metric) return undefined;
+    let stopped = false;
+    api<HistoryReply>(`/api/ws/metrics/history?metric=${encodeURIComponent(metric)}&hours=${hours}`)
+      .then((answer) => {
+        if (stopped) return;
+        setHistory({ key: `${metric}/${hours}`, reply: answer });
+        setError(null);
+      })
+      .catch((e) => {
+        if (!stopped) setError(describeError(e));
+      });
+    return () => {
+      stopped = true;
+    };
+  }, [metric, hours, refreshTick]);
+
+  const data = useMemo(() => {
+    const points: [number, number][] = [];
+    if (reply) {
+      for (const r of reply.rollups) if (r.ts_ms < reply.raw_from_ms) points.push([r.ts_ms, r.avg]);
+      for (const sample of reply.samples) points.push([sample.ts_ms, sample.value]);
+    }
+    const from = Date.now() - hours * 3_600_000;
+    const after = points.length ? points[points.length - 1][0] : from;
+    for (const [at, value] of liveSeries ?? []) if (at > after) points.push([at, value]);
+    points.sort((a, b) => a[0] - b[0]);
+    return [points.map((p) => p[0] / 1000), points.map((p) => p[1])];
+  }, [reply, liveSeries, hours]);
+  const stored = reply ? reply.samples.length + reply.rollups.length : 0;
+  return { data, reply, error, liveCount: Math.max(0, data[0].length - stored) };
+}
+
+/** Seed 001's health history mini-chart: system.health_score over the last hour. */
+function HealthChart() {
+  const { data } = useHistory('system.health_score', 1);
+  const now = Date.now();
+  return (
+    <div className="mini-chart">
+      <h3>health score, last hour</h3>
+      <Chart testid="health-chart" data={data} xRange={[(now - 3_600_000) / 1000, now / 1000]} series={[{ label: 'health %', stroke: '#1f8a4c', width: 2 }]} height={110} />
+    </div>
+  );
+}
+
 function HistoryPanel() {
   const summary = usePoll(() => api<SummaryReply>('/api/ws/metrics/summary'), 30_000);
   const live = useStore((s) => s.live);
@@ -77,53 +142,8 @@ function HistoryPanel() {
   const [chosen, setChosen] = useState<string | null>(null);
   const metric = chosen ?? PREFERRED.find((name) => names.includes(name)) ?? names[0] ?? null;
   const [hours, setHours] = useState(1);
-  const [history, setHistory] = useState<{ key: string; reply: HistoryReply } | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [refreshTick, setRefreshTick] = useState(0);
-
-  useEffect(() => {
-    // Live samples extend the chart between two fetches; a fresh fetch picks up what the
-    // aggregator stored meanwhile (sooner while it has nothing yet for this metric).
-    const empty = history !== null && history.reply.samples.length + history.reply.rollups.length === 0;
-    const timer = setInterval(() => setRefreshTick((n) => n + 1), empty ? 10_000 : 30_000);
-    return () => clearInterval(timer);
-  }, [history]);
-
-  useEffect(() => {
-    if (!metric) return undefined;
-    let stopped = false;
-    const key = `${metric}/${hours}`;
-    api<HistoryReply>(`/api/ws/metrics/history?metric=${encodeURIComponent(metric)}&hours=${hours}`)
-      .then((reply) => {
-        if (stopped) return;
-        setHistory({ key, reply });
-        setError(null);
-      })
-      .catch((e) => {
-        if (!stopped) setError(describeError(e));
-      });
-    return () => {
-      stopped = true;
-    };
-  }, [metric, hours, refreshTick]);
-
-  const reply = history && history.key === `${metric}/${hours}` ? history.reply : null;
-  const liveSeries = metric ? live[metric] : undefined;
-  const data = useMemo(() => {
-    const points: [number, number][] = [];
-    if (reply) {
-      for (const r of reply.rollups) if (r.ts_ms < reply.raw_from_ms) points.push([r.ts_ms, r.avg]);
-      for (const s of reply.samples) points.push([s.ts_ms, s.value]);
-    }
-    const from = Date.now() - hours * 3_600_000;
-    const after = points.length ? points[points.length - 1][0] : from;
-    for (const [at, value] of liveSeries ?? []) if (at > after) points.push([at, value]);
-    points.sort((a, b) => a[0] - b[0]);
-    return [points.map((p) => p[0] / 1000), points.map((p) => p[1])];
-  }, [reply, liveSeries, hours]);
+  const { data, reply, error, liveCount } = useHistory(metric, hours);
   const stats = summary.data?.metrics.find((m) => m.metric === metric);
-  const stored = reply ? reply.samples.length + reply.rollups.length : 0;
-  const liveCount = Math.max(0, data[0].length - stored);
   const now = Date.now();
   const xRange: [number, number] = [(now - hours * 3_600_000) / 1000, now / 1000];
 
