@@ -17,16 +17,18 @@ interface ChartProps {
   time?: boolean;
   /** Fixed x range (the chosen time window); else the data's. */
   xRange?: [number, number];
+  /** Fixed y range (a percentage); else the data's. */
+  yRange?: [number, number];
 }
 
-export function Chart({ data, series, height = 220, testid, yLabel, time = true, xRange }: ChartProps) {
+export function Chart({ data, series, height = 220, testid, yLabel, time = true, xRange, yRange }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const latest = useRef(data);
   latest.current = data;
   const range = useRef(xRange);
   range.current = xRange;
-  const shape = `${series.map((s) => `${s.label}:${s.stroke}`).join('|')}/${height}/${yLabel ?? ''}/${time}`;
+  const shape = `${series.map((s) => `${s.label}:${s.stroke}`).join('|')}/${height}/${yLabel ?? ''}/${time}/${yRange?.join(',') ?? ''}`;
 
   useEffect(() => {
     const element = box.current;
@@ -34,7 +36,10 @@ export function Chart({ data, series, height = 220, testid, yLabel, time = true,
     const options: uPlot.Options = {
       width: Math.max(element.clientWidth, 100),
       height,
-      scales: { x: { time, range: (_u, min, max) => (range.current ? range.current : [min, max]) } },
+      scales: {
+        x: { time, range: (_u, min, max) => (range.current ? range.current : [min, max]) },
+        ...(yRange ? { y: { range: yRange } } : {}),
+      },
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
       series: [{ label: time ? 'time' : 'x' }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width ?? 1.5, spanGaps: true, points: { show: (u: uPlot) => (u.data[0]?.length ?? 0) < 60, size: 5 } }))],

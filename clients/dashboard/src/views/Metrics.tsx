@@ -126,7 +126,7 @@ function HealthChart() {
   return (
     <div className="mini-chart">
       <h3>health score, last hour</h3>
-      <Chart testid="health-chart" data={data} xRange={[(now - 3_600_000) / 1000, now / 1000]} series={[{ label: 'health %', stroke: '#1f8a4c', width: 2 }]} height={110} />
+      <Chart testid="health-chart" data={data} xRange={[(now - 3_600_000) / 1000, now / 1000]} series={[{ label: 'health %', stroke: '#1f8a4c', width: 2 }]} yRange={[0, 100]} height={110} />
     </div>
   );
 }
@@ -163,7 +163,7 @@ function HistoryPanel() {
       </div>
       <div className="panel-meta" data-testid="history-meta">
         {error ? <span className="error">history: {error}</span> : reply ? (
-          <>{reply.samples.length} samples + {reply.rollups.length} one-minute roll-ups from /api/ws/metrics/history · {liveCount} live</>
+          <>stored: {reply.samples.length} samples and {reply.rollups.length} one-minute roll-ups (/api/ws/metrics/history) · live since: {liveCount}</>
         ) : metric ? 'loading history…' : 'waiting for the first metrics'}
       </div>
       <Chart testid="metric-chart" data={data} xRange={xRange} series={[{ label: metric ?? 'value', stroke: '#1f5fbf', width: 2 }]} height={240} />
