@@ -32,6 +32,7 @@ mod http;
 mod http_server;
 mod metrics;
 mod metrics_api;
+mod node_links;
 mod nodes;
 mod presence;
 mod server;

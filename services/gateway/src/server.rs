@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{RunError, StartError};
 use crate::presence::{self, PresenceOp};
 use crate::state::Shared;
-use crate::{heartbeat, http};
+use crate::{heartbeat, http, node_links};
 
 /// A bound gateway, ready to serve.
 pub struct Gateway {
@@ -145,6 +145,10 @@ impl Gateway {
                 heartbeat::run(shared.clone(), background.clone()),
             ),
         );
+        tasks.spawn_plain(
+            NODE_LINKS,
+            node_links::run(shared.clone(), background.clone()),
+        );
         if let Some(source) = shared.admission.jwks.get().cloned() {
             let stopped = background.clone();
             tasks.spawn_plain(JWKS_REFRESH, async move {
@@ -245,6 +249,7 @@ impl Gateway {
 const PRESENCE_WRITER: &str = "presence writer";
 const LIVENESS: &str = "liveness";
 const HEARTBEAT: &str = "heartbeat";
+const NODE_LINKS: &str = "node links";
 const ACCEPT_LOOP: &str = "accept loop";
 const JWKS_REFRESH: &str = "jwks refresh";
 

@@ -60,6 +60,8 @@ pub(crate) struct Registry {
     pub queued_per_shard: [AtomicUsize; SHARDS],
     /// Queue limits every new connection gets.
     pub queue_limits: QueueLimits,
+    /// Node agents' connections, for the node network figures.
+    pub node_links: crate::node_links::NodeLinks,
     next_key: AtomicU64,
 }
 
@@ -70,6 +72,7 @@ impl Registry {
             seed_connections: SeedConnections::default(),
             queued_per_shard: std::array::from_fn(|_| AtomicUsize::new(0)),
             queue_limits,
+            node_links: crate::node_links::NodeLinks::default(),
             next_key: AtomicU64::new(1),
         }
     }

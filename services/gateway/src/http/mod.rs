@@ -6,6 +6,7 @@
 mod catalogue;
 mod commands;
 mod dashboard;
+mod nodes;
 mod probes;
 mod publish;
 mod stats;
@@ -45,6 +46,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
         .route("/api/ws/devices", get(crate::devices_api::list))
         .route("/api/ws/devices/{id}", get(crate::devices_api::get))
+        .route("/api/ws/nodes", get(nodes::list))
+        .route("/api/ws/nodes/{node_id}", get(nodes::get))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             operations_access,

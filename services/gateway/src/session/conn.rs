@@ -89,6 +89,9 @@ pub(crate) struct Conn {
     last_inbound_ms: AtomicU64,
     /// Rooms this connection is subscribed to (for `heartbeat.active_streams`).
     pub room_count: AtomicU32,
+    /// Ping round trips and message counts, on node agents' connections only (boxed, so
+    /// other connections pay one pointer).
+    pub meter: Option<Box<crate::node_links::Meter>>,
 }
 
 impl Conn {
@@ -110,7 +113,14 @@ impl Conn {
             close_reason: OnceLock::new(),
             last_inbound_ms: AtomicU64::new(protocol::time::now_unix_ms()),
             room_count: AtomicU32::new(0),
+            meter: None,
         }
+    }
+
+    /// Measures this connection as a node agent's (see [`crate::node_links`]).
+    pub fn metered(mut self) -> Self {
+        self.meter = Some(Box::new(crate::node_links::Meter::new()));
+        self
     }
 
     /// Returns the store's record of this connection on gateway `gateway_id`.

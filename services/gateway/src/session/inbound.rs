@@ -18,13 +18,24 @@ impl<S: Socket> Session<S> {
     /// Handles one inbound frame; returns a reason when the session must end.
     pub(super) async fn on_frame(&mut self, frame: Message) -> Option<EndReason> {
         self.conn.touch();
+        let meter = self.conn.meter.as_deref();
+        if let (Some(meter), Message::Text(_) | Message::Binary(_)) = (meter, &frame) {
+            meter.count_in();
+        }
         match frame {
             // Text frames are JSON and binary frames MessagePack, whatever was negotiated.
             Message::Text(text) => self.on_data(Codec::Json, text.as_bytes()).await,
             Message::Binary(bytes) => self.on_data(Codec::MsgPack, &bytes).await,
+            // The answer to the heartbeat's ping: a round trip on a node connection.
+            Message::Pong(payload) => {
+                if let Some(meter) = meter {
+                    meter.on_pong(&payload);
+                }
+                None
+            }
             // tungstenite queues the pong and sends it on the next read without blocking;
             // awaiting a flush here would stall the session on a peer that does not read.
-            Message::Ping(_) | Message::Pong(_) => None,
+            Message::Ping(_) => None,
             // Send the close reply tungstenite queued (bounded: the peer may not read).
             Message::Close(_) => {
                 let _ = tokio::time::timeout(super::FAREWELL_TIMEOUT, self.socket.flush()).await;

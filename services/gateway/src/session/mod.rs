@@ -146,6 +146,10 @@ impl<S: Socket> Session<S> {
             owner,
             shared.registry.queue_limits,
         );
+        // Node agents' connections are measured for the node network figures.
+        let is_node_agent =
+            kind == Kind::Protocol && claims.role == Role::Node && claims.node_id.is_some();
+        let conn = if is_node_agent { conn.metered() } else { conn };
         let config = &shared.config;
         Session {
             message_limit: MessageLimit::new(config.messages_per_second, config.message_burst),
@@ -175,6 +179,9 @@ impl<S: Socket> Session<S> {
         async move {
             let shared = self.shared.clone();
             shared.registry.connections.insert(self.conn.clone());
+            if self.conn.meter.is_some() {
+                shared.registry.node_links.insert(self.conn.clone());
+            }
             shared.metrics.connections_active.inc();
             shared.metrics.connections_opened.inc();
             shared.presence.submit(
@@ -196,6 +203,7 @@ impl<S: Socket> Session<S> {
                 );
             }
             shared.registry.connections.remove(self.conn.key);
+            shared.registry.node_links.remove(self.conn.key);
             shared.presence.submit(
                 PresenceOp::RemoveConnection(self.conn.record(&shared.server_id)),
                 &shared.metrics,
@@ -340,9 +348,15 @@ impl<S: Socket> Session<S> {
             let conn = &self.conn;
             let socket = &mut self.socket;
             let batch = &self.batch;
+            let meter = conn.meter.as_deref();
             let write = async {
                 for outgoing in batch {
-                    socket.feed(outgoing.message.clone()).await?;
+                    let message = match (&outgoing.message, meter) {
+                        // Stamped as it is written, so the round trip excludes queueing.
+                        (Message::Ping(_), Some(meter)) => Message::Ping(meter.stamp_ping()),
+                        (message, _) => message.clone(),
+                    };
+                    socket.feed(message).await?;
                 }
                 socket.flush().await
             };
@@ -375,6 +389,16 @@ impl<S: Socket> Session<S> {
             }
             Some(Err(_)) => return Err(EndReason::SocketError),
             Some(Ok(())) => {}
+        }
+        if let Some(meter) = self.conn.meter.as_deref() {
+            let messages = self
+                .batch
+                .iter()
+                .filter(|outgoing| {
+                    matches!(outgoing.message, Message::Text(_) | Message::Binary(_))
+                })
+                .count();
+            meter.count_out(u64::try_from(messages).unwrap_or(u64::MAX));
         }
         // One observation per write, of its oldest room message: the worst wait in the write,
         // at a cost that does not grow with the burst.

@@ -19,6 +19,7 @@ mod hostile;
 mod http_api;
 mod jwks;
 mod limits;
+mod node_links;
 mod nodes;
 mod presence;
 mod publish_api;
