@@ -31,6 +31,8 @@ export function NodesView({ token }: { token: string }) {
           <Counter label="updates" value={data?.total_updates} testid="total-updates" />
           {data?.network && <Counter label="connections" value={data.network.connections} testid="node-connections" />}
           {typeof data?.network?.avg_rtt_ms === 'number' && <Counter label="avg RTT ms" value={data.network.avg_rtt_ms} digits={1} testid="node-avg-rtt" />}
+          {typeof data?.network?.messages_in === 'number' && <Counter label="messages in" value={data.network.messages_in} testid="node-messages-in" />}
+          {typeof data?.network?.messages_out === 'number' && <Counter label="messages out" value={data.network.messages_out} testid="node-messages-out" />}
         </div>
         {data && Object.keys(data.layers ?? {}).length > 0 && (
           <div className="layers" data-testid="layer-counts">
