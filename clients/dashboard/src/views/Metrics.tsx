@@ -3,6 +3,7 @@ import { ApiError, api, describeError } from '../api';
 import { Chart } from '../Chart';
 import { ago, num } from '../format';
 import { useStore } from '../store';
+import { healthColour } from '../logic';
 import type { HistoryReply, SummaryReply } from '../types';
 import { usePoll } from '../usePoll';
 
@@ -12,15 +13,6 @@ const RANGES = [
   { hours: 168, label: '7 d' },
 ];
 const PREFERRED = ['resources.cpu_percent.avg', 'system.health_score', 'nodes.active'];
-
-export function healthColour(status: string | undefined): 'green' | 'amber' | 'red' | 'grey' {
-  switch (status) {
-    case 'up': case 'healthy': return 'green';
-    case 'degraded': return 'amber';
-    case 'down': case 'critical': return 'red';
-    default: return 'grey';
-  }
-}
 
 export function MetricsView() {
   const metrics = useStore((s) => s.metrics);

@@ -1,17 +1,6 @@
 import { ago, duration, num } from '../format';
 import { useStore } from '../store';
-
-/** Seconds until 100 % at the progress rate seen over the last two minutes; null without a rate. */
-export function eta(points: { at: number; progress: number }[] | undefined, now: number): number | null {
-  if (!points || points.length < 2) return null;
-  const last = points[points.length - 1];
-  const first = points.find((p) => last.at - p.at <= 120_000) ?? points[0];
-  const seconds = (last.at - first.at) / 1000;
-  const gained = last.progress - first.progress;
-  if (seconds < 0.5 || gained <= 0) return null;
-  const remaining = Math.max(0, 100 - last.progress) / (gained / seconds);
-  return Math.max(0, remaining - (now - last.at) / 1000);
-}
+import { eta } from '../logic';
 
 const STATUSES = ['pending', 'running', 'completed', 'failed'] as const;
 
