@@ -102,6 +102,10 @@ export interface ServiceStatus {
   /** `up`, `degraded`, `down` or `unknown`. */
   status: string;
   detail?: string;
+  /** Live instances, for components made of instances. */
+  instances_up?: number;
+  /** Instances seen within the last hour (live or silent). */
+  instances?: number;
   latency_ms?: number;
 }
 

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'invalid_message'
   | 'unknown_type'
   | 'invalid_room'
+  | 'invalid_rule'
   | 'message_too_large'
   | 'token_missing'
   | 'token_invalid'

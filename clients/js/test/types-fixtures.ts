@@ -147,7 +147,10 @@ export const rustTypes: Record<string, Entry> = {
     all: keys<MetricsUpdate>()(['system_health', 'health_score', 'services', 'active_nodes', 'offline_nodes', 'reports_per_second', 'rejected_reports', 'tick', 'lease_epoch']),
     required: requiredKeys<MetricsUpdate>()(['system_health', 'health_score', 'services', 'active_nodes', 'offline_nodes', 'reports_per_second', 'rejected_reports', 'tick', 'lease_epoch']),
   },
-  ServiceStatus: { all: keys<ServiceStatus>()(['status', 'detail', 'latency_ms']), required: requiredKeys<ServiceStatus>()(['status']) },
+  ServiceStatus: {
+    all: keys<ServiceStatus>()(['status', 'detail', 'instances_up', 'instances', 'latency_ms']),
+    required: requiredKeys<ServiceStatus>()(['status']),
+  },
   ResourceUpdate: {
     all: keys<ResourceUpdate>()(['nodes_reporting', 'average', 'max', 'top', 'tick', 'lease_epoch']),
     required: requiredKeys<ResourceUpdate>()(['nodes_reporting', 'average', 'max', 'top', 'tick', 'lease_epoch']),
