@@ -152,6 +152,7 @@ fn subject_templates() -> Vec<String> {
         subjects.room(&room).replace("ROOM", "{room}"),
         subjects.node_command("{node_id}"),
         subjects.ingest_node("{node_id}"),
+        subjects.gateway_node_links("{gateway_id}"),
         subjects.ingest_metric(),
         subjects.batch_generated(),
         subjects.batch_validated(),

@@ -8,5 +8,6 @@ mod error_codes;
 mod invalid;
 mod messages;
 mod names;
+mod node_monitoring;
 mod samples;
 mod support;

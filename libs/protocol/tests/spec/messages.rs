@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use switchboard_protocol::device::{DeviceFault, DeviceReading, DeviceStatus};
+use switchboard_protocol::nodes::{NodeDetail, NodeLinksReport};
+use switchboard_protocol::streams::{NodeStatusUpdate, ResourceUpdate, TopologyChange};
 use switchboard_protocol::{
     Codec, CommandReply, CommandRequest, ErrorCode, RoomEnvelope, ServerFrame, ServerMessage,
 };
@@ -139,6 +141,11 @@ fn decode_example_with_rust(file: &str, example: &Value) {
         "room_envelope.schema.json" => bus::<RoomEnvelope>(example),
         "command_request.schema.json" => bus::<CommandRequest>(example),
         "command_reply.schema.json" => bus::<CommandReply>(example),
+        "node_status_update.schema.json" => bus::<NodeStatusUpdate>(example),
+        "resource_update.schema.json" => bus::<ResourceUpdate>(example),
+        "topology_change.schema.json" => bus::<TopologyChange>(example),
+        "node_links_report.schema.json" => bus::<NodeLinksReport>(example),
+        "node_detail.schema.json" => bus::<NodeDetail>(example),
         "device_reading.schema.json" => bus::<DeviceReading>(example),
         "device_fault.schema.json" => bus::<DeviceFault>(example),
         "device_status.schema.json" => bus::<DeviceStatus>(example),

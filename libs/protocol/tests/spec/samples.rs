@@ -83,6 +83,12 @@ fn full_node_state() -> NodeState {
 
 /// One sample of every message type with every field set.
 pub fn samples_with_every_field() -> Vec<Sample> {
+    let mut samples = base_samples_with_every_field();
+    samples.extend(crate::node_monitoring::samples_with_every_field());
+    samples
+}
+
+fn base_samples_with_every_field() -> Vec<Sample> {
     let mut since = BTreeMap::new();
     since.insert("alerts".to_owned(), 41);
     vec![
@@ -285,6 +291,12 @@ pub fn samples_with_every_field() -> Vec<Sample> {
 
 /// Samples of the message types with optional fields, every optional field left out.
 pub fn samples_with_optional_fields_absent() -> Vec<Sample> {
+    let mut samples = base_samples_with_optional_fields_absent();
+    samples.extend(crate::node_monitoring::samples_with_optional_fields_absent());
+    samples
+}
+
+fn base_samples_with_optional_fields_absent() -> Vec<Sample> {
     vec![
         Sample::frame(
             "subscribe.schema.json",
