@@ -93,6 +93,10 @@ function DeviceCard({ deviceId, modules }: { deviceId: string; modules: number[]
   const shownTrace = live ? trace : EMPTY_TRACE;
   const chartData = useMemo(() => [0, 1, 2, 3, 4].map((i) => shownTrace.map((p) => p[i])), [shownTrace]);
   const s = status.data && status.data.device_id === deviceId ? status.data : null;
+  // The trace's window ends at the newest reading (the instrument's clock).
+  const newest = shownTrace.length ? shownTrace[shownTrace.length - 1][0] : null;
+  const xRange: [number, number] | undefined = newest === null ? undefined : [newest - TRACE_SECONDS, newest];
+  const lastReadingAt = reading ? reading.timestamp : s?.last_reading_at ?? null;
   const channels = reading ? [reading.ch1_power, reading.ch2_power, reading.ch3_power, reading.ch4_power] : [null, null, null, null];
 
   return (
@@ -124,9 +128,9 @@ function DeviceCard({ deviceId, modules }: { deviceId: string; modules: number[]
             <span className="u">{reading ? `unit ${reading.unit}` : ''}</span>
           </div>
         </div>
-        <Chart testid={`device-chart-${deviceId}`} data={chartData} series={[1, 2, 3, 4].map((n, i) => ({ label: `ch${n}`, stroke: CHANNEL_COLOURS[i] }))} height={180} yLabel={reading?.unit ?? ''} />
+        <Chart testid={`device-chart-${deviceId}`} data={chartData} xRange={xRange} series={[1, 2, 3, 4].map((n, i) => ({ label: `ch${n}`, stroke: CHANNEL_COLOURS[i] }))} height={180} yLabel={reading?.unit ?? ''} />
         <div className="device-foot">
-          {s && <span>{s.driver} · every {s.interval_ms} ms · {s.state}{s.last_reading_at ? ` · last reading ${ago(s.last_reading_at * 1000)}` : ''}{s.reader_id ? ` · reader ${s.reader_id}` : ''}</span>}
+          {s && <span>{s.driver} · every {s.interval_ms} ms · {s.state}{lastReadingAt ? ` · last reading ${ago(lastReadingAt * 1000)}` : ''}{s.reader_id ? ` · reader ${s.reader_id}` : ''}</span>}
           {(fault || s?.last_error) && <span className="error" data-testid={`device-fault-${deviceId}`}>{fault ? `${fault.message} (${fault.recoverable ? 'recoverable' : 'not recoverable'}, ${fault.error_count} in a row)` : s?.last_error}</span>}
         </div>
       </div>
