@@ -288,7 +288,8 @@ pub struct MetricsUpdate {
     pub system_health: String,
     /// 0–100: the share of components up (degraded counts half).
     pub health_score: f64,
-    /// Status per component (`bus`, `store`, `gateways`, `nodes`).
+    /// Status per component, keyed by the names in [`components`]: `bus`, `store`,
+    /// `gateways`, `nodes`, `publisher`, `aggregator`, `batch_ingest`, `device_reader`.
     pub services: BTreeMap<String, ServiceStatus>,
     /// Online nodes.
     pub active_nodes: u64,
@@ -304,14 +305,44 @@ pub struct MetricsUpdate {
     pub lease_epoch: u64,
 }
 
+/// Names of the components in [`MetricsUpdate::services`]. The service names are also the
+/// names their instances announce their liveness under (the store's `sb:svc:<service>`).
+pub mod components {
+    /// The message bus.
+    pub const BUS: &str = "bus";
+    /// The metadata store.
+    pub const STORE: &str = "store";
+    /// The gateway replicas (their liveness entries in the store).
+    pub const GATEWAYS: &str = "gateways";
+    /// The node agents (their state reports).
+    pub const NODES: &str = "nodes";
+    /// The publisher replicas.
+    pub const PUBLISHER: &str = "publisher";
+    /// The aggregator replicas.
+    pub const AGGREGATOR: &str = "aggregator";
+    /// The batch-ingest instances.
+    pub const BATCH_INGEST: &str = "batch_ingest";
+    /// The device readers.
+    pub const DEVICE_READER: &str = "device_reader";
+    /// The services that announce the liveness of their instances.
+    pub const ANNOUNCED: [&str; 4] = [PUBLISHER, AGGREGATOR, BATCH_INGEST, DEVICE_READER];
+}
+
 /// One component in [`MetricsUpdate::services`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ServiceStatus {
-    /// `up`, `degraded`, `down` or `unknown`.
+    /// `up` (every instance seen lately is live), `degraded` (some are), `down` (it was seen
+    /// and none is live now, or the probe failed) or `unknown` (never seen, or no way to tell).
     pub status: String,
-    /// A short explanation (`"2 of 3 nodes online"`, `"redis"`).
+    /// A short explanation (`"2 of 2 instances up"`, `"no instance seen"`, `"redis"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Live instances, for components made of instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_up: Option<u64>,
+    /// Instances seen within the last hour (live or silent), for components made of instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u64>,
     /// Round-trip time of the health probe, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,

@@ -25,6 +25,10 @@ use tokio::time::Instant;
 use crate::redis_backend::RedisStore;
 use crate::{Backend, Store, StoreError};
 
+/// A liveness TTL for services without one of their own: refreshed every 2 s by
+/// [`Store::keep_announced`], so an instance that stops answering shows as down within 6 s.
+pub const ANNOUNCE_TTL: Duration = Duration::from_secs(6);
+
 /// How long an instance whose announcement expired is still listed (as not live).
 pub const SERVICE_FORGET_AFTER: Duration = Duration::from_secs(3600);
 

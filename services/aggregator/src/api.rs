@@ -1,5 +1,6 @@
 //! The query API: `sb.api.aggregator.{history,statistics,summary}`, MessagePack request and
-//! [`ApiReply`].
+//! [`ApiReply`], and the threshold rules API `sb.api.aggregator.{rules,put_rules,reset_rules}`
+//! (the stored rule set; see `rules`).
 //!
 //! Every replica queue-subscribes (`sb-aggregator-api`), so each query is answered by one of
 //! them, and every answer comes from the store, never from the answering replica's memory:
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use bus::{Bus, Headers, Message, Subscription};
 use protocol::envelope::{decode_bus, encode_bus};
+use protocol::metrics::rules::{PutRulesRequest, RulesReply, validate_rules};
 use protocol::metrics::{
     ApiReply, HistoryReply, HistoryRequest, HistorySample, MAX_HISTORY_HOURS, MetricSummary,
     Rollup, StatisticsReply, StatisticsRequest, SummaryReply, Window, api, is_valid_metric_name,
@@ -20,13 +22,14 @@ use protocol::{ErrorCode, Subjects};
 use serde::Serialize;
 use store::Store;
 use store::history::{HOUR_MS, RAW_RETENTION_MS};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::error::RunError;
 use crate::metrics::Metrics;
+use crate::rules::{self, RuleSet};
 use crate::stats::statistics;
 
 /// What query handlers share.
@@ -36,6 +39,10 @@ pub(crate) struct QueryContext {
     pub(crate) metrics: Arc<Metrics>,
     /// Samples stamped up to this far in the future are accepted, so queries include them.
     pub(crate) max_skew_ms: u64,
+    /// The rules in force when none are stored (file or defaults).
+    pub(crate) configured_rules: RuleSet,
+    /// Woken after this replica changed the stored rules, so it applies them at once.
+    pub(crate) rules_changed: Arc<Notify>,
 }
 
 /// The subject pattern of every method: `sb.api.aggregator.*`.
@@ -94,6 +101,9 @@ async fn answer(context: &QueryContext, request: Message) {
         api::HISTORY => encode(history(context, &request.payload, now_ms).await),
         api::STATISTICS => encode(statistics_of(context, &request.payload, now_ms).await),
         api::SUMMARY => encode(summary(context, now_ms).await),
+        api::RULES => encode(current_rules(context).await),
+        api::PUT_RULES => encode(put_rules(context, &request.payload).await),
+        api::RESET_RULES => encode(reset_rules(context).await),
         _ => encode::<()>(ApiReply::error(ErrorCode::InvalidMessage, "unknown method")),
     };
     context
@@ -118,6 +128,9 @@ fn method_label(method: &str) -> &'static str {
         api::HISTORY => api::HISTORY,
         api::STATISTICS => api::STATISTICS,
         api::SUMMARY => api::SUMMARY,
+        api::RULES => api::RULES,
+        api::PUT_RULES => api::PUT_RULES,
+        api::RESET_RULES => api::RESET_RULES,
         _ => "unknown",
     }
 }
@@ -262,4 +275,50 @@ async fn summary(context: &QueryContext, now_ms: u64) -> ApiReply<SummaryReply> 
         generated_at_ms: now_ms,
         metrics,
     })
+}
+
+async fn current_rules(context: &QueryContext) -> ApiReply<RulesReply> {
+    match context.store.alert_rules().await {
+        Ok(stored) => {
+            ApiReply::ok(RuleSet::resolve(stored.as_deref(), &context.configured_rules).reply())
+        }
+        Err(error) => unavailable(&error),
+    }
+}
+
+async fn put_rules(context: &QueryContext, payload: &[u8]) -> ApiReply<RulesReply> {
+    let Ok(request) = decode_bus::<PutRulesRequest>(payload) else {
+        return invalid("malformed put_rules request");
+    };
+    let rules = match validate_rules(&request.rules) {
+        Ok(rules) => rules,
+        Err(problem) => return ApiReply::error(ErrorCode::InvalidRule, problem.to_string()),
+    };
+    let document = match rules::encode(&rules) {
+        Ok(document) => document,
+        Err(error) => {
+            warn!(error = %error, "alert rules cannot be encoded");
+            return ApiReply::error(ErrorCode::Internal, ErrorCode::Internal.description());
+        }
+    };
+    if let Err(error) = context.store.put_alert_rules(&document).await {
+        return unavailable(&error);
+    }
+    tracing::info!(rules = rules.len(), "alert rules replaced");
+    context.rules_changed.notify_one();
+    ApiReply::ok(RulesReply {
+        rules,
+        source: protocol::metrics::rules::RulesSource::Store,
+    })
+}
+
+async fn reset_rules(context: &QueryContext) -> ApiReply<RulesReply> {
+    match context.store.delete_alert_rules().await {
+        Ok(existed) => {
+            tracing::info!(existed, source = ?context.configured_rules.source, "stored alert rules removed");
+            context.rules_changed.notify_one();
+            ApiReply::ok(context.configured_rules.reply())
+        }
+        Err(error) => unavailable(&error),
+    }
 }

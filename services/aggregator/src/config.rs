@@ -73,14 +73,22 @@ pub struct AggregatorConfig {
     pub summary_interval: Duration,
     /// Queries answered at once; more wait (NATS buffers them).
     pub max_concurrent_queries: usize,
-    /// Threshold rules (`[[aggregator.thresholds]]`).
+    /// Threshold rules (`[[aggregator.thresholds]]`), in force while no rule set is stored
+    /// through the rules API; seed 001's defaults (CPU and memory above 90 %) when empty.
     pub thresholds: Vec<ThresholdRule>,
+    /// How often the rule set stored through the rules API is re-read, so a change made
+    /// through another replica is applied here within this long.
+    #[serde(with = "humantime_serde")]
+    pub rules_refresh_interval: Duration,
 }
 
 /// One `[[aggregator.thresholds]]` rule.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdRule {
+    /// The rule's name in the rules API; `threshold_<position>` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// A metric name, or a pattern with `*` (one segment) and `>` (the rest).
     pub metric: String,
     /// `gt`, `gte`, `lt` or `lte`.
@@ -117,6 +125,7 @@ impl Default for AggregatorConfig {
             summary_interval: Duration::from_secs(5),
             max_concurrent_queries: 32,
             thresholds: Vec::new(),
+            rules_refresh_interval: Duration::from_secs(2),
         }
     }
 }
@@ -152,6 +161,7 @@ impl AggregatorConfig {
             ("liveness_ttl", self.liveness_ttl),
             ("anomaly_cooldown", self.anomaly_cooldown),
             ("threshold_cooldown", self.threshold_cooldown),
+            ("rules_refresh_interval", self.rules_refresh_interval),
         ] {
             if value.is_zero() {
                 problems.push(format!("aggregator.{key} must be greater than zero"));
@@ -173,7 +183,26 @@ impl AggregatorConfig {
         if self.max_concurrent_queries == 0 {
             problems.push("aggregator.max_concurrent_queries must be at least 1".into());
         }
+        let mut names = std::collections::BTreeSet::new();
         for (index, rule) in self.thresholds.iter().enumerate() {
+            let name = rule
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("threshold_{}", index + 1));
+            let name_is_plain = !name.is_empty()
+                && name.len() <= protocol::metrics::rules::MAX_RULE_NAME_BYTES
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !name_is_plain {
+                problems.push(format!(
+                    "aggregator.thresholds[{index}].name must be 1-64 of A-Z a-z 0-9 _ - ."
+                ));
+            } else if !names.insert(name) {
+                problems.push(format!(
+                    "aggregator.thresholds[{index}].name is used by another rule"
+                ));
+            }
             if !protocol::pattern::is_valid_pattern(&rule.metric) {
                 problems.push(format!(
                     "aggregator.thresholds[{index}].metric {:?} is not a metric name or pattern",

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use protocol::metrics::rules::AlertRule;
 use protocol::metrics::{AlertKind, Comparison, MetricAlert, Severity, Window};
 
 use crate::config::AggregatorConfig;
@@ -37,6 +38,8 @@ struct Rule {
 #[derive(Debug, Clone)]
 pub(crate) struct Detector {
     rules: Vec<Rule>,
+    /// Cool-down of rules that set none (`threshold_cooldown`).
+    default_cooldown_ms: u64,
     anomaly_window: Window,
     min_samples: u64,
     z_medium: f64,
@@ -55,8 +58,8 @@ pub(crate) struct Observation<'a> {
 /// One metric's alerting state.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AlertState {
-    /// Indices of the rules matching the metric, each with the time of its last alert.
-    rules: Vec<(usize, Option<u64>)>,
+    /// The rules matching the metric, each with the time of its last alert.
+    rules: Vec<RuleSlot>,
     /// Time and severity of the last anomaly alert.
     last_anomaly: Option<(u64, Severity)>,
     /// The anomaly baseline of each label set the metric is sampled with (say one per
@@ -64,6 +67,17 @@ pub(crate) struct AlertState {
     /// series, so each is compared only with its own recent samples. Samples without labels
     /// use the metric's window.
     labelled: BTreeMap<BTreeMap<String, String>, Baseline>,
+}
+
+/// One rule that applies to a metric.
+#[derive(Debug, Clone)]
+struct RuleSlot {
+    /// Index into `Detector::rules`.
+    index: usize,
+    /// The rule's id, to recognise it across rule changes.
+    id: String,
+    /// When it last alerted for the metric.
+    last_alert: Option<u64>,
 }
 
 /// Label sets per metric that get a baseline of their own; samples of further ones are
@@ -137,32 +151,56 @@ fn comparison_symbol(comparison: Comparison) -> &'static str {
 }
 
 impl Detector {
-    pub(crate) fn new(config: &AggregatorConfig) -> Self {
-        let rules = config
-            .thresholds
-            .iter()
-            .map(|rule| Rule {
-                pattern: rule.metric.clone(),
-                comparison: rule.comparison,
-                threshold: rule.value,
-                severity: rule.severity,
-                cooldown_ms: millis(rule.cooldown.unwrap_or(config.threshold_cooldown)),
-                id: format!(
-                    "{}|{}|{}",
-                    rule.metric,
-                    comparison_symbol(rule.comparison),
-                    rule.value
-                ),
-            })
-            .collect();
-        Self {
-            rules,
+    /// The detector of `config` with threshold rules `rules` (see `rules::RuleSet`).
+    pub(crate) fn new(config: &AggregatorConfig, rules: &[AlertRule]) -> Self {
+        let mut detector = Self {
+            rules: Vec::new(),
+            default_cooldown_ms: millis(config.threshold_cooldown),
             anomaly_window: config.anomaly_window,
             min_samples: config.min_samples as u64,
             z_medium: config.z_medium,
             z_high: config.z_high,
             anomaly_cooldown_ms: millis(config.anomaly_cooldown),
+        };
+        detector.set_rules(rules);
+        detector
+    }
+
+    /// Replaces the threshold rules; states made before must be passed through
+    /// [`Detector::rebind`].
+    pub(crate) fn set_rules(&mut self, rules: &[AlertRule]) {
+        self.rules = rules
+            .iter()
+            .map(|rule| Rule {
+                pattern: rule.metric.clone(),
+                comparison: rule.op,
+                threshold: rule.threshold,
+                severity: rule.severity,
+                cooldown_ms: rule.cooldown_ms.unwrap_or(self.default_cooldown_ms),
+                id: format!(
+                    "{}|{}|{}|{}",
+                    rule.name,
+                    rule.metric,
+                    comparison_symbol(rule.op),
+                    rule.threshold
+                ),
+            })
+            .collect();
+    }
+
+    /// Points a metric's state at the current rules, keeping the last alert time of every
+    /// rule that is still there unchanged (same id), so a rule change does not reopen the
+    /// cool-downs of the rules it kept.
+    pub(crate) fn rebind(&self, state: &mut AlertState, metric: &str) {
+        let mut fresh = self.state_for(metric).rules;
+        for slot in &mut fresh {
+            slot.last_alert = state
+                .rules
+                .iter()
+                .find(|old| old.id == slot.id)
+                .and_then(|old| old.last_alert);
         }
+        state.rules = fresh;
     }
 
     /// Returns the alerting state of a metric: the rules that apply to it, no alert yet.
@@ -173,7 +211,11 @@ impl Detector {
                 .iter()
                 .enumerate()
                 .filter(|(_, rule)| protocol::pattern::matches(&rule.pattern, metric))
-                .map(|(index, _)| (index, None))
+                .map(|(index, rule)| RuleSlot {
+                    index,
+                    id: rule.id.clone(),
+                    last_alert: None,
+                })
                 .collect(),
             last_anomaly: None,
             labelled: BTreeMap::new(),
@@ -197,7 +239,10 @@ impl Detector {
             labels,
         } = observation;
         let mut suppressed = 0;
-        for (index, last_alert) in &mut state.rules {
+        for RuleSlot {
+            index, last_alert, ..
+        } in &mut state.rules
+        {
             let rule = &self.rules[*index];
             if !rule.comparison.breached(sample.value, rule.threshold) {
                 continue;
@@ -320,222 +365,4 @@ impl Detector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ThresholdRule;
-
-    const T0: u64 = 1_700_000_000_000;
-
-    fn detector(adjust: impl FnOnce(&mut AggregatorConfig)) -> Detector {
-        let mut config = AggregatorConfig::default();
-        adjust(&mut config);
-        Detector::new(&config)
-    }
-
-    /// 60 samples alternating 9 and 11 (mean 10, stddev 1), one per second before `T0`.
-    fn steady_series() -> Series {
-        let mut series = Series::new(T0);
-        for i in 0..60u64 {
-            let value = if i % 2 == 0 { 9.0 } else { 11.0 };
-            series.insert(
-                Point {
-                    ts_ms: T0 - 60_000 + i * 1_000,
-                    value,
-                },
-                T0,
-            );
-        }
-        series
-    }
-
-    fn check(
-        detector: &Detector,
-        state: &mut AlertState,
-        series: &Series,
-        value: f64,
-        now_ms: u64,
-    ) -> (Vec<Candidate>, u64) {
-        let mut out = Vec::new();
-        let point = Point {
-            ts_ms: now_ms,
-            value,
-        };
-        let labels = BTreeMap::new();
-        let observation = Observation {
-            metric: "m",
-            point,
-            labels: &labels,
-        };
-        let suppressed = detector.check(state, series, observation, now_ms, &mut out);
-        (out, suppressed)
-    }
-
-    #[test]
-    fn z_scores_above_the_limits_raise_medium_and_high_anomalies() {
-        let detector = detector(|_| {});
-        let series = steady_series();
-        let mut state = detector.state_for("m");
-        assert!(check(&detector, &mut state, &series, 12.0, T0).0.is_empty());
-        let (alerts, _) = check(&detector, &mut state, &series, 13.0, T0);
-        assert_eq!(alerts.len(), 1);
-        let alert = &alerts[0].alert;
-        assert_eq!(
-            (alert.kind, alert.severity),
-            (AlertKind::AnomalyDetected, Severity::Medium)
-        );
-        assert_eq!(alert.z_score, Some(3.0));
-        // Within the cool-down a higher severity still gets through, a repeat does not.
-        let (alerts, _) = check(&detector, &mut state, &series, 4.0, T0 + 1);
-        assert_eq!(alerts[0].alert.severity, Severity::High);
-        assert_eq!(alerts[0].alert.z_score, Some(-6.0));
-        let (alerts, suppressed) = check(&detector, &mut state, &series, 30.0, T0 + 2);
-        assert!(alerts.is_empty());
-        assert_eq!(suppressed, 1);
-        // After the cool-down it is raised again.
-        let (alerts, _) = check(&detector, &mut state, &series, 30.0, T0 + 60_001);
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].claim_key, "anomaly:high:m");
-    }
-
-    #[test]
-    fn no_z_score_before_min_samples_or_for_a_flat_series() {
-        let detector = detector(|config| config.min_samples = 61);
-        let series = steady_series();
-        let mut state = detector.state_for("m");
-        assert!(check(&detector, &mut state, &series, 1e6, T0).0.is_empty());
-
-        let detector = self::detector(|_| {});
-        let mut flat = Series::new(T0);
-        for i in 0..40 {
-            flat.insert(
-                Point {
-                    ts_ms: T0 - 1_000 - i,
-                    value: 5.0,
-                },
-                T0,
-            );
-        }
-        assert!(check(&detector, &mut state, &flat, 6.0, T0).0.is_empty());
-    }
-
-    /// Checks then inserts a labelled sample, as the engine does.
-    fn feed(
-        detector: &Detector,
-        state: &mut AlertState,
-        series: &mut Series,
-        labels: &BTreeMap<String, String>,
-        point: Point,
-    ) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        let observation = Observation {
-            metric: "device.ch1_power",
-            point,
-            labels,
-        };
-        detector.check(state, series, observation, point.ts_ms, &mut out);
-        series.insert(point, point.ts_ms);
-        out
-    }
-
-    #[test]
-    fn sources_of_one_metric_at_different_levels_are_separate_baselines() {
-        // The embedded demo's meters publishing `device.ch1_power`: opm-1 modules 1 and 4
-        // at -20.1 and -20.4 dBm ten times a second, opm-2 module 1 at -12.1 dBm twice a
-        // second, each with ±0.1 dB of noise. Mixed into one series, every opm-2 reading was
-        // more than 3 standard deviations from the mean.
-        let detector = detector(|_| {});
-        let mut series = Series::new(T0);
-        let mut state = detector.state_for("device.ch1_power");
-        let source = |device: &str, module: &str| {
-            BTreeMap::from([
-                ("device".to_owned(), device.to_owned()),
-                ("module".to_owned(), module.to_owned()),
-                ("unit".to_owned(), "dBm".to_owned()),
-            ])
-        };
-        let (opm1_m1, opm1_m4, opm2) = (
-            source("opm-1", "1"),
-            source("opm-1", "4"),
-            source("opm-2", "1"),
-        );
-        let noise = |i: u64| [-0.1, -0.05, 0.0, 0.05, 0.1][(i % 5) as usize];
-        let mut alerts = Vec::new();
-        for i in 0..600u64 {
-            let ts_ms = T0 + i * 100;
-            for (labels, level) in [(&opm1_m1, -20.1), (&opm1_m4, -20.4)] {
-                let point = Point {
-                    ts_ms,
-                    value: level + noise(i),
-                };
-                alerts.extend(feed(&detector, &mut state, &mut series, labels, point));
-            }
-            if i % 5 == 0 {
-                let point = Point {
-                    ts_ms,
-                    value: -12.1 + noise(i / 5 + 2),
-                };
-                alerts.extend(feed(&detector, &mut state, &mut series, &opm2, point));
-            }
-        }
-        assert!(
-            alerts.is_empty(),
-            "normal readings raised {:?}",
-            alerts.iter().map(|c| &c.alert.message).collect::<Vec<_>>()
-        );
-        // A genuine drop of one meter is still an anomaly, against that meter's own level.
-        let drop = Point {
-            ts_ms: T0 + 60_000,
-            value: -15.0,
-        };
-        let alerts = feed(&detector, &mut state, &mut series, &opm2, drop);
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].alert.severity, Severity::High);
-        assert_eq!(alerts[0].alert.labels, opm2);
-    }
-
-    #[test]
-    fn a_threshold_breach_alerts_once_per_cool_down_and_patterns_select_metrics() {
-        let detector = detector(|config| {
-            config.thresholds = vec![
-                ThresholdRule {
-                    metric: "m".into(),
-                    comparison: Comparison::Gt,
-                    value: 90.0,
-                    severity: Severity::Critical,
-                    cooldown: Some(Duration::from_secs(10)),
-                },
-                ThresholdRule {
-                    metric: "other.>".into(),
-                    comparison: Comparison::Lt,
-                    value: 0.0,
-                    severity: Severity::Info,
-                    cooldown: None,
-                },
-            ];
-        });
-        let series = Series::new(T0);
-        let mut state = detector.state_for("m");
-        assert_eq!(detector.state_for("other.a.b").rules.len(), 1);
-        assert!(detector.state_for("mm").rules.is_empty());
-
-        assert!(check(&detector, &mut state, &series, 90.0, T0).0.is_empty());
-        let (alerts, _) = check(&detector, &mut state, &series, 95.0, T0);
-        assert_eq!(alerts.len(), 1);
-        let alert = &alerts[0].alert;
-        assert_eq!(alert.kind, AlertKind::ThresholdExceeded);
-        assert_eq!(
-            (alert.threshold, alert.severity),
-            (Some(90.0), Severity::Critical)
-        );
-        assert_eq!(alerts[0].claim_ttl, Duration::from_secs(10));
-        let mut suppressed = 0;
-        for i in 1..100 {
-            let (alerts, held) = check(&detector, &mut state, &series, 99.0, T0 + i * 100);
-            assert!(alerts.is_empty());
-            suppressed += held;
-        }
-        assert_eq!(suppressed, 99);
-        let (alerts, _) = check(&detector, &mut state, &series, 99.0, T0 + 10_000);
-        assert_eq!(alerts.len(), 1, "the next cool-down period gets its alert");
-    }
-}
+mod tests;

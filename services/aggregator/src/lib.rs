@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod metrics;
 mod ownership;
+mod rules;
 mod series;
 mod service;
 mod standby;

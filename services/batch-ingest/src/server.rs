@@ -43,6 +43,8 @@ pub struct BatchIngest {
     listener: TcpListener,
     app: Arc<App>,
     api_requests: Subscription,
+    /// Where this instance announces its liveness, and under which id.
+    liveness: Option<(store::Store, String)>,
 }
 
 /// Returns the `SB_BATCHES` stream as configured.
@@ -132,6 +134,7 @@ impl BatchIngest {
             listener,
             app,
             api_requests,
+            liveness: None,
         })
     }
 
@@ -139,6 +142,16 @@ impl BatchIngest {
     /// `http://<this>/v1/poc-batches` as their callback URL.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.app.config.listen)
+    }
+
+    /// Announces this instance's liveness in `store` while it serves
+    /// (`sb:svc:batch_ingest`, id `bi-xxxxxxxx`), so the health in `metrics_update` covers
+    /// batch-ingest; withdrawn at shutdown.
+    #[must_use]
+    pub fn announce_liveness(mut self, store: store::Store) -> Self {
+        let instance = format!("bi-{:08x}", rand::random::<u32>());
+        self.liveness = Some((store, instance));
+        self
     }
 
     /// Returns the batch handler, to process batches directly (tests, embedding).
@@ -163,9 +176,23 @@ impl BatchIngest {
             listener,
             app,
             api_requests,
+            liveness,
         } = self;
         let background = CancellationToken::new();
         let mut tasks: Supervisor<RunError> = Supervisor::new();
+        if let Some((store, instance)) = liveness {
+            let stop = background.clone();
+            tasks.spawn_plain("liveness", async move {
+                store
+                    .keep_announced(
+                        protocol::streams::components::BATCH_INGEST,
+                        &instance,
+                        store::liveness::ANNOUNCE_TTL,
+                        stop.cancelled_owned(),
+                    )
+                    .await;
+            });
+        }
         tasks.spawn_plain(
             "progress publisher",
             progress::publish_progress(
@@ -268,10 +295,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     service::ServiceConfig::validate_for_start(&config).map_err(StartError::Config)?;
     let bus = connect_bus(&config).await?;
     let records = connect_records(&config).await?;
-    BatchIngest::bind(config, bus, records)
-        .await?
-        .serve(shutdown)
-        .await
+    // Liveness only: without it batch-ingest still works, and shows as not live in health.
+    let liveness = match store::Store::connect(&config.store).await {
+        Ok(store) => Some(store),
+        Err(error) => {
+            warn!(error = %error, "store unreachable; liveness not announced");
+            None
+        }
+    };
+    let ingest = BatchIngest::bind(config, bus, records).await?;
+    let ingest = match liveness {
+        Some(store) => ingest.announce_liveness(store),
+        None => ingest,
+    };
+    ingest.serve(shutdown).await
 }
 
 /// Connects the bus from `config.bus`, or creates an in-memory bus when `nats_url` is unset.

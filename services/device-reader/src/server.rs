@@ -154,6 +154,21 @@ impl DeviceReader {
             "status follower",
             api::follow_status(Arc::clone(&app), statuses, background_stop.clone()),
         );
+        // Liveness for the health in `metrics_update` (`sb:svc:device_reader`).
+        let announcer = Arc::clone(&app);
+        let announcer_stop = background_stop.clone();
+        background.spawn_plain("liveness", async move {
+            let context = &announcer.context;
+            context
+                .store
+                .keep_announced(
+                    protocol::streams::components::DEVICE_READER,
+                    &context.instance_id,
+                    store::liveness::ANNOUNCE_TTL,
+                    announcer_stop.cancelled_owned(),
+                )
+                .await;
+        });
         for device in &configured {
             if let Err(error) = app.devices.apply(&Control::Add(Box::new(device.clone()))) {
                 // Validated at bind; only reachable if validation and registration drift.

@@ -26,7 +26,7 @@ use crate::state::Shared;
 
 /// How long a query waits for an aggregator. Answers come from Redis in milliseconds; a
 /// replica that takes longer is stuck, and the caller is better served by a 503.
-const AGGREGATOR_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const AGGREGATOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 

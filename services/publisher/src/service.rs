@@ -107,6 +107,21 @@ impl Publisher {
             "event sweeper",
             events::run_sweeper(shared.clone(), work.clone()),
         );
+        // Every replica, leader or standby, announces its liveness (`sb:svc:publisher`): the
+        // health in `metrics_update` and `publishers_active` in the gateway's stats count them.
+        let announcer = shared.clone();
+        let announcer_stop = work.clone();
+        tasks.spawn_plain("liveness", async move {
+            announcer
+                .store
+                .keep_announced(
+                    protocol::streams::components::PUBLISHER,
+                    &announcer.instance_id,
+                    announcer.config.lease_ttl,
+                    announcer_stop.cancelled_owned(),
+                )
+                .await;
+        });
         tasks.spawn_plain(
             "events",
             events::run(shared.clone(), leader.clone(), work.clone()),

@@ -342,6 +342,7 @@ impl Standalone {
         let bus = gateway::connect_bus(&gateway_config).await?;
         let store = gateway::connect_store(&gateway_config).await?;
         let (batch_ingest, ml_node) = bind_batches(batch_config, &simulation, &bus).await?;
+        let batch_ingest = batch_ingest.announce_liveness(store.clone());
         let device_reader = DeviceReader::bind(device_config, bus.clone(), store.clone()).await?;
         let aggregator = Aggregator::bind(aggregator_config, bus.clone(), store.clone()).await?;
         let publisher = Publisher::bind(publisher_config, bus.clone(), store.clone()).await?;

@@ -58,3 +58,81 @@ async fn a_service_whose_background_task_panics_ends_serve_with_its_error() {
     let chain = service::error_chain(&error);
     assert!(chain.contains("injected fault in heartbeat"), "{chain}");
 }
+
+/// The health in `metrics_update` of the embedded run: every service up, each instance
+/// announced in the shared in-memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_run_shows_every_service_up_in_metrics_update() {
+    let mut config = Config::default();
+    config.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.gateway.shutdown_delay = Duration::ZERO;
+    config.publisher.metrics_interval = Duration::from_secs(1);
+    config.simulation.nodes = 1;
+    config.simulation.ml_node = false;
+    let standalone = Standalone::bind(config)
+        .await
+        .expect("the standalone binds");
+    let access = standalone.access().clone();
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(standalone.serve(shutdown.clone()));
+
+    let url = format!(
+        "ws://{}/api/ws/connect?token={}",
+        access.addr, access.dev_token
+    );
+    let mut client = gateway::test_util::TestClient::connect(&url, protocol::Codec::Json)
+        .await
+        .expect("the gateway accepts the dev token");
+    client.expect_established().await;
+    client.subscribe(&["metrics"]).await;
+    let expected = [
+        "bus",
+        "store",
+        "gateways",
+        "nodes",
+        "publisher",
+        "aggregator",
+        "batch_ingest",
+        "device_reader",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = serde_json::Value::Null;
+    let all_up = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no metrics_update with every service up; last services: {last}"
+        );
+        let message = client.next_room_message().await;
+        if message.event != "metrics_update" {
+            continue;
+        }
+        last = message.data["services"].clone();
+        let up = expected
+            .iter()
+            .all(|service| last[service]["status"] == "up");
+        if up {
+            break last.clone();
+        }
+    };
+    for service in ["publisher", "aggregator", "batch_ingest", "device_reader"] {
+        assert_eq!(
+            all_up[service]["instances_up"], 1,
+            "{service}: one instance in the embedded run: {all_up}"
+        );
+        let detail = all_up[service]["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("1 of 1 instances up"),
+            "{service}: {detail}"
+        );
+    }
+    assert_eq!(
+        all_up.as_object().map(|services| services.len()),
+        Some(expected.len())
+    );
+
+    shutdown.cancel();
+    serving
+        .await
+        .expect("serve does not panic")
+        .expect("the embedded run drains cleanly");
+}

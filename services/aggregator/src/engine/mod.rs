@@ -104,7 +104,7 @@ impl Engine {
         Self {
             members: vec![replica_id.clone()],
             replica_id,
-            detector: Detector::new(config),
+            detector: Detector::new(config, &crate::rules::RuleSet::configured(config).rules),
             settle_ms: millis(config.handover_settle),
             max_skew_ms: millis(config.max_clock_skew),
             summary_interval_ms: millis(config.summary_interval),
@@ -121,6 +121,17 @@ impl Engine {
         // Windows never slide backwards, even if the wall clock does.
         self.now_ms = self.now_ms.max(now_ms);
         self.now_ms
+    }
+
+    /// Applies a new set of threshold rules to every metric from its next sample on; rules
+    /// kept unchanged keep their cool-downs.
+    pub(crate) fn set_rules(&mut self, rules: &[protocol::metrics::rules::AlertRule]) {
+        self.detector.set_rules(rules);
+        for entry in self.entries.values_mut() {
+            if let Role::Owned(owned) = &mut entry.role {
+                self.detector.rebind(&mut owned.alerts, &entry.name);
+            }
+        }
     }
 
     pub(crate) fn counters(&self) -> Counters {

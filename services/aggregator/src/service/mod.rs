@@ -10,11 +10,12 @@ use std::time::Duration;
 use ::service::supervise::{Supervisor, TaskFailure};
 use bus::{Bus, Message, Subscription};
 use protocol::metrics::{MetricPayload, MetricSummary};
-use protocol::streams::rooms;
+use protocol::streams::{components, rooms};
 use protocol::{RoomName, Subjects};
 use store::Store;
 use store::history::{HistoryWrite, RAW_RETENTION_MS, ROLLUP_RETENTION_MS};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -26,6 +27,7 @@ use crate::detect::Candidate;
 use crate::engine::Engine;
 use crate::error::{RunError, StartError};
 use crate::metrics::{Metrics, Probe};
+use crate::rules::RuleSet;
 
 /// The store group aggregator replicas register in (`sb:members:aggregator`).
 pub const MEMBER_GROUP: &str = "aggregator";
@@ -63,6 +65,14 @@ pub struct Aggregator {
     next_write_at: Option<Instant>,
     next_membership_at: Instant,
     failed_adoption_loads: u32,
+    /// The rules in force without a stored set (file or defaults).
+    configured_rules: RuleSet,
+    /// The rules in force.
+    rules: RuleSet,
+    /// The stored rules document last applied (`None`: nothing stored).
+    applied_rules_document: Option<String>,
+    next_rules_at: Instant,
+    rules_changed: Arc<Notify>,
 }
 
 fn now_ms() -> u64 {
@@ -119,6 +129,7 @@ impl Aggregator {
             None => None,
         };
         let engine = Engine::new(replica_id.clone(), &aggregator, now_ms());
+        let configured_rules = RuleSet::configured(&aggregator);
         let mut replica = Self {
             alerts_subject: subjects.room(&alerts_room),
             config: aggregator,
@@ -138,7 +149,13 @@ impl Aggregator {
             next_write_at: None,
             next_membership_at: Instant::now(),
             failed_adoption_loads: 0,
+            rules: configured_rules.clone(),
+            configured_rules,
+            applied_rules_document: None,
+            next_rules_at: Instant::now(),
+            rules_changed: Arc::new(Notify::new()),
         };
+        replica.refresh_rules().await;
         replica.refresh_membership().await;
         replica.learn_stored_metrics().await;
         replica.update_probe();
@@ -155,6 +172,11 @@ impl Aggregator {
         self.admin
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Returns the threshold rules in force and their source (`store`, `file`, `defaults`).
+    pub fn rules(&self) -> protocol::metrics::rules::RulesReply {
+        self.rules.reply()
     }
 
     /// Returns a handle that shows what this replica owns and has processed.
@@ -205,6 +227,9 @@ impl Aggregator {
         if Instant::now() >= self.next_membership_at {
             self.refresh_membership().await;
         }
+        if Instant::now() >= self.next_rules_at {
+            self.refresh_rules().await;
+        }
         self.adopt_due_metrics().await;
         let writes = self.engine.flush(now_ms());
         self.write(writes, false).await;
@@ -234,6 +259,8 @@ impl Aggregator {
                 bus: self.bus.clone(),
                 metrics: self.metrics.clone(),
                 max_skew_ms: millis(self.config.max_clock_skew),
+                configured_rules: self.configured_rules.clone(),
+                rules_changed: self.rules_changed.clone(),
             });
             tasks.spawn(
                 "query api",
@@ -262,6 +289,7 @@ impl Aggregator {
             store = self.store.backend_name(),
             "aggregator running"
         );
+        let rules_changed = self.rules_changed.clone();
         let mut ticker = tokio::time::interval(self.config.flush_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let outcome = loop {
@@ -269,6 +297,7 @@ impl Aggregator {
                 biased;
                 () = shutdown.cancelled() => break Ok(()),
                 _ = ticker.tick() => self.tick().await,
+                () = rules_changed.notified() => self.refresh_rules().await,
                 message = self.samples.next() => match message {
                     Some(message) => self.process_message(&message).await,
                     None => break Err(RunError::SubscriptionEnded),
@@ -316,10 +345,53 @@ impl Aggregator {
             }
             Err(_elapsed) => warn!("store did not answer; membership expires with liveness_ttl"),
         }
+        let withdrawn = tokio::time::timeout(
+            SHUTDOWN_STORE_TIMEOUT,
+            self.store
+                .withdraw_instance(components::AGGREGATOR, &self.replica_id),
+        )
+        .await;
+        if !matches!(withdrawn, Ok(Ok(()))) {
+            warn!("liveness not withdrawn; it expires with liveness_ttl");
+        }
+    }
+
+    /// Re-reads the stored rule set and applies it when it changed. A store that does not
+    /// answer keeps the rules in force.
+    async fn refresh_rules(&mut self) {
+        self.next_rules_at = Instant::now() + self.config.rules_refresh_interval;
+        let stored = match self.store.alert_rules().await {
+            Ok(stored) => stored,
+            Err(error) => {
+                debug!(error = %error, "alert rules not re-read; keeping the rules in force");
+                return;
+            }
+        };
+        if stored == self.applied_rules_document {
+            return;
+        }
+        let rules = RuleSet::resolve(stored.as_deref(), &self.configured_rules);
+        self.applied_rules_document = stored;
+        if rules != self.rules {
+            info!(source = ?rules.source, rules = rules.rules.len(), "threshold rules applied");
+            self.engine.set_rules(&rules.rules);
+            self.rules = rules;
+        }
     }
 
     async fn refresh_membership(&mut self) {
         self.next_membership_at = Instant::now() + self.config.liveness_ttl / 3;
+        if let Err(error) = self
+            .store
+            .announce_instance(
+                components::AGGREGATOR,
+                &self.replica_id,
+                self.config.liveness_ttl,
+            )
+            .await
+        {
+            debug!(error = %error, "aggregator liveness not announced");
+        }
         let registered = self
             .store
             .register_member(MEMBER_GROUP, &self.replica_id, self.config.liveness_ttl)

@@ -99,8 +99,8 @@ pub(crate) async fn send(
 
 /// Lets the API key or an admin token through and names the operator for the log (`api_key`
 /// or the token's `sub`); 401 without valid credentials, 403 for a valid token of another
-/// role.
-async fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<String, ErrorCode> {
+/// role. Also the check of the alert rules API's writes.
+pub(super) async fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<String, ErrorCode> {
     let Some(presented) = http_front::bearer(headers) else {
         shared
             .metrics

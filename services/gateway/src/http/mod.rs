@@ -9,6 +9,7 @@ mod dashboard;
 mod nodes;
 mod probes;
 mod publish;
+mod rules;
 mod stats;
 
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(crate::metrics_api::statistics),
         )
         .route("/api/ws/metrics/summary", get(crate::metrics_api::summary))
+        .route(
+            "/api/ws/metrics/rules",
+            get(rules::list).put(rules::replace).delete(rules::reset),
+        )
         .route("/api/ws/devices", get(crate::devices_api::list))
         .route("/api/ws/devices/{id}", get(crate::devices_api::get))
         .route("/api/ws/nodes", get(nodes::list))
@@ -103,7 +108,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(Duration::from_secs(600)),
     )

@@ -19,6 +19,7 @@ mod hostile;
 mod http_api;
 mod jwks;
 mod limits;
+mod metrics_rules;
 mod node_links;
 mod nodes;
 mod presence;

@@ -1,7 +1,13 @@
 //! `metrics_update` (room `metrics`): system health from the registry and from probes of the
-//! bus, the store and the gateways' liveness entries.
+//! bus, the store, the gateways' liveness entries and the liveness every other service
+//! announces in the store (`sb:svc:<service>`: publisher, aggregator, batch_ingest,
+//! device_reader; see `store::liveness`).
 //!
-//! Each component is `up`, `degraded`, `down` or `unknown`. The system is `critical` when
+//! Each component is `up`, `degraded`, `down` or `unknown`. A service of instances is `up`
+//! when every instance seen in the last hour is live, `degraded` when only some are, `down`
+//! when it was seen and none is live now (silence past its liveness TTL: a crash or a hang;
+//! an instance that stops cleanly withdraws and is not counted), and `unknown` when no
+//! instance was ever seen or the store cannot say. The system is `critical` when
 //! the bus or the store is down, `degraded` when anything else is degraded or down, and
 //! `healthy` otherwise; `health_score` is the share of known components up, with degraded
 //! ones counting half.
@@ -10,7 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use protocol::metrics::MetricSample;
-use protocol::streams::{MetricsUpdate, ServiceStatus};
+use protocol::streams::{MetricsUpdate, ServiceStatus, components};
+use store::ServiceInstance;
 use tokio::time::Instant;
 
 use super::Stamp;
@@ -26,6 +33,9 @@ pub(super) struct Probes {
     pub store_backend: &'static str,
     /// Gateways whose liveness has not expired, when the store could say.
     pub live_gateways: Option<usize>,
+    /// The announced instances of each service in [`components::ANNOUNCED`]; `None` when
+    /// the store could not say.
+    pub instances: BTreeMap<&'static str, Option<Vec<ServiceInstance>>>,
 }
 
 /// Probes the bus, the store and the gateways' liveness; each store call is bounded by the
@@ -38,6 +48,7 @@ pub(super) async fn probe(shared: &Shared) -> Probes {
         .await
         .map(|()| started.elapsed())
         .map_err(|error| error.to_string());
+    let store_answers = store.is_ok();
     let live_gateways = match store {
         Ok(_) => shared
             .store
@@ -47,12 +58,22 @@ pub(super) async fn probe(shared: &Shared) -> Probes {
             .map(|gateways| gateways.len()),
         Err(_) => None,
     };
+    let mut instances = BTreeMap::new();
+    for service in components::ANNOUNCED {
+        let listed = if store_answers {
+            shared.store.service_instances(service).await.ok()
+        } else {
+            None
+        };
+        instances.insert(service, listed);
+    }
     Probes {
         bus_connected: shared.bus.is_connected(),
         bus_backend: shared.bus.backend_name(),
         store,
         store_backend: shared.store.backend_name(),
         live_gateways,
+        instances,
     }
 }
 
@@ -70,6 +91,42 @@ fn status(status: &str, detail: Option<String>, latency_ms: Option<f64>) -> Serv
         status: status.to_owned(),
         detail,
         latency_ms,
+        ..ServiceStatus::default()
+    }
+}
+
+/// The status of a service from its announced instances (see the module docs).
+fn instances_status(instances: Option<&[ServiceInstance]>) -> ServiceStatus {
+    let Some(instances) = instances else {
+        return status("unknown", Some("store unavailable".to_owned()), None);
+    };
+    if instances.is_empty() {
+        return status("unknown", Some("no instance seen".to_owned()), None);
+    }
+    let total = instances.len();
+    let up = instances.iter().filter(|instance| instance.live).count();
+    let (state, detail) = if up == total {
+        ("up", format!("{up} of {total} instances up"))
+    } else if up > 0 {
+        ("degraded", format!("{up} of {total} instances up"))
+    } else {
+        let last_seen = instances
+            .iter()
+            .map(|instance| instance.since_last_seen)
+            .min()
+            .unwrap_or_default();
+        (
+            "down",
+            format!(
+                "0 of {total} instances up, last seen {}s ago",
+                last_seen.as_secs()
+            ),
+        )
+    };
+    ServiceStatus {
+        instances_up: Some(crate::registry::as_u64(up)),
+        instances: Some(crate::registry::as_u64(total)),
+        ..status(state, Some(detail), None)
     }
 }
 
@@ -103,7 +160,11 @@ pub(super) fn build(
     services.insert("store".to_owned(), store);
     let gateways = match probes.live_gateways {
         Some(0) => status("down", Some("no live gateway".to_owned()), None),
-        Some(count) => status("up", Some(format!("{count} live")), None),
+        Some(count) => ServiceStatus {
+            instances_up: Some(crate::registry::as_u64(count)),
+            instances: Some(crate::registry::as_u64(count)),
+            ..status("up", Some(format!("{count} live")), None)
+        },
         None => status("unknown", None, None),
     };
     services.insert("gateways".to_owned(), gateways);
@@ -116,10 +177,30 @@ pub(super) fn build(
     };
     let node_detail = (total > 0).then(|| format!("{} of {total} nodes online", nodes.online));
     services.insert("nodes".to_owned(), status(node_status, node_detail, None));
-    services.insert(
-        "publisher".to_owned(),
-        status("up", Some(format!("leader {instance_id}")), None),
-    );
+    for service in components::ANNOUNCED {
+        let mut listed = probes.instances.get(service).cloned().flatten();
+        if service == components::PUBLISHER {
+            // The leader building this update is alive, whatever the store says (its first
+            // announcement may still be on its way, or the store may be down).
+            let listed = listed.get_or_insert_with(Vec::new);
+            if !listed
+                .iter()
+                .any(|instance| instance.instance == instance_id)
+            {
+                listed.push(ServiceInstance {
+                    instance: instance_id.to_owned(),
+                    live: true,
+                    since_last_seen: Duration::ZERO,
+                });
+            }
+        }
+        let mut service_status = instances_status(listed.as_deref());
+        if service == components::PUBLISHER {
+            let detail = service_status.detail.take().unwrap_or_default();
+            service_status.detail = Some(format!("{detail}, leader {instance_id}"));
+        }
+        services.insert(service.to_owned(), service_status);
+    }
 
     let core_down = ["bus", "store"]
         .iter()
@@ -204,6 +285,15 @@ impl ReportRate {
 mod tests {
     use super::*;
 
+    fn instance(id: &str, live: bool) -> ServiceInstance {
+        ServiceInstance {
+            instance: id.to_owned(),
+            live,
+            since_last_seen: Duration::from_secs(if live { 1 } else { 42 }),
+        }
+    }
+
+    /// Every announced service with one live instance.
     fn probes() -> Probes {
         Probes {
             bus_connected: true,
@@ -211,6 +301,10 @@ mod tests {
             store: Ok(Duration::from_millis(2)),
             store_backend: "memory",
             live_gateways: Some(1),
+            instances: components::ANNOUNCED
+                .into_iter()
+                .map(|service| (service, Some(vec![instance(&format!("{service}-1"), true)])))
+                .collect(),
         }
     }
 
@@ -245,15 +339,81 @@ mod tests {
         let (update, _) = build(&probes(), nodes(2, 1), "pub-a", stamp());
         assert_eq!(update.system_health, "degraded");
         assert_eq!(update.services["nodes"].status, "degraded");
-        assert_eq!(update.health_score, 90.0);
+        // Seven components up, the nodes degraded (half): 7.5 of 8.
+        assert_eq!(update.health_score, 93.8);
 
         let mut down = probes();
         down.store = Err("redis unavailable".into());
         down.live_gateways = None;
+        for listed in down.instances.values_mut() {
+            *listed = None;
+        }
         let (update, _) = build(&down, nodes(0, 0), "pub-a", stamp());
         assert_eq!(update.system_health, "critical");
         assert_eq!(update.services["gateways"].status, "unknown");
         assert_eq!(update.services["nodes"].status, "unknown");
+    }
+
+    #[test]
+    fn every_service_is_covered_with_its_instances() {
+        let (update, _) = build(&probes(), nodes(1, 0), "pub-a", stamp());
+        for service in [
+            "bus",
+            "store",
+            "gateways",
+            "nodes",
+            "publisher",
+            "aggregator",
+            "batch_ingest",
+            "device_reader",
+        ] {
+            assert_eq!(update.services[service].status, "up", "{service}");
+        }
+        let aggregator = &update.services["aggregator"];
+        assert_eq!(aggregator.detail.as_deref(), Some("1 of 1 instances up"));
+        assert_eq!(
+            (aggregator.instances_up, aggregator.instances),
+            (Some(1), Some(1))
+        );
+        assert_eq!(
+            update.services["publisher"].detail.as_deref(),
+            Some("2 of 2 instances up, leader pub-a"),
+            "the listed replica and the leader itself"
+        );
+    }
+
+    #[test]
+    fn a_service_seen_then_silent_is_down_and_one_never_seen_is_unknown() {
+        let mut probes = probes();
+        probes.instances.insert(
+            components::AGGREGATOR,
+            Some(vec![instance("agg-1", true), instance("agg-2", false)]),
+        );
+        probes.instances.insert(
+            components::BATCH_INGEST,
+            Some(vec![instance("bi-1", false)]),
+        );
+        probes
+            .instances
+            .insert(components::DEVICE_READER, Some(Vec::new()));
+        let (update, _) = build(&probes, nodes(1, 0), "pub-a", stamp());
+        assert_eq!(update.services["aggregator"].status, "degraded");
+        assert_eq!(
+            update.services["aggregator"].detail.as_deref(),
+            Some("1 of 2 instances up")
+        );
+        let batch_ingest = &update.services["batch_ingest"];
+        assert_eq!(batch_ingest.status, "down");
+        assert_eq!(
+            batch_ingest.detail.as_deref(),
+            Some("0 of 1 instances up, last seen 42s ago")
+        );
+        assert_eq!(update.services["device_reader"].status, "unknown");
+        assert_eq!(
+            update.services["device_reader"].detail.as_deref(),
+            Some("no instance seen")
+        );
+        assert_eq!(update.system_health, "degraded");
     }
 
     #[tokio::test(start_paused = true)]
