@@ -7,7 +7,7 @@
 import { createContext, createElement, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from 'react';
 
 import type { ConnectionState, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
-import { createRoomStore, type RoomSnapshot } from './room-store.js';
+import { createRoomStore, type RoomSnapshot, type RoomStoreOptions } from './room-store.js';
 
 const ClientContext = createContext<SwitchboardClient | null>(null);
 
@@ -36,20 +36,22 @@ export function useConnectionState(): { state: ConnectionState; detail: StateDet
 /**
  * Subscribes to `room` while the component is mounted. `last` is the newest message
  * (`event` filters by type), `messages` the newest `keep` (default 1), newest first.
+ * With `clearOnDisconnect`, both are emptied whenever the connection is lost.
  */
 export function useRoom<T = unknown>(
   room: string,
-  opts: { event?: string; minIntervalMs?: number; keep?: number } = {},
+  opts: RoomStoreOptions = {},
 ): { last: RoomMessage<T> | null; messages: RoomMessage<T>[] } {
   const client = useSwitchboard();
-  const { event, minIntervalMs, keep } = opts;
+  const { event, minIntervalMs, keep, clearOnDisconnect } = opts;
   const store = useMemo(() => {
-    const options: { event?: string; minIntervalMs?: number; keep?: number } = {};
+    const options: RoomStoreOptions = {};
     if (event !== undefined) options.event = event;
     if (minIntervalMs !== undefined) options.minIntervalMs = minIntervalMs;
     if (keep !== undefined) options.keep = keep;
+    if (clearOnDisconnect !== undefined) options.clearOnDisconnect = clearOnDisconnect;
     return createRoomStore<T>(client, room, options);
-  }, [client, room, event, minIntervalMs, keep]);
+  }, [client, room, event, minIntervalMs, keep, clearOnDisconnect]);
   const snapshot: RoomSnapshot<T> = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
   return snapshot;
 }
@@ -65,4 +67,4 @@ export function useSwitchboardEvent(event: string, handler: (message: RoomMessag
 }
 
 export type { ConnectionState, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
-export type { RoomSnapshot } from './room-store.js';
+export type { RoomSnapshot, RoomStoreOptions } from './room-store.js';

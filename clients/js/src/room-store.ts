@@ -13,6 +13,8 @@ export interface RoomStoreOptions {
   minIntervalMs?: number;
   /** How many messages to keep, newest first; default 1. */
   keep?: number;
+  /** Forget the kept messages whenever the connection is lost (stale readings must not show as live). */
+  clearOnDisconnect?: boolean;
 }
 
 export interface RoomSnapshot<T = unknown> {
@@ -38,9 +40,16 @@ export function createRoomStore<T = unknown>(client: SwitchboardClient, room: st
   const listeners = new Set<() => void>();
   let snapshot: RoomSnapshot<T> = EMPTY as RoomSnapshot<T>;
   let release: (() => void) | null = null;
+  let releaseState: (() => void) | null = null;
 
   const notify = () => {
     for (const listener of [...listeners]) listener();
+  };
+
+  const clear = () => {
+    if (snapshot === EMPTY) return;
+    snapshot = EMPTY as RoomSnapshot<T>;
+    notify();
   };
 
   const onMessage = (message: RoomMessage) => {
@@ -56,22 +65,25 @@ export function createRoomStore<T = unknown>(client: SwitchboardClient, room: st
       if (release === null) {
         const subscribeOptions = options.minIntervalMs !== undefined ? { minIntervalMs: options.minIntervalMs } : {};
         release = client.subscribe(room, onMessage, subscribeOptions);
+        if (options.clearOnDisconnect) {
+          releaseState = client.onState((state) => {
+            if (state !== 'connected') clear();
+          });
+        }
       }
       return () => {
         listeners.delete(listener);
         if (listeners.size === 0 && release !== null) {
           release();
           release = null;
+          releaseState?.();
+          releaseState = null;
         }
       };
     },
     getSnapshot() {
       return snapshot;
     },
-    clear() {
-      if (snapshot === EMPTY) return;
-      snapshot = EMPTY as RoomSnapshot<T>;
-      notify();
-    },
+    clear,
   };
 }

@@ -72,6 +72,20 @@ test('room store: one client subscription for many listeners, stable snapshots, 
   assert.deepEqual(gateway.last.framesOf('unsubscribe'), [{ type: 'unsubscribe', rooms: ['nodes'] }]);
   store.clear();
   assert.deepEqual(store.getSnapshot(), { last: null, messages: [] });
+
+  // clearOnDisconnect: a lost connection empties the store (no stale readings shown as live).
+  const live = createRoomStore(client, 'devices.opm-1.m4', { clearOnDisconnect: true });
+  const kept = createRoomStore(client, 'devices.opm-1.m4');
+  const offLive = live.subscribe(() => {});
+  const offKept = kept.subscribe(() => {});
+  gateway.last.deliver(roomMessage('devices.opm-1.m4', 'data', { ch1_power: -1 }));
+  assert.equal(live.getSnapshot().last.data.ch1_power, -1);
+  gateway.onConnect = () => {};
+  gateway.last.serverClose(1006, '');
+  assert.equal(live.getSnapshot().last, null);
+  assert.equal(kept.getSnapshot().last.data.ch1_power, -1);
+  offLive();
+  offKept();
   client.close();
 });
 

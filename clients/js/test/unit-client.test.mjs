@@ -405,17 +405,20 @@ test('a minimum interval below the gateway floor (50 ms) is applied on the clien
 });
 
 test('heartbeat watchdog: a silent connection is dropped and replaced', async () => {
-  const { client, gateway, errors } = setup({ heartbeatTimeoutMs: 120, pingIntervalMs: 0, random: () => 0 });
+  const { client, gateway, errors } = setup({ heartbeatTimeoutMs: 300, pingIntervalMs: 0, random: () => 0 });
   client.connect();
   await until(() => client.state === 'connected', 'connected');
-  // Frames keep it alive...
-  for (let i = 0; i < 4; i += 1) {
-    await sleep(60);
+  // Frames keep it alive (for well over the timeout)...
+  const start = Date.now();
+  while (Date.now() - start < 700) {
+    await sleep(40);
     gateway.last.deliver({ type: 'heartbeat', timestamp: 'x', active_streams: 0 });
   }
-  assert.equal(gateway.sockets.length, 1);
+  assert.equal(gateway.sockets.length, 1, 'no reconnect while frames arrive');
   // ...silence does not.
-  await until(() => gateway.sockets.length === 2, 'a new socket after the watchdog', 1000);
+  const silentFrom = Date.now();
+  await until(() => gateway.sockets.length === 2, 'a new socket after the watchdog', 3000);
+  assert.ok(Date.now() - silentFrom >= 290, 'not before the timeout');
   assert.equal(client.stats.watchdogFires, 1);
   assert.ok(errors.some((e) => e.code === 'heartbeat_timeout'));
   assert.equal(gateway.sockets[0].closedByClient.code, 4000);
@@ -488,13 +491,13 @@ test('gateway error frames reach onError with room and recoverable', async () =>
 test('token renewal: refresh with a newer token from getToken at 80 % of the lifetime', async () => {
   const now = Math.floor(Date.now() / 1000);
   let issued = 0;
-  const getToken = () => fakeJwt({ sub: 'u1', exp: now + 2 + issued++ * 10 });
+  const getToken = () => fakeJwt({ sub: 'u1', exp: now + 3 + issued++ * 10 });
   const { client, gateway } = setup({ token: undefined, getToken });
   client.connect();
   await until(() => client.state === 'connected', 'connected');
-  const refresh = await until(() => gateway.last.framesOf('refresh')[0], 'a refresh frame', 3000);
-  assert.equal(tokenExpiry(refresh.token), now + 12);
-  gateway.last.deliver({ type: 'refreshed', exp: now + 12 });
+  const refresh = await until(() => gateway.last.framesOf('refresh')[0], 'a refresh frame', 6000);
+  assert.equal(tokenExpiry(refresh.token), now + 13);
+  gateway.last.deliver({ type: 'refreshed', exp: now + 13 });
   assert.equal(client.stats.refreshes, 1);
   client.close();
 });
