@@ -79,6 +79,15 @@ async fn the_binary_reports_real_host_figures_and_stops_cleanly_on_sigterm() {
     );
     assert!(data["load_1m"].as_f64().unwrap() >= 0.0);
     assert!(data["uptime_seconds"].as_f64().unwrap() > 0.0);
+    // Disk use of the default watched mount, "/", measured with statvfs.
+    let root = &data["storage"][0];
+    assert_eq!(root["mount"], "/", "{data}");
+    let (used, total) = (
+        root["used_bytes"].as_u64().unwrap(),
+        root["total_bytes"].as_u64().unwrap(),
+    );
+    assert!(total > 0 && used <= total, "{root}");
+    assert_eq!(data["disk_used_percent"], root["used_percent"]);
     // The interval from the environment drives further reports.
     let second = next_state(&mut reports).await;
     assert_eq!(second.update_count, first.update_count + 1);
@@ -115,6 +124,108 @@ async fn the_binary_reports_real_host_figures_and_stops_cleanly_on_sigterm() {
         })
     })
     .await;
+}
+
+/// The next room message on `feed` for which `wanted` holds.
+async fn room_message_where(
+    feed: &mut Subscription,
+    wanted: impl Fn(&protocol::RoomEnvelope) -> bool,
+) -> protocol::RoomEnvelope {
+    loop {
+        let message = within(WAIT, feed.next()).await.unwrap();
+        let envelope: protocol::RoomEnvelope = decode_bus(&message.payload).unwrap();
+        if wanted(&envelope) {
+            return envelope;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_makes_the_node_stopped_on_the_dashboard_without_an_offline_alert() {
+    let (bus, store) = (Bus::memory(), Store::memory());
+    let gateway = TestGateway::start(test_config(), bus.clone(), store.clone()).await;
+    let mut config = publisher::Config::default();
+    let section = &mut config.publisher;
+    section.nodes_interval = Duration::from_millis(300);
+    section.node_timeout = Duration::from_secs(1);
+    section.sweep_interval = Duration::from_millis(50);
+    section.lease_ttl = Duration::from_millis(400);
+    section.lease_renew_interval = Duration::from_millis(100);
+    let node_timeout = section.node_timeout;
+    let publisher = publisher::Publisher::bind(config, bus.clone(), store)
+        .await
+        .unwrap();
+    let stop_publisher = tokio_util::sync::CancellationToken::new();
+    let publisher = tokio::spawn(publisher.serve(stop_publisher.clone()));
+    let mut nodes = bus.subscribe("sb.room.nodes").await.unwrap();
+    let mut topology = bus.subscribe("sb.room.topology").await.unwrap();
+    let mut alerts = bus.subscribe("sb.room.alerts").await.unwrap();
+    let mut child = agent_command(&[
+        (
+            "SWITCHBOARD__AGENT__GATEWAY_URL",
+            format!("ws://{}/api/ws/connect", gateway.addr),
+        ),
+        ("SWITCHBOARD__AGENT__TOKEN", node_token("host-9")),
+        ("SWITCHBOARD__AGENT__NODE_ID", "host-9".to_owned()),
+        ("SWITCHBOARD__AGENT__UPDATE_INTERVAL", "200ms".to_owned()),
+        ("SWITCHBOARD__AGENT__STORAGE_MOUNTS", "/".to_owned()),
+    ])
+    .spawn()
+    .unwrap();
+    let online = room_message_where(&mut nodes, |m| {
+        m.data["nodes"][0]["node_id"] == "host-9" && m.data["nodes"][0]["state"] == "online"
+    })
+    .await;
+    assert_eq!(online.data["active_nodes"], 1);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = within(WAIT, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let stopped = room_message_where(&mut topology, |m| {
+        m.data["changes"]
+            .as_array()
+            .is_some_and(|changes| changes.iter().any(|c| c["change"] == "stopped"))
+    })
+    .await;
+    assert_eq!(stopped.data["changes"][0]["node_id"], "host-9");
+    // Well past the node timeout, the node is still stopped, never offline.
+    let quiet_until = tokio::time::Instant::now() + node_timeout * 2;
+    let after = loop {
+        let update =
+            room_message_where(&mut nodes, |m| m.data["nodes"][0]["node_id"] == "host-9").await;
+        assert_eq!(
+            update.data["nodes"][0]["state"], "stopped",
+            "{}",
+            update.data
+        );
+        if tokio::time::Instant::now() > quiet_until {
+            break update;
+        }
+    };
+    assert_eq!(
+        (
+            &after.data["active_nodes"],
+            &after.data["offline_nodes"],
+            &after.data["stopped_nodes"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(1)
+        )
+    );
+    // No alert at all: no node_offline (and no node_online, the node never came back).
+    let no_alert = tokio::time::timeout(Duration::from_millis(100), alerts.next()).await;
+    assert!(no_alert.is_err(), "unexpected alert {no_alert:?}");
+    stop_publisher.cancel();
+    publisher.await.unwrap().unwrap();
 }
 
 #[test]

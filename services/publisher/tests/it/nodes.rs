@@ -198,10 +198,10 @@ async fn gateway_figures_from_the_bus_are_merged_per_node_and_drop_out_when_the_
         timestamp_ms: 0,
         nodes: vec![link("n-2", 500.0, (0, 0))],
     };
-    let payload = Bytes::from(encode_bus(&forged).unwrap());
+    let payload = Bytes::from(encode_bus(&forged).expect("report encodes"));
     bus.publish(&Subjects::default().gateway_node_links("gw-a"), payload)
         .await
-        .unwrap();
+        .expect("published");
 
     let merged = nodes_feed
         .next_matching(WAIT, |r| {
@@ -221,8 +221,14 @@ async fn gateway_figures_from_the_bus_are_merged_per_node_and_drop_out_when_the_
         })
         .await;
     let settled: NodeStatusUpdate = data(&settled);
-    assert_eq!(settled.nodes[0].network.unwrap().rtt_ms, Some(2.0));
-    assert_eq!(settled.nodes[1].network.unwrap().rtt_ms, Some(4.0));
+    assert_eq!(
+        settled.nodes[0].network.expect("n-1 figures").rtt_ms,
+        Some(2.0)
+    );
+    assert_eq!(
+        settled.nodes[1].network.expect("n-2 figures").rtt_ms,
+        Some(4.0)
+    );
     assert_eq!(settled.network.avg_rtt_ms, Some(3.0));
     assert_eq!(
         (settled.network.messages_in, settled.network.messages_out),
@@ -251,7 +257,7 @@ async fn ask<T: serde::de::DeserializeOwned>(
         .request(
             &Subjects::default().api(api::SERVICE, method),
             Headers::new(),
-            Bytes::from(encode_bus(request).unwrap()),
+            Bytes::from(encode_bus(request).expect("request encodes")),
             WAIT,
         )
         .await
@@ -295,10 +301,13 @@ async fn the_node_api_answers_the_latest_report_in_full_and_node_not_found_for_s
         },
     )
     .await;
-    assert_eq!(unknown.error.unwrap().code, ErrorCode::NodeNotFound);
+    assert_eq!(
+        unknown.error.expect("an error reply").code,
+        ErrorCode::NodeNotFound
+    );
 
     let list = ask::<NodeList>(&bus, api::LIST_NODES, &json!({})).await;
-    let nodes = list.result.unwrap().nodes;
+    let nodes = list.result.expect("a list").nodes;
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].node_id, "n-1");
     publisher.shutdown().await.expect("clean drain");
