@@ -187,6 +187,7 @@ async fn a_sustained_threshold_breach_alerts_exactly_once_per_cool_down() {
     let gateway = stack.gateway(|_| {}).await;
     let mut config = config(&stack, "agg-1");
     config.aggregator.thresholds = vec![ThresholdRule {
+        name: None,
         metric: "cpu_usage".into(),
         comparison: Comparison::Gt,
         value: 90.0,

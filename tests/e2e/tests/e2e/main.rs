@@ -3,6 +3,7 @@
 
 mod agent;
 mod aggregator;
+mod alert_rules;
 mod bad_input;
 mod batches;
 mod cluster;
