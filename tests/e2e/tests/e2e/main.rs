@@ -10,6 +10,7 @@ mod cluster;
 mod commands_api;
 mod deploy;
 mod devices;
+mod node_monitoring;
 mod nodes;
 mod presence_resync;
 mod publisher;

@@ -84,19 +84,23 @@ impl Replica {
 
 /// A real node agent (`client::agent`) with a node token, reporting every `AGENT_INTERVAL`.
 async fn spawn_agent(gateway: &TestGateway, node_id: &str, layer: &str) -> Agent {
+    spawn_agent_at(gateway.addr, node_id, layer)
+}
+
+/// [`spawn_agent`] connecting to `addr` (a proxy in front of the gateway).
+fn spawn_agent_at(addr: std::net::SocketAddr, node_id: &str, layer: &str) -> Agent {
     let mut claims = viewer(&format!("agent-{node_id}"));
     claims.role = auth::Role::Node;
     claims.node_id = Some(node_id.to_owned());
-    Agent::builder(
-        format!("ws://{}/api/ws/connect", gateway.addr),
-        token(&claims),
-    )
-    .node_id(node_id)
-    .layer(layer)
-    .update_interval(AGENT_INTERVAL)
-    .state_provider(|| json!({"cpu_percent": 10.0, "memory_used_percent": 30.0, "load_1m": 0.2}))
-    .start()
-    .expect("agent starts")
+    Agent::builder(format!("ws://{addr}/api/ws/connect"), token(&claims))
+        .node_id(node_id)
+        .layer(layer)
+        .update_interval(AGENT_INTERVAL)
+        .state_provider(
+            || json!({"cpu_percent": 10.0, "memory_used_percent": 30.0, "load_1m": 0.2}),
+        )
+        .start()
+        .expect("agent starts")
 }
 
 async fn subscribed_viewer(gateway: &TestGateway, rooms: &[&str]) -> TestClient {
@@ -122,16 +126,19 @@ async fn room_message_where(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_node_agents_are_three_active_nodes_and_a_stopped_one_goes_offline_within_the_timeout()
- {
+async fn three_node_agents_are_three_active_nodes_and_a_silent_one_goes_offline_within_the_timeout()
+{
     let stack = Stack::start().await;
     let gateway = stack.gateway(|_| {}).await;
     let publisher = Replica::start(&stack, "pub-a").await;
     let mut dashboard = subscribed_viewer(&gateway, &["nodes", "alerts"]).await;
+    // node-3's network can be cut: an outage, as opposed to a clean stop (its final state
+    // would make it `stopped`, with no alert).
+    let network = e2e::proxy::TcpProxy::start(gateway.addr).await;
     let agents = [
         spawn_agent(&gateway, "node-1", "edge").await,
         spawn_agent(&gateway, "node-2", "edge").await,
-        spawn_agent(&gateway, "node-3", "core").await,
+        spawn_agent_at(network.addr(), "node-3", "core"),
     ];
 
     let status = room_message_where(&mut dashboard, |m| {
@@ -154,7 +161,7 @@ async fn three_node_agents_are_three_active_nodes_and_a_stopped_one_goes_offline
     assert_eq!(nodes[2]["layer"], "core");
 
     let [first, second, third] = agents;
-    third.stop().await;
+    network.cut_for(Duration::from_secs(60)).await;
     let stopped_at = Instant::now();
     // The alert goes out as soon as the timeout passes; the status shows it at the next tick.
     let (mut offline, mut alert) = (None, None);
@@ -183,12 +190,14 @@ async fn three_node_agents_are_three_active_nodes_and_a_stopped_one_goes_offline
         .find(|n| n["node_id"] == "node-3")
         .expect("an offline node stays listed");
     assert_eq!(node_3["online"], false);
+    assert_eq!(node_3["state"], "offline");
     let alert = alert.unwrap();
     assert_eq!(alert.data["node_id"], "node-3");
     assert_eq!(alert.priority.as_deref(), Some("warning"));
 
     first.stop().await;
     second.stop().await;
+    drop(third);
     publisher.shutdown().await;
 }
 
