@@ -164,7 +164,7 @@ export interface ResourceUpdate {
 export interface NodeChange {
   node_id: string;
   layer: string;
-  /** `joined`, `online`, `offline`, `left` or `layer_changed`. */
+  /** `joined`, `online`, `offline`, `stopped`, `left` or `layer_changed`. */
   change: string;
 }
 
@@ -192,6 +192,24 @@ export interface Alert {
   /** RFC 3339. */
   timestamp: string;
   lease_epoch?: number;
+}
+
+/** `GET /api/ws/nodes/{node_id}` (node_detail.schema.json): one node with what it last reported. */
+export interface NodeDetail {
+  node_id: string;
+  layer: string;
+  state: NodeRunState;
+  online: boolean;
+  /** RFC 3339. */
+  last_seen: string;
+  update_count: number;
+  last_sync_time?: string;
+  last_sync_count: number;
+  /** The node's `current_data`, as last reported. */
+  current_data: unknown;
+  /** The node's `operation_log`, as last reported (newest last). */
+  operation_log: unknown[];
+  network?: NodeNetwork;
 }
 
 // ---------------------------------------------------------------------------------------

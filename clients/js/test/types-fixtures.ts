@@ -18,6 +18,7 @@ import type {
   MetricsUpdate,
   NetworkTotals,
   NodeChange,
+  NodeDetail,
   NodeNetwork,
   NodeResources,
   NodeStatus,
@@ -54,6 +55,8 @@ const requiredKeys = <T>() => exactly<Extract<RequiredKeys<T>, string>>();
 interface Entry {
   all: string[];
   required: string[];
+  /** A stream payload that grows: fields the schema adds later are a diagnostic, not a failure. */
+  evolving?: boolean;
 }
 
 /** Types with a schema in proto/schemas (file name → type). */
@@ -178,6 +181,31 @@ export const rustTypes: Record<string, Entry> = {
   },
 };
 
+/** The stream payloads' schemas (`file#/pointer` inside proto/schemas/file.schema.json). */
+export const streamSchemaTypes: Record<string, Entry> = {
+  node_status_update: { ...rustKeysOf('NodeStatusUpdate'), evolving: true },
+  'node_status_update#/$defs/node_status': { ...rustKeysOf('NodeStatus'), evolving: true },
+  'node_status_update#/$defs/layer_counts': { ...rustKeysOf('LayerCounts'), evolving: true },
+  'node_status_update#/$defs/node_network': { ...rustKeysOf('NodeNetwork'), evolving: true },
+  'node_status_update#/$defs/network_totals': { ...rustKeysOf('NetworkTotals'), evolving: true },
+  resource_update: { ...rustKeysOf('ResourceUpdate'), evolving: true },
+  'resource_update#/$defs/node_resources': { ...rustKeysOf('NodeResources'), evolving: true },
+  'resource_update#/$defs/storage_use': { ...rustKeysOf('StorageUse'), evolving: true },
+  topology_change: { ...rustKeysOf('TopologyChange'), evolving: true },
+  'topology_change#/properties/changes/items': { ...rustKeysOf('NodeChange'), evolving: true },
+  node_detail: {
+    all: keys<NodeDetail>()(['node_id', 'layer', 'state', 'online', 'last_seen', 'update_count', 'last_sync_time', 'last_sync_count', 'current_data', 'operation_log', 'network']),
+    required: requiredKeys<NodeDetail>()(['node_id', 'layer', 'state', 'online', 'last_seen', 'update_count', 'last_sync_count', 'current_data', 'operation_log']),
+    evolving: true,
+  },
+};
+
+function rustKeysOf(name: string): Entry {
+  const entry = rustTypes[name];
+  if (!entry) throw new Error(`no key list for ${name}`);
+  return entry;
+}
+
 /** A sample of each schema-backed type, typed (so it has the type's shape), validated against the schema by the test. */
 export const samples: Record<string, unknown> = {
   device_reading: {
@@ -220,4 +248,45 @@ export const samples: Record<string, unknown> = {
   } satisfies ErrorFrame,
   subscribe: { type: 'subscribe', rooms: ['alerts'], since: { alerts: 41 }, min_interval_ms: 250 } satisfies SubscribeFrame,
   reconnect: { type: 'reconnect', reason: 'server shutting down', retry_after: 4.2 } satisfies ReconnectFrame,
+  node_status_update: {
+    active_nodes: 1,
+    offline_nodes: 0,
+    stopped_nodes: 1,
+    total_nodes: 2,
+    total_updates: 12,
+    reports_received: 30,
+    layers: { edge: { active: 1, offline: 0, stopped: 1 } },
+    nodes: [
+      {
+        node_id: 'node-1',
+        layer: 'edge',
+        online: true,
+        state: 'online',
+        update_count: 7,
+        last_seen: '2025-10-22T10:30:00.123Z',
+        last_sync_count: 0,
+        network: { connections: 1, rtt_ms: null, messages_in: 10, messages_out: 2 },
+      },
+      { node_id: 'node-2', layer: 'edge', online: false, state: 'stopped', update_count: 5, last_seen: '2025-10-22T10:29:00.000Z', last_sync_time: '2025-10-22T10:28:00Z', last_sync_count: 3 },
+    ],
+    network: { connections: 1, avg_rtt_ms: 1.5, messages_in: 10, messages_out: 2 },
+    tick: 352425806,
+    lease_epoch: 3,
+  } satisfies NodeStatusUpdate,
+  resource_update: {
+    nodes_reporting: 1,
+    average: { cpu_percent: 12.5, memory_used_percent: 40 },
+    max: { cpu_percent: 12.5 },
+    top: [{ node_id: 'node-1', layer: 'edge', cpu_percent: 12.5, storage: [{ mount: '/', used_bytes: 10, total_bytes: 100, used_percent: 10 }] }],
+    tick: 1,
+    lease_epoch: 1,
+  } satisfies ResourceUpdate,
+  topology_change: {
+    changes: [{ node_id: 'node-2', layer: 'edge', change: 'stopped' }],
+    layers: { edge: ['node-1'] },
+    active_nodes: 1,
+    stopped_nodes: 1,
+    total_nodes: 2,
+    lease_epoch: 3,
+  } satisfies TopologyChange,
 };

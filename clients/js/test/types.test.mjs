@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { rustTypes, samples, schemaTypes } from '../build/test/types-fixtures.js';
+import { rustTypes, samples, schemaTypes, streamSchemaTypes } from '../build/test/types-fixtures.js';
 import { CONTROL_TYPES } from '../dist/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -19,9 +19,16 @@ const repo = path.resolve(here, '../../..');
 const schemaDir = path.join(repo, 'proto/schemas');
 const common = JSON.parse(fs.readFileSync(path.join(schemaDir, 'common.schema.json'), 'utf8'));
 
+/** `name` (a file), `common#def`, or `file#/json/pointer`; returns [schema, its document]. */
+function loadSchemaWithDoc(name) {
+  if (name.startsWith('common#')) return [common.$defs[name.slice('common#'.length)], common];
+  const [file, pointer = ''] = name.split('#');
+  const doc = JSON.parse(fs.readFileSync(path.join(schemaDir, `${file}.schema.json`), 'utf8'));
+  return [pointer.split('/').filter(Boolean).reduce((node, key) => node?.[key], doc), doc];
+}
+
 function loadSchema(name) {
-  if (name.startsWith('common#')) return common.$defs[name.slice('common#'.length)];
-  return JSON.parse(fs.readFileSync(path.join(schemaDir, `${name}.schema.json`), 'utf8'));
+  return loadSchemaWithDoc(name)[0];
 }
 
 /** Follows `$ref`s; returns the schema and the document its own relative refs resolve in. */
@@ -78,6 +85,24 @@ for (const [name, entry] of Object.entries(schemaTypes)) {
     for (const example of schema.examples ?? []) {
       // The validator itself must accept the schema's own examples (guards the validator).
       assert.deepEqual(validate(example, schema, name.startsWith('common#') ? common : schema), [], `${name}: schema example`);
+    }
+  });
+}
+
+for (const [name, entry] of Object.entries(streamSchemaTypes)) {
+  test(`TS type of ${name} matches proto/schemas`, (t) => {
+    const [schema] = loadSchemaWithDoc(name);
+    assert.ok(schema?.properties, `${name}: schema with properties`);
+    const properties = Object.keys(schema.properties);
+    const required = schema.required ?? [];
+    assert.deepEqual(entry.all.filter((key) => !properties.includes(key)), [], `${name}: keys the schema does not have`);
+    const shared = entry.all.filter((key) => properties.includes(key));
+    assert.deepEqual(sorted(shared.filter((key) => entry.required.includes(key))), sorted(shared.filter((key) => required.includes(key))), `${name}: required keys`);
+    const missing = properties.filter((key) => !entry.all.includes(key));
+    if (missing.length) t.diagnostic(`${name}: the TS type lacks the schema's newer properties ${missing.join(', ')}`);
+    if (samples[name] !== undefined) {
+      const [, doc] = loadSchemaWithDoc(name);
+      assert.deepEqual(validate(samples[name], schema, doc), [], `${name}: the typed sample validates`);
     }
   });
 }
