@@ -217,6 +217,11 @@ export function receive(room: string, message: IncomingMessage): void {
   }
 }
 
+/** Empties the alert feed (seed 001's clearAlerts). */
+export function clearAlerts(): void {
+  set({ alerts: [] });
+}
+
 /** Forgets everything (sign-out). */
 export function resetStore(): void {
   set({ counts: {}, nodes: undefined, nodeRates: {}, tasks: undefined, taskHistory: {}, batches: {}, metrics: undefined, live: {}, alerts: [], resources: undefined, topology: undefined, changes: [] });

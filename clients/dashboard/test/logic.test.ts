@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { eta, healthColour } from '../src/logic';
-import { MAX_ALERTS, alertSeverity, getState, receive, resetStore, severityColour } from '../src/store';
+import { MAX_ALERTS, alertSeverity, clearAlerts, getState, receive, resetStore, severityColour } from '../src/store';
 import { ago, bytes, duration, num } from '../src/format';
 
 test('service status colours: up green, degraded amber, down red, unknown grey', () => {
@@ -44,6 +44,9 @@ test('alerts: newest first, at most the last 100', () => {
   assert.equal(alerts[0].severity, 'info');
   assert.equal(alerts[1].severity, 'critical');
   assert.equal(counts.alerts, MAX_ALERTS + 5);
+  clearAlerts();
+  assert.equal(getState().alerts.length, 0);
+  assert.equal(getState().counts.alerts, MAX_ALERTS + 5, 'clearing the feed keeps the room count');
 });
 
 test('tasks room: task updates and batch progress are kept apart', () => {

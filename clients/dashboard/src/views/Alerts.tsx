@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { clock, num } from '../format';
-import { MAX_ALERTS, severityColour, useStore } from '../store';
+import { MAX_ALERTS, clearAlerts, severityColour, useStore } from '../store';
 
 const FILTERS = [
   { id: 'all', label: 'All', match: () => true },
@@ -25,6 +25,7 @@ export function AlertsView() {
               <button key={f.id} type="button" data-testid={`alert-filter-${f.id}`} className={filter === f.id ? 'on' : ''} onClick={() => setFilter(f.id)}>{f.label}</button>
             ))}
           </div>
+          <button type="button" data-testid="alerts-clear" disabled={alerts.length === 0} onClick={clearAlerts}>Clear</button>
         </div>
         {shown.length === 0 ? <p className="empty">{alerts.length ? 'No alerts of this severity.' : 'No alerts since this page opened.'}</p> : (
           <ol className="alerts" data-testid="alert-list">

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { api, describeError } from '../api';
-import { ago, json, num } from '../format';
+import { ago, clock, json, num } from '../format';
 import { useStore } from '../store';
 import type { CommandAck, NodeDetail, NodeStatus } from '../types';
 import { usePoll } from '../usePoll';
@@ -154,12 +154,26 @@ function NodeDetailPanel({ nodeId, onClose }: { nodeId: string; onClose: () => v
             <h3>operation_log <span className="hint">newest first</span></h3>
             {log.length === 0 ? <p className="empty">empty</p> : (
               <ol className="oplog" data-testid="node-operation-log">
-                {log.slice(0, 100).map((entry, i) => <li key={i}><code>{typeof entry === 'string' ? entry : json(entry).replace(/\s+/g, ' ')}</code></li>)}
+                {log.slice(0, 100).map((entry, i) => <OperationEntry key={i} entry={entry} />)}
               </ol>
             )}
           </div>
         </div>
       )}
     </div>
+  );
+}
+
+/** One operation_log entry: its time and operation first, the rest as compact JSON. */
+function OperationEntry({ entry }: { entry: unknown }) {
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) return <li><code>{json(entry)}</code></li>;
+  const { timestamp, operation, ...rest } = entry as Record<string, unknown>;
+  const ok = rest.ok;
+  return (
+    <li className={ok === false ? 'failed' : ''}>
+      {typeof timestamp === 'string' && <time dateTime={timestamp}>{clock(timestamp)}</time>}{' '}
+      <b>{typeof operation === 'string' ? operation : 'entry'}</b>{' '}
+      {Object.keys(rest).length > 0 && <code>{JSON.stringify(rest)}</code>}
+    </li>
   );
 }
