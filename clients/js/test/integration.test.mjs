@@ -204,7 +204,7 @@ async function publishUntilReceived(server, client, room, type, marker, timeout 
 test('publish over HTTP reaches JSON and MessagePack clients as the same message; msgpack frames are binary', { timeout: 60_000 }, async () => {
   const server = await startServer(await freePort());
   try {
-    const json = makeClient({ url: server.wsUrl, token: mintToken({ sub: 'it-json' }) });
+    const json = makeClient({ url: server.wsUrl, token: mintToken({ sub: 'it-json' }), pingIntervalMs: 200 });
     const msgpack = makeClient({ url: server.wsUrl, token: mintToken({ sub: 'it-msgpack' }), format: 'msgpack' });
     const room = 'it.publish';
     for (const { client } of [json, msgpack]) {
@@ -244,6 +244,7 @@ test('publish over HTTP reaches JSON and MessagePack clients as the same message
     for (const key of ['active_nodes', 'offline_nodes', 'total_nodes', 'layers', 'nodes', 'tick', 'lease_epoch']) {
       assert.ok(key in status.data, `node_status_update has ${key}`);
     }
+    assert.ok(json.frames.some((f) => f.type === 'pong'), 'the protocol pings are answered');
     assert.deepEqual(json.errors, []);
     assert.deepEqual(msgpack.errors, []);
   } finally {
@@ -278,7 +279,7 @@ test('gateway restart: reconnecting → connected on the restarted process, room
       url: server.wsUrl,
       getToken: async () => {
         tokens += 1;
-        return mintToken({ sub: 'it-restart' });
+        return mintToken({ sub: 'it-restart', publish: ['it.>'] });
       },
       maxReconnectAttempts: 50,
     });
@@ -294,6 +295,9 @@ test('gateway restart: reconnecting → connected on the restarted process, room
     await sleep(1500); // a few failed attempts against the dead port
     assert.ok(states.some((s) => s.state === 'reconnecting' && s.attempt >= 2), 'failed attempts while the gateway was down');
     assert.notEqual(client.state, 'connected');
+    // Sent while offline: queued, and published once connected again (after the resubscribe).
+    assert.equal(client.publish('it.restart', 'restart_probe', { marker: 'queued-offline' }), false);
+    assert.equal(client.stats.queued, 1);
 
     server = await startServer(port);
     await until(() => client.state === 'connected', 'connected to the restarted gateway', 20_000);
@@ -302,7 +306,8 @@ test('gateway restart: reconnecting → connected on the restarted process, room
     // The new process knew nothing of the old subscriptions: the client subscribed again.
     const subscribedAgain = frames.filter((f) => f.type === 'subscribed' && f.rooms.includes('it.restart'));
     assert.equal(subscribedAgain.length, 2, 'subscribed once on each process');
-    assert.deepEqual(received.filter((m) => m === 'before' || m === 'after').filter((m, i, all) => all.indexOf(m) === i), ['before', 'after']);
+    assert.deepEqual(received.filter((m, i, all) => all.indexOf(m) === i), ['before', 'queued-offline', 'after']);
+    assert.equal(client.stats.queued, 0);
     assert.ok(tokens >= 3, `getToken before every attempt (called ${tokens} times)`);
     const sequence = states.map((s) => s.state).filter((s, i, all) => s !== all[i - 1]);
     assert.deepEqual(sequence, ['connecting', 'connected', 'reconnecting', 'connected']);
@@ -391,6 +396,44 @@ test('token renewal: in-band refresh before expiry keeps the connection; without
     assert.ok(plainIssued >= 2, 'getToken called again for the reconnect');
     const urls = plain.sockets.map((s) => new URL(s.url).searchParams.get('token'));
     assert.notEqual(urls[0], urls.at(-1), 'a fresh token on the new connection');
+  } finally {
+    await stopServer(server, 'SIGKILL');
+  }
+});
+
+test('a frozen gateway (SIGSTOP): the heartbeat watchdog gives the silent connection up; SIGCONT: connected again', { timeout: 60_000 }, async () => {
+  const server = await startServer(await freePort());
+  try {
+    const { client, states, errors } = makeClient({
+      url: server.wsUrl,
+      token: mintToken({ sub: 'it-frozen' }),
+      heartbeatTimeoutMs: 1500,
+      pingIntervalMs: 300, // pongs keep a healthy connection busy well within the timeout
+      connectTimeoutMs: 1000,
+      backoff: { initialMs: 100, maxMs: 300 },
+    });
+    client.subscribe('it.frozen');
+    client.connect();
+    await until(() => client.state === 'connected', 'connected');
+    await sleep(2500);
+    assert.equal(client.state, 'connected', 'pings and pongs keep it alive past the timeout');
+    assert.equal(client.stats.watchdogFires, 0);
+
+    server.child.kill('SIGSTOP'); // the TCP connection stays open; nothing comes back
+    const frozenAt = Date.now();
+    try {
+      await until(() => client.state === 'reconnecting', 'the watchdog', 5000);
+      const gaveUpAfter = Date.now() - frozenAt;
+      assert.ok(gaveUpAfter >= 1200, `not before the timeout (${gaveUpAfter} ms)`);
+      assert.ok(errors.some((e) => e.code === 'heartbeat_timeout'));
+      await sleep(1500); // attempts time out against the frozen process (connectTimeoutMs)
+    } finally {
+      server.child.kill('SIGCONT');
+    }
+    await until(() => client.state === 'connected', 'connected after SIGCONT', 15_000);
+    await publishUntilReceived(server, client, 'it.frozen', 'frozen_probe', 'thawed');
+    assert.ok(client.stats.watchdogFires >= 1);
+    assert.ok(states.filter((s) => s.state === 'reconnecting').length >= 1);
   } finally {
     await stopServer(server, 'SIGKILL');
   }

@@ -527,3 +527,29 @@ test('no WebSocket implementation: disconnected with a clear error', () => {
   }
   return undefined;
 });
+
+test('reconnectNow skips a long wait and starts the count again', async () => {
+  const { client, gateway, states } = setup({ backoff: { initialMs: 60_000, maxMs: 60_000 }, random: () => 1 });
+  let n = 0;
+  gateway.onConnect = (socket) => (++n === 1 ? socket.serverClose(1006, '') : socket.accept());
+  client.connect();
+  await until(() => client.state === 'reconnecting', 'reconnecting');
+  assert.equal(client.detail.retryInMs, 60_000);
+  client.reconnectNow();
+  await until(() => client.state === 'connected', 'connected at once', 1000);
+  assert.equal(gateway.sockets.length, 2);
+  // Never connected yet, so the retry shows as 'connecting' again.
+  assert.deepEqual(states.map((s) => s.state), ['connecting', 'reconnecting', 'connecting', 'connected']);
+});
+
+test('close() while getToken is pending: no socket is opened afterwards', async () => {
+  let release;
+  const { client, gateway } = setup({ token: undefined, getToken: () => new Promise((resolve) => { release = resolve; }) });
+  client.connect();
+  await until(() => release, 'getToken called');
+  client.close();
+  release('late-token');
+  await sleep(30);
+  assert.equal(gateway.sockets.length, 0);
+  assert.equal(client.state, 'disconnected');
+});
