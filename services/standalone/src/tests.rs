@@ -136,3 +136,73 @@ async fn the_embedded_run_shows_every_service_up_in_metrics_update() {
         .expect("serve does not panic")
         .expect("the embedded run drains cleanly");
 }
+
+/// The node detail of the embedded run: the gateway asks the publisher over the in-memory bus,
+/// and a simulated node's RTT comes from the gateway's own pings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_run_answers_a_simulated_nodes_detail_with_its_measured_rtt() {
+    let mut config = Config::default();
+    config.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.gateway.shutdown_delay = Duration::ZERO;
+    config.gateway.heartbeat_interval = Duration::from_millis(300);
+    config.simulation.nodes = 1;
+    config.simulation.ml_node = false;
+    let standalone = Standalone::bind(config)
+        .await
+        .expect("the standalone binds");
+    let access = standalone.access().clone();
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(standalone.serve(shutdown.clone()));
+    let auth = format!("Bearer {}", access.api_key);
+    let get = |path: String| {
+        let auth = auth.clone();
+        async move {
+            let (status, body) = gateway::test_util::http_request(
+                access.addr,
+                "GET",
+                &path,
+                &[("Authorization", auth.as_str())],
+                "",
+            )
+            .await
+            .expect("http request succeeds");
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let detail = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no node detail with a measured rtt"
+        );
+        let (status, list) = get("/api/ws/nodes".to_owned()).await;
+        let node_id = list["nodes"][0]["node_id"].as_str().map(str::to_owned);
+        if let (200, Some(node_id)) = (status, node_id) {
+            let (status, detail) = get(format!("/api/ws/nodes/{node_id}")).await;
+            assert_eq!(status, 200, "{detail}");
+            if detail["network"]["rtt_ms"].is_number() {
+                break detail;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(detail["state"], "online");
+    assert!(detail["current_data"].is_object(), "{detail}");
+    assert!(!detail["operation_log"].as_array().unwrap().is_empty());
+    assert_eq!(detail["network"]["connections"], 1);
+    let (status, unknown) = get("/api/ws/nodes/nobody".to_owned()).await;
+    assert_eq!(
+        (status, &unknown["error"]["code"]),
+        (404, &serde_json::json!("node_not_found"))
+    );
+
+    shutdown.cancel();
+    serving
+        .await
+        .expect("serve does not panic")
+        .expect("the embedded run drains cleanly");
+}
