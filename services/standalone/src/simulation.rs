@@ -76,14 +76,38 @@ const LAYERS: [&str; 3] = ["edge", "core", "ml"];
 /// Figures of one simulated node, walked a little at every report.
 #[derive(Debug, Clone)]
 struct Figures {
+    node_id: String,
     cpu_percent: f64,
     memory_used_percent: f64,
     load_1m: f64,
     queue_depth: u64,
     processed: u64,
+    /// Disk size and use of the one simulated mount, in bytes.
+    disk_total_bytes: u64,
+    disk_used_bytes: u64,
+    tasks: SimulatedTasks,
 }
 
+/// Simulated disk: 256 GiB.
+const SIMULATED_DISK_BYTES: u64 = 256 * 1024 * 1024 * 1024;
+
 impl Figures {
+    fn new(node_id: String) -> Self {
+        let mut rng = rand::rng();
+        let disk_total_bytes = SIMULATED_DISK_BYTES;
+        Self {
+            node_id,
+            cpu_percent: rng.random_range(10.0..60.0),
+            memory_used_percent: rng.random_range(30.0..70.0),
+            load_1m: 0.5,
+            queue_depth: rng.random_range(0..10),
+            processed: 0,
+            disk_total_bytes,
+            disk_used_bytes: (disk_total_bytes as f64 * rng.random_range(0.2..0.7)) as u64,
+            tasks: SimulatedTasks::default(),
+        }
+    }
+
     fn step(&mut self) -> Value {
         let mut rng = rand::rng();
         self.cpu_percent = (self.cpu_percent + rng.random_range(-8.0..8.0)).clamp(2.0, 98.0);
@@ -94,14 +118,105 @@ impl Figures {
             .queue_depth
             .saturating_add_signed(rng.random_range(-3..4));
         self.processed += rng.random_range(0..20);
+        // The disk fills slowly and is cleaned up before it is full.
+        self.disk_used_bytes += rng.random_range(0..64 * 1024 * 1024);
+        if self.disk_used_bytes > self.disk_total_bytes / 10 * 9 {
+            self.disk_used_bytes = self.disk_total_bytes / 2;
+        }
+        let disk_used_percent =
+            (self.disk_used_bytes as f64 * 1000.0 / self.disk_total_bytes as f64).round() / 10.0;
+        let tasks = self.tasks.step(&self.node_id);
         json!({
             "simulated": true,
             "cpu_percent": (self.cpu_percent * 10.0).round() / 10.0,
             "memory_used_percent": (self.memory_used_percent * 10.0).round() / 10.0,
+            "disk_used_percent": disk_used_percent,
+            "storage": [{
+                "mount": "/",
+                "used_bytes": self.disk_used_bytes,
+                "total_bytes": self.disk_total_bytes,
+                "used_percent": disk_used_percent,
+            }],
             "load_1m": (self.load_1m * 100.0).round() / 100.0,
             "queue_depth": self.queue_depth,
             "processed_total": self.processed,
+            "tasks": tasks,
         })
+    }
+}
+
+/// How many tasks a simulated node keeps: waiting and running ones, plus the last finished.
+const SIMULATED_OPEN_TASKS: usize = 3;
+const SIMULATED_FINISHED_TASKS: usize = 2;
+
+/// A simulated node's work, so the tasks view has running tasks with progress to show: every
+/// report moves running tasks on; a finished task (completed, or now and then failed) makes
+/// room for a new waiting one.
+#[derive(Debug, Clone, Default)]
+struct SimulatedTasks {
+    next_id: u64,
+    open: Vec<SimulatedTask>,
+    finished: std::collections::VecDeque<SimulatedTask>,
+}
+
+#[derive(Debug, Clone)]
+struct SimulatedTask {
+    id: u64,
+    status: &'static str,
+    progress: f64,
+}
+
+impl SimulatedTasks {
+    fn step(&mut self, node_id: &str) -> Value {
+        let mut rng = rand::rng();
+        while self.open.len() < SIMULATED_OPEN_TASKS {
+            self.next_id += 1;
+            self.open.push(SimulatedTask {
+                id: self.next_id,
+                status: "pending",
+                progress: 0.0,
+            });
+        }
+        // One task runs at a time per node, the oldest waiting one next.
+        let idle = !self.open.iter().any(|task| task.status == "running");
+        if let Some(task) = self
+            .open
+            .iter_mut()
+            .find(|task| idle && task.status == "pending")
+        {
+            task.status = "running";
+        }
+        for task in self.open.iter_mut().filter(|task| task.status == "running") {
+            task.progress = (task.progress + rng.random_range(3.0..12.0)).min(100.0);
+            if task.progress >= 100.0 {
+                task.status = "completed";
+            } else if rng.random_bool(0.01) {
+                task.status = "failed";
+            }
+        }
+        let (finished, open): (Vec<_>, Vec<_>) = self
+            .open
+            .drain(..)
+            .partition(|task| matches!(task.status, "completed" | "failed"));
+        self.open = open;
+        for task in finished {
+            self.finished.push_back(task);
+            if self.finished.len() > SIMULATED_FINISHED_TASKS {
+                self.finished.pop_front();
+            }
+        }
+        self.open
+            .iter()
+            .chain(&self.finished)
+            .map(|task| {
+                json!({
+                    "task_id": format!("{node_id}-job-{}", task.id),
+                    "name": format!("simulated job {}", task.id),
+                    "status": task.status,
+                    "progress": (task.progress * 10.0).round() / 10.0,
+                })
+            })
+            .collect()
     }
 }
 
@@ -129,14 +244,7 @@ impl SimulatedNodes {
                 warn!(node_id, "simulated node skipped: token could not be issued");
                 continue;
             };
-            let mut rng = rand::rng();
-            let figures = Arc::new(Mutex::new(Figures {
-                cpu_percent: rng.random_range(10.0..60.0),
-                memory_used_percent: rng.random_range(30.0..70.0),
-                load_1m: 0.5,
-                queue_depth: rng.random_range(0..10),
-                processed: 0,
-            }));
+            let figures = Arc::new(Mutex::new(Figures::new(node_id.clone())));
             let agent = Agent::builder(gateway_url, token)
                 .node_id(node_id.clone())
                 .layer(LAYERS[index % LAYERS.len()])
@@ -182,4 +290,46 @@ fn node_token(issuer: &Issuer, node_id: &str) -> Option<String> {
         node_id: Some(node_id.to_owned()),
     };
     issuer.issue(&claims).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_tasks_run_one_at_a_time_and_finish_into_new_ones() {
+        let mut tasks = SimulatedTasks::default();
+        let mut seen_running_progress = false;
+        let mut seen_completed = false;
+        for _ in 0..200 {
+            let list = tasks.step("n");
+            let list = list.as_array().expect("a list");
+            let running = list.iter().filter(|t| t["status"] == "running").count();
+            assert!(running <= 1, "{list:?}");
+            assert!(list.len() <= SIMULATED_OPEN_TASKS + SIMULATED_FINISHED_TASKS);
+            for task in list {
+                let progress = task["progress"].as_f64().expect("progress");
+                assert!((0.0..=100.0).contains(&progress));
+                seen_running_progress |= task["status"] == "running" && progress > 0.0;
+                seen_completed |= task["status"] == "completed";
+                assert!(task["task_id"].as_str().expect("id").starts_with("n-job-"));
+            }
+        }
+        assert!(seen_running_progress && seen_completed);
+    }
+
+    #[test]
+    fn simulated_storage_stays_below_the_disk_size() {
+        let mut figures = Figures::new("n".into());
+        for _ in 0..50 {
+            let data = figures.step();
+            let used = data["storage"][0]["used_bytes"].as_u64().expect("used");
+            let total = data["storage"][0]["total_bytes"].as_u64().expect("total");
+            assert!(used < total);
+            assert_eq!(
+                data["disk_used_percent"],
+                data["storage"][0]["used_percent"]
+            );
+        }
+    }
 }
