@@ -21,6 +21,8 @@ ensure_dashboard
 
 echo "==> JS client (clients/js): unit tests, integration against target/debug/switchboard" >&2
 (cd clients/js && npm test)
+echo "==> dashboard (clients/dashboard): type check and unit tests" >&2
+(cd clients/dashboard && npm run typecheck --silent && npm test)
 
 echo "==> fuzz (bounded)" >&2
 scripts/fuzz.sh
