@@ -244,7 +244,7 @@ test('publish over HTTP reaches JSON and MessagePack clients as the same message
     for (const key of ['active_nodes', 'offline_nodes', 'total_nodes', 'layers', 'nodes', 'tick', 'lease_epoch']) {
       assert.ok(key in status.data, `node_status_update has ${key}`);
     }
-    assert.ok(json.frames.some((f) => f.type === 'pong'), 'the protocol pings are answered');
+    await until(() => json.frames.some((f) => f.type === 'pong'), 'a pong: the protocol pings are answered', 5000);
     assert.deepEqual(json.errors, []);
     assert.deepEqual(msgpack.errors, []);
   } finally {
@@ -347,7 +347,7 @@ test('SIGTERM drain: the client gets reconnect {retry_after} and waits at least 
     const nextSocket = sockets[socketsBefore];
     const waited = nextSocket.createdAt - reconnect.at;
     assert.ok(waited >= reconnect.retry_after * 1000 - 5, `the next attempt came ${waited} ms after reconnect (retry_after ${reconnect.retry_after} s)`);
-    assert.ok(frames.filter((f) => f.type === 'subscribed' && f.rooms.includes('it.drain')).length >= 2, 'resubscribed');
+    await until(() => frames.filter((f) => f.type === 'subscribed' && f.rooms.includes('it.drain')).length === 2, 'subscribed again on the new process');
   } finally {
     await stopServer(server, 'SIGKILL');
   }
