@@ -8,9 +8,12 @@ use serde_json::Value;
 use crate::streams::{NodeNetwork, NodeRunState, NodeStatus};
 
 /// Every `sb.gateway.nodes.<gateway_id>` message: a full snapshot of one gateway's node
-/// connections. Gateways send one every `interval_ms` and another at once when a node
-/// connection closes; a snapshot older than [`NodeLinksReport::stale_after_ms`] is dropped by
-/// its consumers (the gateway is gone).
+/// connections, in `pages` messages of at most [`NodeLinksReport::MAX_NODES_PER_PAGE`] nodes
+/// each (so a gateway holding many nodes stays far below NATS's 1 MB payload limit).
+/// Gateways send one every `interval_ms` and another soon after a node connection closes; a
+/// page replaces the same page of the previous snapshot, pages at or past `pages` are gone,
+/// and a page older than [`NodeLinksReport::stale_after_ms`] is dropped by its consumers (the
+/// gateway is gone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct NodeLinksReport {
     /// The reporting gateway's `server_id`.
@@ -19,14 +22,28 @@ pub struct NodeLinksReport {
     pub interval_ms: u64,
     /// When the snapshot was taken (Unix ms).
     pub timestamp_ms: u64,
-    /// One entry per node with at least one connection on this gateway, sorted by node id.
+    /// This page's index in the snapshot, from 0.
+    #[serde(default)]
+    pub page: u32,
+    /// How many pages the snapshot has (at least 1; an empty snapshot is one empty page).
+    #[serde(default = "one_page")]
+    pub pages: u32,
+    /// This page's nodes (with at least one connection on this gateway), sorted by node id.
     pub nodes: Vec<NodeLink>,
+}
+
+fn one_page() -> u32 {
+    1
 }
 
 impl NodeLinksReport {
     /// Reports missed before a snapshot counts as stale: three, so one lost message does not
     /// make figures blink.
     pub const MISSED_REPORTS: u64 = 3;
+
+    /// Most nodes in one page: about 115 bytes each in MessagePack, so a page stays near
+    /// 256 KB.
+    pub const MAX_NODES_PER_PAGE: usize = 2_000;
 
     /// How long after its arrival this snapshot stays valid.
     pub fn stale_after_ms(&self) -> u64 {

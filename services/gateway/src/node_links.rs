@@ -6,8 +6,8 @@
 //! queues one per `heartbeat_interval`, the writer stamps it with the time it is written,
 //! and the pong that echoes that stamp gives the RTT (the newest, and a smoothed value
 //! weighted 1/8 per sample as TCP's SRTT) — and the text/binary frames read from and written to
-//! it. [`run`] publishes a full snapshot of this gateway's node connections every
-//! [`report_interval`], again as soon as a node connection closes, and an empty one when the
+//! it. [`run`] publishes a full snapshot of this gateway's node connections (in pages) every
+//! [`report_interval`], again shortly after a node connection closes, and an empty one when the
 //! gateway stops, so the publisher's merged figures follow connections as they come and go.
 //! A pong that does not echo the newest stamp (unsolicited, or a late answer to an older
 //! ping) is not a measurement and is ignored.
@@ -73,8 +73,8 @@ impl Meter {
     /// The payload of a ping written now: its stamp, 8 bytes big-endian. Remembered, so only
     /// the pong echoing it counts.
     pub(crate) fn stamp_ping(&self) -> Bytes {
-        // Never 0, so a stamp is told apart from "no ping yet".
-        let stamp = micros(self.epoch.elapsed()).max(1);
+        // Offset by one so a stamp is never 0, which means "no ping yet".
+        let stamp = micros(self.epoch.elapsed()).saturating_add(1);
         self.last_ping_us.store(stamp, Ordering::Relaxed);
         Bytes::copy_from_slice(&stamp.to_be_bytes())
     }
@@ -92,7 +92,7 @@ impl Meter {
         let rtt = self
             .epoch
             .elapsed()
-            .checked_sub(Duration::from_micros(stamp))?;
+            .checked_sub(Duration::from_micros(stamp - 1))?;
         if rtt > MAX_RTT {
             return None;
         }
@@ -195,7 +195,11 @@ impl NodeLinks {
     }
 }
 
-/// Publishes this gateway's node figures every [`report_interval`] and whenever a node
+/// How long a report waits after a node connection closed, so a burst of closes (a drain, a
+/// network split) makes one report rather than one per connection.
+const CLOSE_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Publishes this gateway's node figures every [`report_interval`] and shortly after a node
 /// connection closes, until `cancel`; then once more (empty once the sessions are gone).
 pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let interval = report_interval(shared.config.heartbeat_interval);
@@ -206,30 +210,50 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = ticker.tick() => {}
-            () = links.closed.notified() => {}
+            () = links.closed.notified() => {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(CLOSE_DEBOUNCE) => {}
+                }
+            }
         }
         publish(&shared, interval).await;
     }
     publish(&shared, interval).await;
 }
 
+/// Publishes the snapshot in pages of at most [`NodeLinksReport::MAX_NODES_PER_PAGE`] nodes
+/// (one empty page when there are none).
 async fn publish(shared: &Shared, interval: Duration) {
-    let report = NodeLinksReport {
-        gateway_id: shared.server_id.clone(),
-        interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-        timestamp_ms: protocol::time::now_unix_ms(),
-        nodes: shared.registry.node_links.snapshot(),
+    let nodes = shared.registry.node_links.snapshot();
+    let pages: Vec<&[NodeLink]> = if nodes.is_empty() {
+        vec![&[]]
+    } else {
+        nodes.chunks(NodeLinksReport::MAX_NODES_PER_PAGE).collect()
     };
-    let payload = match encode_bus(&report) {
-        Ok(payload) => payload,
-        Err(error) => {
-            warn!(error = %error, "node links report cannot be encoded");
+    let page_count = u32::try_from(pages.len()).unwrap_or(u32::MAX);
+    let subject = shared.subjects.gateway_node_links(&shared.server_id);
+    let timestamp_ms = protocol::time::now_unix_ms();
+    for (index, page) in (0u32..).zip(pages) {
+        let report = NodeLinksReport {
+            gateway_id: shared.server_id.clone(),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            timestamp_ms,
+            page: index,
+            pages: page_count,
+            nodes: page.to_vec(),
+        };
+        let payload = match encode_bus(&report) {
+            Ok(payload) => payload,
+            Err(error) => {
+                warn!(error = %error, "node links report cannot be encoded");
+                return;
+            }
+        };
+        if let Err(error) = shared.bus.publish(&subject, payload.into()).await {
+            debug!(error = %error, "node links report not published");
             return;
         }
-    };
-    let subject = shared.subjects.gateway_node_links(&shared.server_id);
-    if let Err(error) = shared.bus.publish(&subject, payload.into()).await {
-        debug!(error = %error, "node links report not published");
     }
 }
 

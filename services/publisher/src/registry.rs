@@ -485,6 +485,8 @@ mod tests {
             gateway_id: "gw".into(),
             interval_ms: 1_000,
             timestamp_ms: 0,
+            page: 0,
+            pages: 1,
             nodes: vec![protocol::nodes::NodeLink {
                 node_id: "a".into(),
                 connections: 1,

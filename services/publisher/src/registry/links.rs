@@ -1,7 +1,8 @@
 //! Node connection figures from the gateways (`sb.gateway.nodes.<gateway_id>`): the newest
-//! snapshot of every gateway, merged per node. A snapshot not renewed within its
-//! `stale_after_ms` (three report intervals) is dropped, so figures of a gateway that died
-//! disappear instead of standing still.
+//! snapshot of every gateway (its pages), merged per node. A page replaces the same page of the
+//! gateway's previous snapshot and pages past the new page count are dropped; a page not
+//! renewed within its `stale_after_ms` (three report intervals) is dropped too, so figures of
+//! a gateway that died disappear instead of standing still.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,18 +15,18 @@ use tokio::time::Instant;
 /// one goes stale. Far above any real cluster, it only bounds what a broken sender costs.
 const MAX_GATEWAYS: usize = 1_000;
 
-/// The newest snapshot of one gateway.
+/// One page of a gateway's newest snapshot.
 #[derive(Debug)]
-struct Snapshot {
+struct Page {
     received: Instant,
     stale_after: Duration,
     nodes: BTreeMap<String, NodeLink>,
 }
 
-/// Every live gateway's node connection figures.
+/// Every live gateway's node connection figures: its pages by index.
 #[derive(Debug, Default)]
 pub(crate) struct Links {
-    gateways: BTreeMap<String, Snapshot>,
+    gateways: BTreeMap<String, BTreeMap<u32, Page>>,
 }
 
 impl Links {
@@ -40,6 +41,10 @@ impl Links {
         if !self.gateways.contains_key(&report.gateway_id) && self.gateways.len() >= MAX_GATEWAYS {
             return false;
         }
+        let pages = report.pages.max(1);
+        if report.page >= pages {
+            return false;
+        }
         let stale_after = Duration::from_millis(report.stale_after_ms());
         let nodes = report
             .nodes
@@ -47,22 +52,28 @@ impl Links {
             .take(max_nodes)
             .map(|link| (link.node_id.clone(), link))
             .collect();
-        self.gateways.insert(
-            report.gateway_id,
-            Snapshot {
+        let gateway = self.gateways.entry(report.gateway_id).or_default();
+        gateway.insert(
+            report.page,
+            Page {
                 received: now,
                 stale_after,
                 nodes,
             },
         );
+        // The snapshot shrank: its former last pages are gone.
+        gateway.retain(|index, _| *index < pages);
         true
     }
 
-    /// Drops the snapshots not renewed in time; returns how many were dropped.
+    /// Drops the pages not renewed in time, and gateways left without pages; returns how
+    /// many gateways were dropped.
     pub(crate) fn sweep(&mut self, now: Instant) -> usize {
         let before = self.gateways.len();
-        self.gateways.retain(|_, snapshot| {
-            now.saturating_duration_since(snapshot.received) <= snapshot.stale_after
+        self.gateways.retain(|_, pages| {
+            pages
+                .retain(|_, page| now.saturating_duration_since(page.received) <= page.stale_after);
+            !pages.is_empty()
         });
         before - self.gateways.len()
     }
@@ -74,8 +85,9 @@ impl Links {
         let mut merged: Option<NodeNetwork> = None;
         let mut rtt_weighted = 0.0;
         let mut rtt_weight = 0u64;
-        for snapshot in self.gateways.values() {
-            let Some(link) = snapshot.nodes.get(node_id) else {
+        let pages = self.gateways.values().flat_map(BTreeMap::values);
+        for page in pages {
+            let Some(link) = page.nodes.get(node_id) else {
                 continue;
             };
             let network = merged.get_or_insert_with(NodeNetwork::default);
@@ -123,6 +135,8 @@ mod tests {
             gateway_id: gateway_id.into(),
             interval_ms: 1_000,
             timestamp_ms: 0,
+            page: 0,
+            pages: 1,
             nodes,
         }
     }
@@ -163,5 +177,27 @@ mod tests {
         links.observe(report("gw-b", Vec::new()), later, 100);
         assert_eq!(links.network_of("n"), None);
         assert_eq!(links.gateways(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_in_pages_is_merged_and_a_shrinking_snapshot_drops_its_last_pages() {
+        let now = Instant::now();
+        let mut links = Links::default();
+        let page = |index: u32, pages: u32, nodes: Vec<NodeLink>| NodeLinksReport {
+            page: index,
+            pages,
+            ..report("gw", nodes)
+        };
+        links.observe(page(0, 2, vec![link("a", 1, Some(1.0), (1, 1))]), now, 100);
+        links.observe(page(1, 2, vec![link("b", 1, Some(2.0), (1, 1))]), now, 100);
+        assert!(links.network_of("a").is_some() && links.network_of("b").is_some());
+        // One page now holds everything that is left: b's page 1 is gone.
+        links.observe(page(0, 1, vec![link("a", 1, Some(1.0), (2, 2))]), now, 100);
+        assert_eq!(links.network_of("b"), None);
+        assert_eq!(links.network_of("a").unwrap().messages_in, 2);
+        assert!(
+            !links.observe(page(3, 2, Vec::new()), now, 100),
+            "a page past the count"
+        );
     }
 }

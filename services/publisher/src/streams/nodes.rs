@@ -168,6 +168,8 @@ mod tests {
                 gateway_id: "gw".into(),
                 interval_ms: 5_000,
                 timestamp_ms: 0,
+                page: 0,
+                pages: 1,
                 nodes: vec![link("a", Some(1.0), 3), link("b", Some(3.0), 4)],
             },
             now,

@@ -174,6 +174,8 @@ async fn gateway_figures_from_the_bus_are_merged_per_node_and_drop_out_when_the_
         gateway_id: "gw-a".into(),
         interval_ms: 200,
         timestamp_ms: 0,
+        page: 0,
+        pages: 1,
         nodes: vec![link("n-1", 2.0, (5, 8)), link("n-2", 4.0, (1, 1))],
     };
     // gw-b is silent after one report: three intervals later its figures are gone.
@@ -181,6 +183,8 @@ async fn gateway_figures_from_the_bus_are_merged_per_node_and_drop_out_when_the_
         gateway_id: "gw-b".into(),
         interval_ms: 200,
         timestamp_ms: 0,
+        page: 0,
+        pages: 1,
         nodes: vec![link("n-1", 8.0, (10, 10))],
     };
     send_links(&bus, &gw_b).await;
@@ -196,6 +200,8 @@ async fn gateway_figures_from_the_bus_are_merged_per_node_and_drop_out_when_the_
         gateway_id: "gw-c".into(),
         interval_ms: 200,
         timestamp_ms: 0,
+        page: 0,
+        pages: 1,
         nodes: vec![link("n-2", 500.0, (0, 0))],
     };
     let payload = Bytes::from(encode_bus(&forged).expect("report encodes"));
