@@ -1,5 +1,6 @@
 //! In-process integration tests of the gateway on the embedded engine (in-memory bus and
-//! store): real sockets on port 0, no external services.
+//! store): real sockets on port 0, no external services (except `node_links`' one test on a
+//! real `nats-server`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod codecs;

@@ -1,5 +1,6 @@
 //! Node network figures: the RTT of the gateway's own pings on node connections, message
-//! counts, reported on `sb.gateway.nodes.<server_id>`; and the node detail endpoints.
+//! counts, reported on `sb.gateway.nodes.<server_id>`; and the node detail endpoints. One test
+//! runs the gateway on a real `nats-server` (started by `bus::test_util::NatsServer`).
 
 use std::time::Duration;
 
@@ -141,4 +142,77 @@ async fn node_detail_checks_the_id_answers_503_without_a_publisher_and_follows_t
         (status, &body["error"]["code"]),
         (503, &serde_json::json!("unavailable"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_real_nats_the_report_carries_the_measured_rtt_and_node_detail_asks_the_publisher_subject()
+ {
+    use bus::Headers;
+    use protocol::envelope::encode_bus;
+    use protocol::metrics::ApiReply;
+    use protocol::nodes::{NodeDetail, NodeRequest, api};
+
+    let nats = bus::test_util::NatsServer::start().await;
+    let mut config = test_config();
+    config.bus.nats_url = Some(nats.url());
+    config.gateway.heartbeat_interval = Duration::from_millis(200);
+    let gateway_bus = gateway::connect_bus(&config).await.expect("nats reachable");
+    let gateway = TestGateway::start(config, gateway_bus, Store::memory()).await;
+    let observer = Bus::connect_nats(&nats.url(), bus::NatsOptions::default())
+        .await
+        .expect("nats reachable");
+    let mut reports = observer
+        .subscribe(&format!("sb.gateway.nodes.{}", gateway.server_id))
+        .await
+        .unwrap();
+    observer.flush().await.unwrap();
+
+    let mut agent = RawClient::connect(&gateway, &token(&node("agent-n", "nats-node")), None).await;
+    agent.read_for(Duration::from_millis(600)).await;
+    let measured = loop {
+        let report = next_report(&mut reports).await;
+        if let Some(link) = report
+            .nodes
+            .iter()
+            .find(|link| link.node_id == "nats-node" && link.rtt_last_ms.is_some())
+        {
+            break link.clone();
+        }
+    };
+    let rtt = measured.rtt_last_ms.unwrap();
+    assert!(rtt > 0.0 && rtt < 1000.0, "{measured:?}");
+
+    // The detail endpoint sends the node id to sb.api.publisher.get_node and passes the
+    // answer through (a responder on NATS stands in for the publisher here; the e2e test
+    // node_monitoring runs the real one).
+    let mut requests = observer
+        .queue_subscribe(&format!("sb.api.{}.*", api::SERVICE), api::QUEUE_GROUP)
+        .await
+        .unwrap();
+    observer.flush().await.unwrap();
+    let responder_bus = observer.clone();
+    let responder = tokio::spawn(async move {
+        let request = requests.next().await.expect("a request");
+        assert_eq!(request.subject, "sb.api.publisher.get_node");
+        let asked: NodeRequest = decode_bus(&request.payload).unwrap();
+        assert_eq!(asked.node_id, "nats-node");
+        let reply = encode_bus(&ApiReply::ok(NodeDetail {
+            node_id: asked.node_id,
+            layer: "edge".into(),
+            ..NodeDetail::default()
+        }));
+        responder_bus
+            .respond(&request, Headers::new(), reply.unwrap().into())
+            .await
+            .unwrap();
+    });
+    let (status, body) = get_json(gateway.addr, "/api/ws/nodes/nats-node").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["node_id"], &body["layer"]),
+        (&serde_json::json!("nats-node"), &serde_json::json!("edge"))
+    );
+    responder.await.unwrap();
+    drop(agent);
+    gateway.shutdown().await.expect("clean drain");
 }
