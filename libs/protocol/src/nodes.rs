@@ -112,11 +112,21 @@ pub struct NodeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ListNodesRequest {}
 
-/// `list_nodes` reply: every known node as `node_status_update` lists it.
+/// `list_nodes` reply: the known nodes as `node_status_update` lists them, the first
+/// [`NodeList::MAX_NODES`] by node id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct NodeList {
-    /// Sorted by node id.
+    /// Sorted by node id; at most [`NodeList::MAX_NODES`].
     pub nodes: Vec<NodeStatus>,
+    /// Known nodes, listed or not.
+    #[serde(default)]
+    pub total: u64,
+}
+
+impl NodeList {
+    /// Most nodes in one reply: about 250 bytes each, so a reply stays far below NATS's 1 MB
+    /// payload limit.
+    pub const MAX_NODES: usize = 2_000;
 }
 
 /// `get_node` reply and `GET /api/ws/nodes/{node_id}`: a node's latest state report with what

@@ -73,8 +73,10 @@ fn answer(shared: &Shared, request: &Message) -> Option<Vec<u8>> {
             if decode_bus::<ListNodesRequest>(&request.payload).is_err() {
                 debug!("list_nodes request with an unreadable body answered anyway");
             }
-            let nodes = swept(shared, NodeRegistry::statuses);
-            encode(&ApiReply::ok(NodeList { nodes }))
+            let mut nodes = swept(shared, NodeRegistry::statuses);
+            let total = crate::registry::as_u64(nodes.len());
+            nodes.truncate(NodeList::MAX_NODES);
+            encode(&ApiReply::ok(NodeList { nodes, total }))
         }
         _ => encode(&ApiReply::<()>::error(
             ErrorCode::InvalidMessage,
