@@ -4,5 +4,6 @@
 
 mod helpers;
 mod replicas;
+mod rules;
 mod service;
 mod supervision;
