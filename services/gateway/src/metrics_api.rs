@@ -2,6 +2,9 @@
 //! `GET /api/ws/metrics/history?metric=&hours=`, `/api/ws/metrics/statistics?metric=&window=`
 //! and `/api/ws/metrics/summary` become requests on `sb.api.aggregator.<method>`.
 //!
+//! The threshold rules (`/api/ws/metrics/rules`, `http::rules`) go the same way, with
+//! [`AGGREGATOR_TIMEOUT`].
+//!
 //! Bad parameters are refused here with 400 `invalid_message` before anything is sent; no
 //! aggregator answering (none running, or none within [`AGGREGATOR_TIMEOUT`]) is 503
 //! `unavailable`; an aggregator error keeps its code and public reason.
