@@ -144,6 +144,11 @@ pub struct GatewayConfig {
     /// at start. Unset, `/` answers a page that says how to build it. The container images
     /// set it; `scripts/run.sh` builds the dashboard and sets it.
     pub dashboard_dir: Option<PathBuf>,
+    /// Rooms whose latest message the gateway keeps and sends first to every new subscriber,
+    /// so a page opened between two updates shows the current state at once. By default the
+    /// four periodic monitoring streams; add rooms whose messages each carry a whole state,
+    /// never rooms of events (an alert would be shown twice). Empty turns it off.
+    pub retained_rooms: Vec<String>,
     /// Longest per-connection delivery interval a client may ask for (`subscribe`'s
     /// `min_interval_ms`, seed 003's `interval`); the shortest is fixed at 50 ms. Longer
     /// intervals hold a value back for longer; raise only for very slow displays.
@@ -213,6 +218,9 @@ impl Default for GatewayConfig {
             worker_threads: 0,
             dashboard: true,
             dashboard_dir: None,
+            retained_rooms: ["nodes", "tasks", "metrics", "resources"]
+                .map(str::to_owned)
+                .to_vec(),
             max_delivery_interval: Duration::from_secs(60),
             power_default_interval: Duration::from_millis(100),
             health_requires_token: false,
@@ -262,7 +270,14 @@ impl GatewayConfig {
 }
 
 /// Keys whose environment values are comma-separated lists.
-pub const LIST_KEYS: [&str; 2] = ["gateway.allowed_origins", "gateway.cors_allowed_origins"];
+pub const LIST_KEYS: [&str; 3] = [
+    "gateway.allowed_origins",
+    "gateway.cors_allowed_origins",
+    "gateway.retained_rooms",
+];
+
+/// Most rooms `gateway.retained_rooms` may name.
+pub const MAX_RETAINED_ROOMS: usize = 64;
 
 /// Reports whether `origin` is a browser origin `gateway.cors_allowed_origins` accepts:
 /// `*`, or `http(s)://host[:port]` with no path and nothing a header value cannot carry.
@@ -321,6 +336,18 @@ impl Config {
             problems.push(format!(
                 "gateway.dashboard_dir: {} has no index.html (build clients/dashboard: npm ci && npm run build)",
                 dir.display()
+            ));
+        }
+        for room in &gateway.retained_rooms {
+            if protocol::RoomName::parse(room).is_err() {
+                problems.push(format!(
+                    "gateway.retained_rooms: {room:?} is not a room name"
+                ));
+            }
+        }
+        if gateway.retained_rooms.len() > MAX_RETAINED_ROOMS {
+            problems.push(format!(
+                "gateway.retained_rooms: at most {MAX_RETAINED_ROOMS} rooms (each holds a bus subscription for the gateway's life)"
             ));
         }
         if gateway.max_node_commands == 0 {

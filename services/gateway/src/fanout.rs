@@ -11,6 +11,9 @@
 //!
 //! A subscription the bus ends is made again; a room whose subscription cannot be kept is
 //! given up and its members closed `unavailable` (see `recover`).
+//!
+//! A member joining a room of `gateway.retained_rooms` starts with the room's latest message
+//! (see `retained`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,12 +28,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use self::recover::{close_dead_room, resubscribe, run_guarded};
+pub(crate) use self::retained::Retained;
 use crate::conflate::{Delivery, Slot};
 use crate::frames::encode_frame;
 use crate::metrics::Metrics;
 use crate::session::conn::{Conn, Outgoing};
 
 mod recover;
+pub(crate) mod retained;
 
 /// Most bus messages of one room handled as one batch: bounds the delay a burst adds before
 /// the first member's wake-up, and the batch's memory.
@@ -71,6 +76,8 @@ pub(crate) struct FanOut {
     delivered_since_flush: AtomicU64,
     /// `messages_out` for room messages, resolved once: the dispatch counts into it every batch.
     room_messages_out: prometheus::IntCounter,
+    /// The latest message of each retained room, given to a member as it joins.
+    pub(crate) retained: Retained,
 }
 
 impl FanOut {
@@ -80,6 +87,7 @@ impl FanOut {
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
+        retained: Retained,
     ) -> Self {
         let room_messages_out = metrics.messages_out.with_label_values(&["room"]);
         Self {
@@ -91,6 +99,7 @@ impl FanOut {
             shutdown,
             delivered_since_flush: AtomicU64::new(0),
             room_messages_out,
+            retained,
         }
     }
 
@@ -220,13 +229,19 @@ impl FanOut {
 
 impl Room {
     /// Makes `conn` a member delivered to as `delivery`, replacing how it was delivered to
-    /// before (a repeated `subscribe` with the same interval keeps its slot).
+    /// before (a repeated `subscribe` with the same interval keeps its slot). A new member of
+    /// a retained room gets its latest message first: under the member lock, so before
+    /// anything the dispatch delivers after it.
     fn place(&self, fanout: &Arc<FanOut>, conn: &Arc<Conn>, delivery: Delivery) {
         let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let latest = fanout.retained.latest(self.name.as_str());
         match delivery {
             Delivery::Every => {
                 self.remove_conflated(conn.key);
-                members.insert(conn.key, conn.clone());
+                let joined = members.insert(conn.key, conn.clone()).is_none();
+                if let Some(latest) = latest.filter(|_| joined) {
+                    send_latest(fanout, conn, &latest);
+                }
             }
             Delivery::Conflated { interval, render } => {
                 members.remove(&conn.key);
@@ -244,6 +259,9 @@ impl Room {
                     render,
                     self.cancel.child_token(),
                 );
+                if let Some(latest) = &latest {
+                    slot.offer(fanout, latest);
+                }
                 if let Some(previous) = conflated.insert(conn.key, slot) {
                     previous.stop();
                 }
@@ -261,6 +279,20 @@ impl Room {
             slot.stop();
         }
         self.conflated_len.store(conflated.len(), Ordering::Relaxed);
+    }
+}
+
+/// Queues a retained room's latest message to a member that just joined.
+#[cold]
+fn send_latest(fanout: &FanOut, conn: &Conn, latest: &crate::conflate::Held) {
+    let (message, published_at_ms) = &**latest;
+    if let Some((message, bytes)) = encode_frame(conn.codec, message) {
+        let pushed = conn.push_all(&[Outgoing {
+            message,
+            bytes,
+            published_at_ms: *published_at_ms,
+        }]);
+        fanout.count_delivered(pushed.queued);
     }
 }
 
@@ -367,12 +399,12 @@ impl EncodedBatch<'_> {
 }
 
 /// Decodes one bus message into the room message members receive and its publish time.
-fn decode(metrics: &Metrics, room: &Room, payload: &[u8]) -> Option<(RoomMessage, u64)> {
+fn decode(metrics: &Metrics, room: &RoomName, payload: &[u8]) -> Option<(RoomMessage, u64)> {
     let envelope: RoomEnvelope = match protocol::envelope::decode_bus(payload) {
         Ok(envelope) => envelope,
         Err(error) => {
             metrics.bad_input.with_label_values(&["bus_envelope"]).inc();
-            debug!(room = %room.name, error = %error, "undecodable room envelope dropped");
+            debug!(room = %room, error = %error, "undecodable room envelope dropped");
             return None;
         }
     };
@@ -389,7 +421,7 @@ fn decode(metrics: &Metrics, room: &Room, payload: &[u8]) -> Option<(RoomMessage
         .unwrap_or_else(protocol::time::now_unix_ms);
     let message = RoomMessage {
         event: envelope.event,
-        room: room.name.as_str().to_owned(),
+        room: room.as_str().to_owned(),
         data: envelope.data,
         timestamp: envelope
             .timestamp
@@ -405,7 +437,7 @@ fn decode(metrics: &Metrics, room: &Room, payload: &[u8]) -> Option<(RoomMessage
 fn dispatch(fanout: &FanOut, room: &Room, payloads: &[bus::Message]) {
     let messages: Vec<(RoomMessage, u64)> = payloads
         .iter()
-        .filter_map(|message| decode(&fanout.metrics, room, &message.payload))
+        .filter_map(|message| decode(&fanout.metrics, &room.name, &message.payload))
         .collect();
     if messages.is_empty() {
         return;

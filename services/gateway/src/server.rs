@@ -146,6 +146,10 @@ impl Gateway {
             ),
         );
         tasks.spawn_plain(
+            RETAINED_ROOMS,
+            crate::fanout::retained::run(shared.fanout.clone(), background.clone()),
+        );
+        tasks.spawn_plain(
             NODE_LINKS,
             node_links::run(shared.clone(), background.clone()),
         );
@@ -250,6 +254,7 @@ const PRESENCE_WRITER: &str = "presence writer";
 const LIVENESS: &str = "liveness";
 const HEARTBEAT: &str = "heartbeat";
 const NODE_LINKS: &str = "node links";
+const RETAINED_ROOMS: &str = "retained rooms";
 const ACCEPT_LOOP: &str = "accept loop";
 const JWKS_REFRESH: &str = "jwks refresh";
 

@@ -195,6 +195,7 @@ pub(crate) fn build(
         metrics.clone(),
         drain.tasks.clone(),
         drain.sessions_shutdown.clone(),
+        crate::fanout::Retained::new(&gateway.retained_rooms),
     ));
     let shared = Arc::new(Shared {
         registry: Registry::new(QueueLimits {

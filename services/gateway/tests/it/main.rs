@@ -27,5 +27,6 @@ mod presence;
 mod publish_api;
 mod publishing;
 mod refresh;
+mod retained;
 mod seed003;
 mod supervision;
