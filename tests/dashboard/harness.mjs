@@ -241,6 +241,49 @@ export async function openDashboard(browser, origin, token, { width = 1280, heig
   return { context, page, pageErrors };
 }
 
+/** How long after the page is connected every view must show live data (issue 12). */
+export const FILL_BUDGET_MS = 15_000;
+
+/**
+ * Every view shows live data within FILL_BUDGET_MS of the page being connected, all at once
+ * and before anything is clicked (hidden views are mounted too). An alert is published as
+ * the page connects, since alerts only come when something happens. Fails naming the views
+ * still empty; logs how long filling took.
+ */
+async function expectEveryViewFilled(page, origin, apiKey, log) {
+  const connectedAt = Date.now();
+  await publish(origin, apiKey, 'alerts', 'alert', { type: 'page_opened', severity: 'info', message: 'dashboard test: the page connected' });
+  const filled = () => {
+    const q = (selector) => document.querySelector(selector);
+    const count = (selector) => document.querySelectorAll(selector).length;
+    const number = (selector) => Number((q(selector)?.textContent ?? '').replace(/[,\s]/g, ''));
+    const chartDrawn = (chart) => Boolean(chart?.querySelector('.uplot canvas')) && Number(chart.dataset.points) > 0;
+    const devices = [...document.querySelectorAll('[data-device-id]')];
+    const views = {
+      stats: number('[data-testid="stat-connections"]') >= 1,
+      metrics: count('[data-testid^="service-"][data-status]') >= 3 && chartDrawn(q('[data-testid="metric-chart"]')),
+      nodes: count('[data-testid="node-table"] tr[data-state="online"]') >= 1,
+      tasks: /^\d[\d,]*$/.test(q('[data-testid="tasks-running"]')?.textContent ?? ''),
+      batches: number('[data-testid="batches-stored"]') + number('[data-testid="batches-duplicates"]') > 0,
+      alerts: count('[data-testid="alert-list"] li') >= 1,
+      resources: count('[data-testid="resource-list"] li') >= 1,
+      topology: count('[data-testid="topology-layers"] .layer .topo-node') >= 1,
+      devices: devices.length >= 1 && devices.every((card) => card.querySelector('[data-testid="device-stream-badge"]')?.textContent === 'Live Data'
+        && Number(card.querySelector('[data-testid^="device-chart-"]')?.dataset.points) >= 2),
+    };
+    window.__viewsFilled = views;
+    return Object.values(views).every(Boolean);
+  };
+  try {
+    await page.waitForFunction(filled, null, { timeout: FILL_BUDGET_MS, polling: 250 });
+  } catch (error) {
+    const views = await page.evaluate(() => window.__viewsFilled).catch(() => ({}));
+    const empty = Object.entries(views ?? {}).filter(([, ok]) => !ok).map(([view]) => view);
+    throw new Error(`views without live data ${FILL_BUDGET_MS} ms after the page connected: ${empty.join(', ') || '?'}\n${error.message}\n${log()}`);
+  }
+  console.log(`# every view filled ${Date.now() - connectedAt} ms after the page connected (${origin})`);
+}
+
 /**
  * Drives every view of the dashboard at `origin` and asserts that each fills with live data.
  *
@@ -254,6 +297,7 @@ export async function openDashboard(browser, origin, token, { width = 1280, heig
 export async function runViewChecks({ browser, origin, token, apiKey, nodeId, changedNodeId, beforeTopology, prefix = 'embedded', log = () => '' }) {
   const { context, page, pageErrors } = await openDashboard(browser, origin, token);
   const wait = (predicate, arg, what, timeout) => waitInPage(page, predicate, arg, what, timeout, log);
+  await expectEveryViewFilled(page, origin, apiKey, log);
 
   // The token left the address bar at once and lives in sessionStorage.
   assert.ok(!page.url().includes('token='), `the token is gone from the address bar: ${page.url()}`);
