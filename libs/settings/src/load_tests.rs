@@ -104,6 +104,25 @@ fn env_overrides_file() {
 }
 
 #[test]
+fn nats_url_may_be_a_toml_array_or_a_comma_list_from_env() {
+    let file = toml_file("[bus]\nnats_url = [\"nats://n1:4222\", \"nats://n2:4222\"]\n");
+    let loaded: TestConfig = load(Some(file.path()), &env(&[])).unwrap();
+    assert_eq!(
+        loaded.bus.nats_url.as_deref(),
+        Some("nats://n1:4222,nats://n2:4222")
+    );
+    let loaded: TestConfig = load(
+        Some(file.path()),
+        &env(&[(
+            "SWITCHBOARD__BUS__NATS_URL",
+            "nats://e1:4222,nats://e2:4222",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(loaded.bus.nats_urls(), ["nats://e1:4222", "nats://e2:4222"]);
+}
+
+#[test]
 fn env_values_become_typed_fields() {
     let loaded: TestConfig = load(
         None,

@@ -20,8 +20,12 @@ pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
-    /// NATS server URL(s), e.g. `nats://nats:4222`. Unset: the embedded in-memory bus, which
-    /// only works when every component runs in one process (the standalone binary, tests).
+    /// NATS server URL(s), e.g. `nats://nats:4222`, or several servers of one cluster separated
+    /// by commas (`nats://n1:4222,nats://n2:4222`; a TOML array is joined the same way). The
+    /// client connects to one of them and fails over to another when it is lost. Unset: the
+    /// embedded in-memory bus, which only works when every component runs in one process (the
+    /// standalone binary, tests).
+    #[serde(deserialize_with = "one_or_many_urls")]
     pub nats_url: Option<String>,
     /// First segment of every subject this deployment uses. Change it to run two deployments
     /// on one NATS cluster without crosstalk.
@@ -54,6 +58,21 @@ impl BusConfig {
         check_positive("bus.connect_timeout", self.connect_timeout, problems);
         check_positive("bus.request_timeout", self.request_timeout, problems);
         check_not_blank("bus.nats_url", self.nats_url.as_deref(), problems);
+        if let Some(urls) = self
+            .nats_url
+            .as_deref()
+            .filter(|urls| !urls.trim().is_empty())
+        {
+            check_nats_urls("bus.nats_url", urls, problems);
+        }
+    }
+
+    /// Returns the NATS server URLs of `nats_url`, split at commas and trimmed; empty when unset.
+    pub fn nats_urls(&self) -> Vec<&str> {
+        self.nats_url
+            .as_deref()
+            .map(|urls| urls.split(',').map(str::trim).collect())
+            .unwrap_or_default()
     }
 
     /// Appends a problem when `nats_url` is unset: a service running as its own process
@@ -67,11 +86,90 @@ impl BusConfig {
     }
 }
 
+/// Accepts `nats_url` as one string (possibly a comma-separated list) or as an array of
+/// strings, which is joined with commas so every layer ends up with the same form.
+fn one_or_many_urls<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(
+        Option::<OneOrMany>::deserialize(deserializer)?.map(|urls| match urls {
+            OneOrMany::One(url) => url,
+            OneOrMany::Many(urls) => urls.join(","),
+        }),
+    )
+}
+
+/// Schemes the NATS client speaks.
+const NATS_SCHEMES: [&str; 4] = ["nats", "tls", "ws", "wss"];
+
+/// Appends one problem per entry of the comma-separated `urls` that is not a NATS server
+/// address (`[scheme://][user[:pass]@]host[:port]`), naming the entry.
+fn check_nats_urls(key: &str, urls: &str, problems: &mut Vec<String>) {
+    for url in urls.split(',').map(str::trim) {
+        if let Err(reason) = nats_url_problem(url) {
+            problems.push(format!(
+                "{key}: {url:?} is not a NATS server URL ({reason})"
+            ));
+        }
+    }
+}
+
+fn nats_url_problem(url: &str) -> Result<(), &'static str> {
+    if url.is_empty() {
+        return Err("empty entry in the comma-separated list");
+    }
+    if url.contains(char::is_whitespace) {
+        return Err("contains whitespace");
+    }
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            if !NATS_SCHEMES.contains(&scheme) {
+                return Err("scheme must be nats://, tls://, ws:// or wss://");
+            }
+            rest
+        }
+        None => url,
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:4222`.
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return Err("unclosed '[' in the host"),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("no host");
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |port| port == 0)
+    {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    Ok(())
+}
+
 /// The metadata store (Redis) connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Redis URL, e.g. `redis://redis:6379`. Unset: an in-memory store, which only works when
+    /// Redis URL, e.g. `redis://redis:6379`, or a Redis behind Sentinel:
+    /// `redis+sentinel://[user:pass@]s1:26379,s2:26379,s3:26379/<master_name>[?db=N]` (see
+    /// [`SentinelUrl`](crate::SentinelUrl)). Unset: an in-memory store, which only works when
     /// every component runs in one process (the standalone binary, tests).
     pub redis_url: Option<String>,
     /// Prefix of every key this deployment writes. Change it to share one Redis between
@@ -99,6 +197,12 @@ impl StoreConfig {
         check_prefix("store.key_prefix", &self.key_prefix, problems);
         check_positive("store.response_timeout", self.response_timeout, problems);
         check_not_blank("store.redis_url", self.redis_url.as_deref(), problems);
+        if let Some(url) = self.redis_url.as_deref()
+            && crate::SentinelUrl::is_sentinel_url(url)
+            && let Err(error) = crate::SentinelUrl::parse(url)
+        {
+            problems.push(format!("store.redis_url: {error}"));
+        }
     }
 
     /// Appends a problem when `redis_url` is unset: a service running as its own process
@@ -366,6 +470,26 @@ mod tests {
     }
 
     #[test]
+    fn a_sentinel_redis_url_is_checked_and_a_bad_one_named() {
+        let store = |url: &str| StoreConfig {
+            redis_url: Some(url.to_owned()),
+            ..StoreConfig::default()
+        };
+        let good = store("redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster?db=1");
+        assert!(problems_of(|p| good.validate(p)).is_empty());
+        let plain = store("redis://redis:6379");
+        assert!(problems_of(|p| plain.validate(p)).is_empty());
+        let no_master = store("redis+sentinel://s1:26379,s2:26379");
+        assert_eq!(
+            problems_of(|p| no_master.validate(p)),
+            vec![
+                "store.redis_url: no master name: expected redis+sentinel://hosts/<master_name>"
+                    .to_owned()
+            ]
+        );
+    }
+
+    #[test]
     fn every_problem_is_listed() {
         let bus = BusConfig {
             subject_prefix: "a b".into(),
@@ -392,6 +516,29 @@ mod tests {
             Err(SettingsError::Invalid(listed)) if listed.len() == 4
         ));
         assert!(SettingsError::from_problems(Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn nats_url_takes_a_comma_separated_list_and_names_a_bad_entry() {
+        let bus = |urls: &str| BusConfig {
+            nats_url: Some(urls.to_owned()),
+            ..BusConfig::default()
+        };
+        for good in [
+            "nats://n1:4222",
+            "nats://127.0.0.1:4222, nats://127.0.0.1:4223 ,tls://n3:4222",
+            "n1:4222,n2",
+            "nats://user:pass@n1:4222,ws://[::1]:8080",
+        ] {
+            assert!(problems_of(|p| bus(good).validate(p)).is_empty(), "{good}");
+        }
+        assert_eq!(bus(" nats://a:1 , b:2").nats_urls(), ["nats://a:1", "b:2"]);
+        let problems = problems_of(|p| bus("nats://a:1,http://b:2,,nats://c:99999").validate(p));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("\"http://b:2\""), "{problems:?}");
+        assert!(problems[1].contains("empty entry"), "{problems:?}");
+        assert!(problems[2].contains("\"nats://c:99999\""), "{problems:?}");
+        assert_eq!(problems_of(|p| bus("nats://:4222").validate(p)).len(), 1);
     }
 
     #[test]
