@@ -18,12 +18,14 @@ mod args;
 mod error;
 mod fields;
 mod load;
+mod redis_url;
 mod secret;
 mod sections;
 
 pub use args::{CONFIG_PATH_ENV, CliArgs, config_path_from_args_and_env, usage};
 pub use error::SettingsError;
 pub use load::{ENV_LIST_SEPARATOR, ENV_PREFIX, Loaded, load, load_layers, load_with_lists};
+pub use redis_url::{DEFAULT_SENTINEL_PORT, SENTINEL_URL_SCHEME, SentinelUrl, SentinelUrlError};
 pub use secret::Secret;
 pub use sections::{
     AuthConfig, BusConfig, DEFAULT_JWKS_REFRESH_INTERVAL, LogFormat, MAX_LEEWAY,
