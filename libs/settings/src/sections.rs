@@ -38,7 +38,14 @@ pub struct BusConfig {
     /// responders; lower it to fail fast.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How many NATS servers keep a copy of each JetStream stream this service creates (1 to
+    /// 5). 1 on a single server; 3 on a cluster of three or more, so a stream's history and
+    /// acknowledged messages survive the loss of a node.
+    pub stream_replicas: usize,
 }
+
+/// Most replicas JetStream allows per stream.
+pub const MAX_STREAM_REPLICAS: usize = 5;
 
 impl Default for BusConfig {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for BusConfig {
             subject_prefix: "sb".to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            stream_replicas: 1,
         }
     }
 }
@@ -57,6 +65,11 @@ impl BusConfig {
         check_prefix("bus.subject_prefix", &self.subject_prefix, problems);
         check_positive("bus.connect_timeout", self.connect_timeout, problems);
         check_positive("bus.request_timeout", self.request_timeout, problems);
+        if !(1..=MAX_STREAM_REPLICAS).contains(&self.stream_replicas) {
+            problems.push(format!(
+                "bus.stream_replicas must be from 1 to {MAX_STREAM_REPLICAS}"
+            ));
+        }
         check_not_blank("bus.nats_url", self.nats_url.as_deref(), problems);
         if let Some(urls) = self
             .nats_url
@@ -539,6 +552,17 @@ mod tests {
         assert!(problems[1].contains("empty entry"), "{problems:?}");
         assert!(problems[2].contains("\"nats://c:99999\""), "{problems:?}");
         assert_eq!(problems_of(|p| bus("nats://:4222").validate(p)).len(), 1);
+        for (replicas, problems) in [(0, 1), (1, 0), (3, 0), (5, 0), (6, 1)] {
+            let bus = BusConfig {
+                stream_replicas: replicas,
+                ..BusConfig::default()
+            };
+            assert_eq!(
+                problems_of(|p| bus.validate(p)).len(),
+                problems,
+                "{replicas}"
+            );
+        }
     }
 
     #[test]
