@@ -3,6 +3,14 @@
 //! [`RedisServer::start`] launches `redis-server` from `PATH` on a free loopback port with
 //! persistence off and a private temporary directory, and waits until it answers. The
 //! process is killed when the value is dropped. It never uses the default port 6379.
+//!
+//! [`SentinelCluster::start`] launches a highly available Redis the way users run it: a
+//! primary, one replica and three sentinels, each on its own free loopback port, for tests
+//! of `redis+sentinel://` URLs and of failovers.
+
+mod sentinel;
+
+pub use sentinel::SentinelCluster;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
@@ -28,6 +36,7 @@ const REAP_ATTEMPTS: usize = 200;
 pub struct RedisServer {
     port: u16,
     dir: TempDir,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -38,15 +47,25 @@ impl RedisServer {
     /// Panics if `redis-server` is not installed, or does not start and answer within
     /// 10 s on any of several free ports.
     pub async fn start() -> RedisServer {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a fresh redis-server with `extra_args` on its command line (for example
+    /// `--replicaof 127.0.0.1 <port>`) and waits until it answers.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub async fn start_with(extra_args: &[String]) -> RedisServer {
         let mut failures = Vec::new();
         for _ in 0..MAX_START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("a temporary directory can be created");
             let port = free_loopback_port();
-            match spawn_until_ready(port, dir.path()).await {
+            match spawn_until_ready(port, dir.path(), extra_args).await {
                 Ok(child) => {
                     return RedisServer {
                         port,
                         dir,
+                        extra_args: extra_args.to_vec(),
                         child: Some(child),
                     };
                 }
@@ -74,14 +93,20 @@ impl RedisServer {
         }
     }
 
-    /// Stops the server if it runs, then starts an empty one on the same port.
+    /// Tells whether the server process is running (not stopped or killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Stops the server if it runs, then starts an empty one on the same port, with the
+    /// same command line.
     ///
     /// # Panics
     /// Panics if the new server does not start and answer within 10 s (for example because
     /// another process took the port meanwhile).
     pub async fn restart(&mut self) {
         self.stop().await;
-        match spawn_until_ready(self.port, self.dir.path()).await {
+        match spawn_until_ready(self.port, self.dir.path(), &self.extra_args).await {
             Ok(child) => self.child = Some(child),
             Err(failure) => panic!(
                 "redis-server did not restart on port {}: {failure}",
@@ -142,7 +167,7 @@ impl Drop for RedisServer {
 }
 
 /// Returns a port that was free a moment ago: the kernel picks it for a throwaway listener.
-fn free_loopback_port() -> u16 {
+pub(crate) fn free_loopback_port() -> u16 {
     let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
         .expect("a loopback port can be bound");
     listener
@@ -154,11 +179,12 @@ fn free_loopback_port() -> u16 {
 /// Launches redis-server on `port` with `dir` as its working directory and waits until it
 /// answers PING as the server we started (its `dir` is ours, not another test's server that
 /// raced us onto the port).
-async fn spawn_until_ready(port: u16, dir: &Path) -> Result<Child, String> {
+async fn spawn_until_ready(port: u16, dir: &Path, extra_args: &[String]) -> Result<Child, String> {
     let log_path = dir.join("redis.log");
     let mut child = Command::new(REDIS_SERVER_BIN)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(extra_args)
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")
@@ -206,6 +232,6 @@ async fn served_dir(port: u16) -> Option<PathBuf> {
     reply.get(1).map(PathBuf::from)
 }
 
-fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|_| "no log".to_owned())
 }

@@ -9,15 +9,26 @@
 //! answering without closing the socket (a host gone from the network, a frozen process)
 //! only ever produces timeouts, so after [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row
 //! the manager is replaced with a fresh one.
+//!
+//! Behind Sentinel (`redis+sentinel://`), the primary's address comes from the sentinels. A
+//! call that finds the primary gone (connection refused or dropped), read-only (a demoted
+//! primary) or silent wakes a task that asks the sentinels again, retrying with a short
+//! backoff while the failover is under way, and swaps in a manager for the new primary as
+//! soon as one is confirmed. Calls made in between fail within the response timeout, as in
+//! any outage.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::RedisResult;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use settings::SentinelUrl;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
+use super::sentinel::{PrimaryLocator, node_address};
 use crate::error::{ConnectError, StoreError};
 use crate::types::RedisOptions;
 
@@ -30,22 +41,71 @@ const RECONNECT_RETRIES: usize = 0;
 /// Consecutive timeouts after which the connection is presumed dead and replaced. One or two
 /// can be a slow command; three in a row, with nothing succeeding in between, is a dead link.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+/// First wait between two sentinel lookups while no primary is confirmed. A failover takes
+/// Sentinel's `down-after-milliseconds` plus an election (a few seconds), so short waits
+/// find the promoted replica soon after it is promoted.
+const LOOKUP_RETRY_MIN: Duration = Duration::from_millis(100);
+/// How often the sentinels are asked even when every call succeeds. A primary demoted by a
+/// manual failover or cut off by a partition keeps answering until Sentinel reconfigures
+/// it (about 10 s in Redis 7); what is written to it meanwhile never reaches the new
+/// primary, so the store looks for a new primary this often instead of waiting for that.
+/// One lookup is a `SENTINEL MASTERS` and a `ROLE` on the primary.
+const PRIMARY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between two lookups, so that a long outage of every sentinel costs little.
+const LOOKUP_RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// A replaceable connection manager plus the deadline applied to each round trip.
 pub(crate) struct Connection {
-    client: redis::Client,
-    manager_config: ConnectionManagerConfig,
+    shared: Arc<Shared>,
+    /// Follows failovers behind Sentinel; aborted when the connection is dropped.
+    failover_follower: Option<JoinHandle<()>>,
+}
+
+struct Shared {
     /// Cloned out for each round trip; the lock is never held across an `.await`.
-    manager: Mutex<ConnectionManager>,
+    current: Mutex<Current>,
+    manager_config: ConnectionManagerConfig,
     consecutive_timeouts: AtomicU32,
     response_timeout: Duration,
+    /// Woken when a call suggests the primary is gone; only read behind Sentinel.
+    primary_suspect: Notify,
+    sentinel: bool,
+}
+
+/// The node connected to and the manager connected to it.
+struct Current {
+    client: redis::Client,
+    manager: ConnectionManager,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.failover_follower {
+            follower.abort();
+        }
+    }
 }
 
 impl Connection {
-    /// Connects to `url` and checks that Redis answers PING.
+    /// Connects to `url` and checks that Redis answers PING. A `redis+sentinel://` URL asks
+    /// the sentinels for the primary first and follows its failovers afterwards.
     pub(crate) async fn open(url: &str, options: &RedisOptions) -> Result<Self, ConnectError> {
-        let client =
-            redis::Client::open(url).map_err(|error| ConnectError::InvalidUrl(Box::new(error)))?;
+        let (client, locator) = if SentinelUrl::is_sentinel_url(url) {
+            let parsed = SentinelUrl::parse(url)
+                .map_err(|error| ConnectError::InvalidUrl(Box::new(error)))?;
+            let mut locator = PrimaryLocator::new(&parsed, options.connect_timeout)?;
+            let client = locator.locate().await?;
+            tracing::info!(
+                master_name = locator.master_name(),
+                primary = %node_address(&client),
+                "redis primary found through sentinel"
+            );
+            (client, Some(locator))
+        } else {
+            let client = redis::Client::open(url)
+                .map_err(|error| ConnectError::InvalidUrl(Box::new(error)))?;
+            (client, None)
+        };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -55,12 +115,19 @@ impl Connection {
             .await
             .map_err(|_elapsed| ConnectError::Timeout(options.connect_timeout))?
             .map_err(|error| ConnectError::from_redis(error, options.connect_timeout))?;
-        let connection = Self {
-            client,
+        let shared = Arc::new(Shared {
+            current: Mutex::new(Current { client, manager }),
             manager_config,
-            manager: Mutex::new(manager),
             consecutive_timeouts: AtomicU32::new(0),
             response_timeout: options.response_timeout,
+            primary_suspect: Notify::new(),
+            sentinel: locator.is_some(),
+        });
+        let failover_follower =
+            locator.map(|locator| tokio::spawn(follow_failovers(Arc::clone(&shared), locator)));
+        let connection = Self {
+            shared,
+            failover_follower,
         };
         let ping = redis::cmd("PING");
         let mut handle = connection.handle();
@@ -75,21 +142,31 @@ impl Connection {
     }
 
     pub(crate) fn response_timeout(&self) -> Duration {
-        self.response_timeout
+        self.shared.response_timeout
     }
 
     /// Returns a handle to the current manager, for one round trip.
     pub(crate) fn handle(&self) -> ConnectionManager {
-        // Only clones and swaps happen under the lock, neither of which panics, so a
-        // poisoned lock still holds a usable manager.
-        self.manager
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.lock_current().manager.clone()
     }
 
     /// Awaits one round trip under the response deadline and classifies its error.
     pub(crate) async fn call<T>(
+        &self,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        self.shared.call(request).await
+    }
+}
+
+impl Shared {
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Current> {
+        // Only clones and swaps happen under the lock, neither of which panics, so a
+        // poisoned lock still holds a usable manager.
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn call<T>(
         &self,
         request: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
@@ -99,12 +176,46 @@ impl Connection {
             }
             Err(_elapsed) => Err(StoreError::Timeout(self.response_timeout)),
         };
-        if matches!(outcome, Err(StoreError::Timeout(_))) {
-            self.count_timeout();
-        } else {
-            self.consecutive_timeouts.store(0, Ordering::Relaxed);
+        match &outcome {
+            Err(StoreError::Timeout(_)) => self.count_timeout(),
+            Err(StoreError::Unavailable(_)) => {
+                self.consecutive_timeouts.store(0, Ordering::Relaxed);
+                self.suspect_primary();
+            }
+            _ => self.consecutive_timeouts.store(0, Ordering::Relaxed),
         }
         outcome
+    }
+
+    /// Behind Sentinel, has the sentinels asked again for the primary. One stored wake-up
+    /// covers any number of failed calls.
+    fn suspect_primary(&self) {
+        if self.sentinel {
+            self.primary_suspect.notify_one();
+        }
+    }
+
+    /// Connects to `client`'s node from now on, unless it is the node already in use (whose
+    /// manager reconnects by itself).
+    fn switch_to(&self, client: redis::Client) {
+        let mut current = self.lock_current();
+        let from = node_address(&current.client);
+        let to = node_address(&client);
+        if from == to {
+            return;
+        }
+        // A lazy manager connects on its first round trip, so nothing waits here.
+        match ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config.clone()) {
+            Ok(manager) => {
+                *current = Current { client, manager };
+                drop(current);
+                self.consecutive_timeouts.store(0, Ordering::Relaxed);
+                tracing::warn!(%from, %to, "redis primary changed, following the failover");
+            }
+            Err(error) => {
+                tracing::warn!(%error, %to, "cannot connect to the new redis primary");
+            }
+        }
     }
 
     fn count_timeout(&self) {
@@ -112,14 +223,18 @@ impl Connection {
         if timeouts < TIMEOUTS_BEFORE_RECONNECT {
             return;
         }
+        // A frozen primary may also be one Sentinel is failing over.
+        self.suspect_primary();
+        let mut current = self.lock_current();
         // A lazy manager connects on its first round trip, so nothing waits here.
         let fresh = ConnectionManager::new_lazy_with_config(
-            self.client.clone(),
+            current.client.clone(),
             self.manager_config.clone(),
         );
         match fresh {
             Ok(fresh) => {
-                *self.manager.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+                current.manager = fresh;
+                drop(current);
                 self.consecutive_timeouts.store(0, Ordering::Relaxed);
                 tracing::warn!(
                     timeouts,
@@ -127,7 +242,35 @@ impl Connection {
                 );
             }
             Err(error) => {
+                drop(current);
                 tracing::warn!(%error, "redis connection could not be replaced");
+            }
+        }
+    }
+}
+
+/// Waits for calls to suspect the primary (or for the next periodic check), then asks the
+/// sentinels until one names a confirmed primary, and switches to it. Runs until the
+/// connection is dropped.
+async fn follow_failovers(shared: Arc<Shared>, mut locator: PrimaryLocator) {
+    loop {
+        tokio::select! {
+            () = shared.primary_suspect.notified() => {}
+            () = tokio::time::sleep(PRIMARY_CHECK_INTERVAL) => {}
+        }
+        let mut retry_after = LOOKUP_RETRY_MIN;
+        loop {
+            match locator.locate().await {
+                Ok(client) => {
+                    shared.switch_to(client);
+                    break;
+                }
+                Err(error) => {
+                    // Expected for the seconds a failover takes; the calls report the outage.
+                    tracing::debug!(%error, master_name = locator.master_name(), "no redis primary yet");
+                    tokio::time::sleep(retry_after).await;
+                    retry_after = (retry_after * 2).min(LOOKUP_RETRY_MAX);
+                }
             }
         }
     }

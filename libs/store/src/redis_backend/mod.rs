@@ -5,6 +5,7 @@
 mod connection;
 mod keys;
 mod scripts;
+mod sentinel;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use store::test_util::RedisServer;
+use store::test_util::{RedisServer, SentinelCluster};
 use store::{ConnectionRecord, GatewayInfo, RedisOptions, Store};
 
 /// A TTL no test outlives: the gateway stays live throughout.
@@ -47,6 +47,22 @@ impl Backend {
             redis: Some(server),
         }
     }
+}
+
+/// A store on `cluster` through its `redis+sentinel://` URL, with a key prefix unique to
+/// the test.
+pub async fn sentinel_store(
+    cluster: &SentinelCluster,
+    test_name: &str,
+    options: RedisOptions,
+) -> Store {
+    let options = RedisOptions {
+        key_prefix: format!("sbtest-{test_name}"),
+        ..options
+    };
+    Store::connect_redis(&cluster.url(), options)
+        .await
+        .expect("the test sentinels name a primary that accepts connections")
 }
 
 pub fn gateway(id: &str) -> GatewayInfo {

@@ -13,6 +13,7 @@ mod history;
 mod outage;
 mod redis_keys;
 mod routes;
+mod sentinel;
 mod services;
 
 /// Generates one test per scenario and backend. Each scenario is
@@ -38,6 +39,27 @@ macro_rules! contract_suite {
                     crate::$module::$scenario(&backend.store).await
                 }
             )+
+        }
+
+        mod on_sentinel {
+            /// One primary, replica and three sentinels for the whole suite (five processes
+            /// per scenario would cost more than the scenarios); each scenario gets its own
+            /// store and key prefix, and they run one after another.
+            #[tokio::test]
+            async fn every_scenario_passes_through_a_sentinel_url() {
+                let cluster = store::test_util::SentinelCluster::start().await;
+                $(
+                    let store = crate::harness::sentinel_store(
+                        &cluster,
+                        stringify!($scenario),
+                        store::RedisOptions::default(),
+                    )
+                    .await;
+                    if let Err(error) = crate::$module::$scenario(&store).await {
+                        panic!("{} failed through sentinel: {error:?}", stringify!($scenario));
+                    }
+                )+
+            }
         }
     };
 }
