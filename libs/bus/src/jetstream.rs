@@ -216,7 +216,9 @@ pub enum DurablePublishError {
         #[source]
         source: BoxError,
     },
-    /// No ack arrived in time, or the connection is down.
+    /// No ack arrived in time, the connection is down, or the stream exists but has no
+    /// leader at the moment (a cluster electing a new one after losing a node): send the
+    /// message again with the same id.
     #[error("no ack from jetstream")]
     Unconfirmed {
         /// The client's error.
@@ -241,8 +243,9 @@ pub enum ConsumeError {
 #[derive(Clone)]
 pub(crate) enum Streams {
     Memory(std::sync::Arc<MemoryStreams>),
-    /// Behind an `Arc`: the context is large and every `Bus` clone carries it.
-    Nats(std::sync::Arc<async_nats::jetstream::Context>),
+    /// Behind an `Arc`: the context is large and every `Bus` clone carries it. The number is
+    /// how many replicas every stream this bus creates or updates gets.
+    Nats(std::sync::Arc<async_nats::jetstream::Context>, usize),
 }
 
 impl Streams {
@@ -252,12 +255,15 @@ impl Streams {
 
     /// Builds the JetStream context of `client`. Must run inside a Tokio runtime: the
     /// context spawns its ack handler there.
-    pub(crate) fn nats(client: &async_nats::Client, timeout: Duration) -> Self {
-        Streams::Nats(std::sync::Arc::new(
-            async_nats::jetstream::ContextBuilder::new()
-                .timeout(timeout)
-                .build(client.clone()),
-        ))
+    pub(crate) fn nats(client: &async_nats::Client, timeout: Duration, replicas: usize) -> Self {
+        Streams::Nats(
+            std::sync::Arc::new(
+                async_nats::jetstream::ContextBuilder::new()
+                    .timeout(timeout)
+                    .build(client.clone()),
+            ),
+            replicas.max(1),
+        )
     }
 
     pub(crate) async fn ensure_stream(
@@ -267,14 +273,21 @@ impl Streams {
         check_spec(spec)?;
         match self {
             Streams::Memory(streams) => Ok(streams.ensure(spec)),
-            Streams::Nats(context) => nats::ensure_stream(context, spec).await,
+            Streams::Nats(context, replicas) => nats::ensure_stream(context, spec, *replicas).await,
         }
     }
 
     pub(crate) async fn stream_state(&self, stream: &str) -> Result<StreamState, StreamError> {
         match self {
             Streams::Memory(streams) => streams.state(stream),
-            Streams::Nats(context) => nats::stream_state(context, stream).await,
+            Streams::Nats(context, _) => nats::stream_state(context, stream).await,
+        }
+    }
+
+    pub(crate) async fn stream_leader(&self, stream: &str) -> Result<Option<String>, StreamError> {
+        match self {
+            Streams::Memory(streams) => streams.state(stream).map(|_| None),
+            Streams::Nats(context, _) => nats::stream_leader(context, stream).await,
         }
     }
 
@@ -301,7 +314,7 @@ impl Streams {
         }
         match self {
             Streams::Memory(streams) => streams.publish(subject, msg_id, headers, payload),
-            Streams::Nats(context) => nats::publish(context, subject, headers, payload).await,
+            Streams::Nats(context, _) => nats::publish(context, subject, headers, payload).await,
         }
     }
 
@@ -321,7 +334,7 @@ impl Streams {
             Streams::Memory(streams) => {
                 ConsumerInner::Memory(memory::Consumer::open(streams, stream, durable_name)?)
             }
-            Streams::Nats(context) => {
+            Streams::Nats(context, _) => {
                 ConsumerInner::Nats(nats::Consumer::open(context, stream, durable_name).await?)
             }
         };

@@ -40,7 +40,7 @@ pub use jetstream::{
 };
 pub use message::{Headers, Message};
 use message::{Unpublishable, check_publishable, check_subscribable};
-pub use nats::NatsOptions;
+pub use nats::{ConnectedServer, NatsOptions};
 pub use subscription::Subscription;
 
 /// Default buffer size of each in-memory subscription, in messages; the same as the NATS
@@ -98,6 +98,7 @@ impl Bus {
                     name: Some(client_name.to_owned()),
                     connect_timeout: config.connect_timeout,
                     request_timeout: config.request_timeout,
+                    stream_replicas: config.stream_replicas,
                     ..NatsOptions::default()
                 };
                 Bus::connect_nats(url, options).await
@@ -105,20 +106,34 @@ impl Bus {
         }
     }
 
-    /// Connects to the NATS server at `url` (`nats://host:port`, or a comma-separated list).
+    /// Connects to the NATS server at `url` (`nats://host:port`), or to one of several servers
+    /// of a cluster given as a comma-separated list (`nats://n1:4222,nats://n2:4222`).
     ///
-    /// After the first connection, the client reconnects on its own for as long as the bus
-    /// lives and restores subscriptions; [`Bus::is_connected`] reports the gaps.
+    /// Until the first connection succeeds, every server of the list is tried in turn, again
+    /// and again, for up to `options.connect_timeout`. After that, the client reconnects on
+    /// its own for as long as the bus lives — to any server of the list or one the cluster
+    /// announced, so losing the server it is connected to costs a failover, not the
+    /// connection — and restores its subscriptions; [`Bus::is_connected`] reports the gaps
+    /// and [`Bus::connected_server`] says where it is attached. Core messages published to
+    /// a subscription's subject while it is reconnecting are not delivered to it (at most
+    /// once); what this connection publishes meanwhile is queued and sent after reconnecting.
     ///
     /// # Errors
     ///
-    /// [`ConnectError`] if the URL is malformed, the server is unreachable, refuses the
-    /// credentials, or does not finish the handshake within `options.connect_timeout`.
+    /// [`ConnectError::InvalidUrl`] naming the first malformed entry of the list;
+    /// [`ConnectError::Unreachable`]/[`ConnectError::Timeout`] when no server of the list
+    /// completed the handshake within `options.connect_timeout`; authentication and TLS
+    /// errors at once.
     pub async fn connect_nats(url: &str, options: NatsOptions) -> Result<Bus, ConnectError> {
         let request_timeout = options.request_timeout;
+        let stream_replicas = options.stream_replicas;
         let connection = nats::Connection::connect(url, options).await?;
         Ok(Bus {
-            streams: jetstream::Streams::nats(connection.client(), request_timeout),
+            streams: jetstream::Streams::nats(
+                connection.client(),
+                request_timeout,
+                stream_replicas,
+            ),
             backend: Backend::Nats(connection),
         })
     }
@@ -298,6 +313,17 @@ impl Bus {
         self.streams.stream_state(name).await
     }
 
+    /// Returns the name of the NATS server that leads the replicas of stream `name` (the one
+    /// that orders and acknowledges its writes); `None` for the in-memory bus and a server
+    /// outside a cluster. For diagnostics and failover tests.
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::stream_state`].
+    pub async fn stream_leader(&self, name: &str) -> Result<Option<String>, StreamError> {
+        self.streams.stream_leader(name).await
+    }
+
     /// Publishes `payload` to the stream holding `subject` with `Nats-Msg-Id: msg_id` and
     /// waits until the stream has stored it. A message with the same `msg_id` within the
     /// stream's duplicate window is not stored again; the ack then says `duplicate`.
@@ -344,6 +370,15 @@ impl Bus {
         match &self.backend {
             Backend::Memory(_) => true,
             Backend::Nats(connection) => connection.is_connected(),
+        }
+    }
+
+    /// Returns the NATS server this bus is connected to (the last one while reconnecting);
+    /// `None` for the in-memory bus.
+    pub fn connected_server(&self) -> Option<ConnectedServer> {
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Nats(connection) => connection.connected_server(),
         }
     }
 

@@ -8,10 +8,12 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::header::{HeaderName, HeaderValue};
 use async_nats::{
-    ConnectErrorKind, Event, HeaderMap, PublishErrorKind, RequestErrorKind, SubscribeErrorKind,
+    ConnectErrorKind, Event, HeaderMap, PublishErrorKind, RequestErrorKind, ServerAddr,
+    SubscribeErrorKind,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use crate::{
     ConnectError, Headers, Message, PublishError, RequestError, SubscribeError, Subscription,
@@ -32,6 +34,10 @@ pub struct NatsOptions {
     /// that subscription are dropped and counted (the slow-consumer policy). Default 65536,
     /// the client's own default; lower it to bound memory per subscription.
     pub subscription_capacity: usize,
+    /// How many servers of a cluster keep a copy of each stream the bus creates or updates
+    /// ([`Bus::ensure_stream`](crate::Bus::ensure_stream)); 1 on a single server, 3 on a
+    /// three-node cluster so a stream survives the loss of a node. At most 5. Default 1.
+    pub stream_replicas: usize,
 }
 
 impl Default for NatsOptions {
@@ -41,8 +47,39 @@ impl Default for NatsOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             subscription_capacity: crate::DEFAULT_SUBSCRIPTION_CAPACITY,
+            stream_replicas: 1,
         }
     }
+}
+
+/// First pause between two rounds of initial connect attempts; doubles up to
+/// [`MAX_CONNECT_PAUSE`].
+const INITIAL_CONNECT_PAUSE: Duration = Duration::from_millis(50);
+const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The NATS server a [`Bus`](crate::Bus) is connected to right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedServer {
+    /// The server's name (`server_name`, or its generated id when unnamed).
+    pub name: String,
+    /// The client address the server announced, `host:port`.
+    pub address: String,
+    /// The server's client port.
+    pub port: u16,
+}
+
+/// Splits a comma-separated list of server URLs; names the first entry that does not parse.
+fn server_addrs(urls: &str) -> Result<Vec<ServerAddr>, ConnectError> {
+    urls.split(',')
+        .map(str::trim)
+        .map(|url| {
+            url.parse::<ServerAddr>()
+                .map_err(|error| ConnectError::InvalidUrl {
+                    url: url.to_owned(),
+                    source: Box::new(error),
+                })
+        })
+        .collect()
 }
 
 /// A connected NATS client; clones share the connection.
@@ -55,9 +92,18 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) async fn connect(url: &str, options: NatsOptions) -> Result<Self, ConnectError> {
+    /// Connects to one of the servers in `urls` (a comma-separated list).
+    ///
+    /// The client tries every server in turn; when none answers, it tries them all again,
+    /// with a short pause in between, until `options.connect_timeout` has passed — so a
+    /// service started next to a NATS cluster that is still coming up waits for it instead
+    /// of failing at once. Credentials and TLS errors fail at once. Once connected, the
+    /// client reconnects to any server of the list (or one the cluster announced) for as
+    /// long as the connection lives.
+    pub(crate) async fn connect(urls: &str, options: NatsOptions) -> Result<Self, ConnectError> {
+        let servers = server_addrs(urls)?;
         let events = Arc::new(EventLog {
-            url: url.to_owned(),
+            urls: urls.to_owned(),
             connected_before: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         });
@@ -75,10 +121,32 @@ impl Connection {
         if let Some(name) = options.name {
             connect_options = connect_options.name(name);
         }
-        let client = connect_options
-            .connect(url)
-            .await
-            .map_err(|error| connect_error(url, options.connect_timeout, error))?;
+
+        let deadline = Instant::now() + options.connect_timeout;
+        let mut pause = INITIAL_CONNECT_PAUSE;
+        let client = loop {
+            let attempt = connect_options.clone().connect(servers.as_slice());
+            let error = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(client)) => break client,
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    return Err(ConnectError::Timeout {
+                        url: urls.to_owned(),
+                        timeout: options.connect_timeout,
+                    });
+                }
+            };
+            let retryable = matches!(
+                error.kind(),
+                ConnectErrorKind::Io | ConnectErrorKind::Dns | ConnectErrorKind::TimedOut
+            );
+            if !retryable || Instant::now() + pause >= deadline {
+                return Err(connect_error(urls, options.connect_timeout, error));
+            }
+            tracing::debug!(servers = urls, error = %error, "no nats server answered yet; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+        };
         Ok(Self {
             client,
             events,
@@ -200,6 +268,17 @@ impl Connection {
         &self.client
     }
 
+    /// Returns the server this connection is attached to, as it announced itself; `None`
+    /// before the first connection.
+    pub(crate) fn connected_server(&self) -> Option<ConnectedServer> {
+        let info = self.client.server_info();
+        (info.port != 0).then(|| ConnectedServer {
+            name: info.server_name,
+            address: format!("{}:{}", info.host, info.port),
+            port: info.port,
+        })
+    }
+
     pub(crate) fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected
     }
@@ -266,7 +345,8 @@ enum FlushFailure {
 
 /// Logs the client's connection events and counts its slow-consumer drops.
 struct EventLog {
-    url: String,
+    /// The configured server list, for log lines.
+    urls: String,
     /// Tells the first connect from reconnects.
     connected_before: AtomicBool,
     /// Messages the client dropped because a subscription's buffer was full, one per
@@ -277,7 +357,7 @@ struct EventLog {
 
 impl EventLog {
     fn record(&self, event: &Event) {
-        let server = self.url.as_str();
+        let server = self.urls.as_str();
         match event {
             Event::Connected if self.connected_before.swap(true, Ordering::Relaxed) => {
                 tracing::info!(server, "bus reconnected");

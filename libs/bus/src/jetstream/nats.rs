@@ -4,7 +4,9 @@ use std::pin::Pin;
 
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{
+    CreateStreamErrorKind, GetStreamByNameErrorKind, GetStreamErrorKind, PublishErrorKind,
+};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, Context};
@@ -18,7 +20,7 @@ use super::{
 use crate::Headers;
 use crate::nats::{header_map, message_from_nats};
 
-fn stream_config(spec: &StreamSpec) -> stream::Config {
+fn stream_config(spec: &StreamSpec, replicas: usize) -> stream::Config {
     stream::Config {
         name: spec.name.clone(),
         subjects: spec.subjects.clone(),
@@ -28,6 +30,7 @@ fn stream_config(spec: &StreamSpec) -> stream::Config {
             StorageKind::File => stream::StorageType::File,
             StorageKind::Memory => stream::StorageType::Memory,
         },
+        num_replicas: replicas,
         ..Default::default()
     }
 }
@@ -44,8 +47,9 @@ fn state_of(state: &stream::State) -> StreamState {
 pub(super) async fn ensure_stream(
     context: &Context,
     spec: &StreamSpec,
+    replicas: usize,
 ) -> Result<StreamState, StreamError> {
-    let config = stream_config(spec);
+    let config = stream_config(spec, replicas);
     let info = match context.create_stream(config.clone()).await {
         Ok(mut stream) => stream.info().await.map(|info| info.state.clone()),
         Err(error) => match error.kind() {
@@ -117,6 +121,22 @@ pub(super) async fn stream_state(
     Ok(state_of(&stream.cached_info().state))
 }
 
+/// Returns the name of the server leading the stream's replicas; `None` outside a cluster.
+pub(super) async fn stream_leader(
+    context: &Context,
+    name: &str,
+) -> Result<Option<String>, StreamError> {
+    let stream = context
+        .get_stream(name)
+        .await
+        .map_err(|error| get_error(name, error))?;
+    Ok(stream
+        .cached_info()
+        .cluster
+        .as_ref()
+        .and_then(|cluster| cluster.leader.clone()))
+}
+
 /// Publishes and waits for the stream's ack (bounded by the context timeout).
 pub(super) async fn publish(
     context: &Context,
@@ -127,18 +147,56 @@ pub(super) async fn publish(
     let headers =
         header_map(&headers).map_err(|name| DurablePublishError::InvalidHeader { name })?;
     let message = PublishMessage::build().payload(payload).headers(headers);
-    let pending = context
-        .send_publish(subject.to_owned(), message)
-        .await
-        .map_err(|error| publish_error(subject, error))?;
-    let ack = pending
-        .await
-        .map_err(|error| publish_error(subject, error))?;
+    let sent = match context.send_publish(subject.to_owned(), message).await {
+        Ok(pending) => pending.await,
+        Err(error) => Err(error),
+    };
+    let ack = match sent {
+        Ok(ack) => ack,
+        Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+            return Err(no_responders(context, subject, error).await);
+        }
+        Err(error) => return Err(publish_error(subject, error)),
+    };
     Ok(PublishAck {
         stream: ack.stream,
         sequence: ack.sequence,
         duplicate: ack.duplicate,
     })
+}
+
+/// Tells "no stream stores this subject" from "its stream has no leader right now".
+///
+/// JetStream answers a publish through the stream's leader; while a cluster elects a new
+/// one (seconds, after the leader's node died) nobody answers, which the client reports as
+/// "stream not found". Asking which stream stores the subject tells the two apart: a stream
+/// that exists means the message was not stored yet and should be sent again with the same
+/// id ([`DurablePublishError::Unconfirmed`]). When the lookup itself gets no answer the
+/// cluster is in trouble, and retrying is the right advice too.
+async fn no_responders(
+    context: &Context,
+    subject: &str,
+    error: jetstream::context::PublishError,
+) -> DurablePublishError {
+    match context.stream_by_subject(subject).await {
+        Err(lookup) if lookup.kind() == GetStreamByNameErrorKind::NotFound => {
+            DurablePublishError::NoStream {
+                subject: subject.to_owned(),
+            }
+        }
+        Ok(stream) => {
+            tracing::debug!(stream, subject, "stream has no leader; publish unconfirmed");
+            DurablePublishError::Unconfirmed {
+                source: Box::new(error),
+            }
+        }
+        Err(lookup) => {
+            tracing::debug!(subject, error = %lookup, "stream lookup failed; publish unconfirmed");
+            DurablePublishError::Unconfirmed {
+                source: Box::new(error),
+            }
+        }
+    }
 }
 
 fn publish_error(subject: &str, error: jetstream::context::PublishError) -> DurablePublishError {

@@ -3,11 +3,13 @@
 //! Each behaviour in `suite` is written once, as an async fn taking a [`fixture::Fixture`],
 //! and `contract!` runs it as `memory::<behaviour>` against [`bus::Bus::memory`] and as
 //! `nats::<behaviour>` against a real `nats-server -js` started for that test on a free port.
-//! `nats_only` holds what only a networked backend has (reconnects, connect errors).
+//! `nats_only` holds what only a networked backend has (reconnects, connect errors);
+//! `cluster` runs failovers on a three-node NATS cluster.
 
 // The package is `switchboard-bus`; dependents import it as `bus`, and so do these tests.
 extern crate switchboard_bus as bus;
 
+mod cluster;
 mod fixture;
 mod nats_only;
 mod suite;

@@ -52,11 +52,22 @@ async fn connecting_where_no_server_listens_fails_as_unreachable() {
         .expect("a free port")
         .port();
 
+    // No server of the list answers: retried until the connect timeout, then unreachable.
+    let connect_timeout = Duration::from_millis(600);
+    let started = Instant::now();
     let result = Bus::connect_nats(
         &format!("nats://127.0.0.1:{free_port}"),
-        NatsOptions::default(),
+        NatsOptions {
+            connect_timeout,
+            ..NatsOptions::default()
+        },
     )
     .await;
+    let took = started.elapsed();
+    assert!(
+        took >= connect_timeout / 2 && took < connect_timeout * 3,
+        "gave up after {took:?}"
+    );
 
     assert!(
         matches!(result, Err(ConnectError::Unreachable { .. })),
@@ -65,9 +76,63 @@ async fn connecting_where_no_server_listens_fails_as_unreachable() {
 }
 
 #[tokio::test]
+async fn a_server_list_connects_to_a_live_entry_and_names_a_malformed_one() {
+    let server = NatsServer::start().await;
+    let free_port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let dead = format!("nats://127.0.0.1:{free_port}");
+    for urls in [
+        format!("{dead},{}", server.url()),
+        format!("{} , {dead}", server.url()),
+    ] {
+        let bus = Bus::connect_nats(&urls, NatsOptions::default())
+            .await
+            .unwrap_or_else(|error| panic!("{urls}: {error}"));
+        let attached = bus.connected_server().expect("connected");
+        assert_eq!(attached.port, server.port(), "{urls}");
+    }
+
+    let result = Bus::connect_nats(
+        &format!("{},http://127.0.0.1:1", server.url()),
+        NatsOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(&result, Err(ConnectError::InvalidUrl { url, .. }) if url == "http://127.0.0.1:1"),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn initial_connect_waits_for_a_server_that_starts_late() {
+    let mut server = NatsServer::start().await;
+    let url = server.url();
+    server.stop().await;
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.restart().await;
+        server
+    });
+    let bus = Bus::connect_nats(
+        &url,
+        NatsOptions {
+            connect_timeout: Duration::from_secs(10),
+            ..NatsOptions::default()
+        },
+    )
+    .await
+    .expect("the connect is retried until the server is up");
+    assert!(bus.is_connected());
+    drop(restart.await.expect("restart task"));
+}
+
+#[tokio::test]
 async fn memory_bus_names_its_backend() {
     let bus = Bus::memory();
     assert_eq!(bus.backend_name(), "memory");
+    assert_eq!(bus.connected_server(), None);
     assert!(bus.is_connected());
     assert_eq!(bus.dropped_messages(), 0);
 }
