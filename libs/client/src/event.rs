@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use protocol::{ErrorCode, RoomMessage};
+use protocol::{DirectMessage, ErrorCode, RoomMessage};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -13,6 +13,9 @@ use crate::state::ConnectionState;
 pub enum ClientEvent {
     /// A message published to a subscribed room.
     Room(RoomMessage),
+    /// A message without a room, needing no subscription: to this client's user (`user` set),
+    /// to this connection (`connection_id` set) or to everyone (`broadcast` set).
+    Direct(DirectMessage),
     /// A command for this node; answer it with [`crate::Client::ack`] and the same `id`.
     Command {
         /// Command id to echo in the ack.

@@ -6,6 +6,7 @@
 //! - [`codec`]: JSON (text frames) and named MessagePack (binary frames), chosen by subprotocol.
 //! - [`room`], [`pattern`]: room-name validation and `*`/`>` wildcard matching.
 //! - [`subject`]: the NATS subject map; [`envelope`]: payloads on the bus.
+//! - [`direct`]: messages to a user, a connection or everyone ([`DirectMessage`]).
 //! - [`device`]: lab instruments (readings, faults, status, the device reader's API).
 //! - [`error`]: the closed [`ErrorCode`] set with its close codes and HTTP statuses.
 //!
@@ -16,6 +17,7 @@
 pub mod batch;
 pub mod codec;
 pub mod device;
+pub mod direct;
 pub mod envelope;
 pub mod error;
 pub mod message;
@@ -28,6 +30,7 @@ pub mod subject;
 pub mod time;
 
 pub use codec::{Codec, DecodeError, EncodeError};
+pub use direct::{DirectEnvelope, DirectMessage};
 pub use envelope::{CommandReply, CommandRequest, RoomEnvelope};
 pub use error::{ErrorCode, close_code};
 pub use message::{Ack, ClientMessage, NodeState, RoomMessage, ServerFrame, ServerMessage};

@@ -256,6 +256,8 @@ pub enum ServerFrame {
     Control(ServerMessage),
     /// A room message.
     Room(RoomMessage),
+    /// A message without a room: to the user, to this connection, or a broadcast.
+    Direct(crate::direct::DirectMessage),
 }
 
 impl ServerMessage {
@@ -287,6 +289,9 @@ const CONTROL_TYPES: [&str; 9] = [
 struct TypeProbe {
     #[serde(rename = "type")]
     kind: String,
+    /// Only probed for presence: a frame with a `room` is a room message.
+    #[serde(default)]
+    room: Option<serde::de::IgnoredAny>,
 }
 
 impl ServerFrame {
@@ -294,7 +299,7 @@ impl ServerFrame {
     ///
     /// # Errors
     /// Returns [`crate::codec::DecodeError::Malformed`] when the frame is neither a control
-    /// message nor a room message.
+    /// message, a room message nor a direct message (no `room`; see [`crate::direct`]).
     pub fn decode(
         codec: crate::codec::Codec,
         bytes: &[u8],
@@ -302,6 +307,8 @@ impl ServerFrame {
         let probe: TypeProbe = codec.decode(bytes)?;
         if CONTROL_TYPES.contains(&probe.kind.as_str()) {
             codec.decode(bytes).map(ServerFrame::Control)
+        } else if probe.room.is_none() {
+            codec.decode(bytes).map(ServerFrame::Direct)
         } else {
             codec.decode(bytes).map(ServerFrame::Room)
         }

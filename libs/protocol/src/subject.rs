@@ -54,6 +54,42 @@ impl Subjects {
         subject.strip_prefix(self.room_prefix.as_str())
     }
 
+    /// `sb.user.<sub>`: personal messages to every connection of user `sub`, any service →
+    /// the gateways holding that user. `sub` is encoded by
+    /// [`encode_subject_token`](crate::direct::encode_subject_token) (`.` and other
+    /// characters a subject token cannot hold become `%HH`).
+    pub fn user(&self, sub: &str) -> String {
+        format!(
+            "{}.user.{}",
+            self.prefix,
+            crate::direct::encode_subject_token(sub)
+        )
+    }
+
+    /// `sb.conn.<connection_id>`: a message to one connection, any service → the gateway
+    /// holding it. The id must satisfy
+    /// [`is_valid_connection_id`](crate::direct::is_valid_connection_id).
+    pub fn connection(&self, connection_id: &str) -> String {
+        format!("{}.conn.{connection_id}", self.prefix)
+    }
+
+    /// `sb.conn.*`: every connection's messages (one subscription per gateway).
+    pub fn all_connections(&self) -> String {
+        format!("{}.conn.*", self.prefix)
+    }
+
+    /// Returns the connection id of a `sb.conn.<connection_id>` subject, if it is one.
+    pub fn connection_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".conn.")
+    }
+
+    /// `sb.broadcast`: messages to every connection of every gateway.
+    pub fn broadcast(&self) -> String {
+        format!("{}.broadcast", self.prefix)
+    }
+
     /// `sb.node.<node_id>.cmd`: commands to a node, request/reply.
     pub fn node_command(&self, node_id: &str) -> String {
         format!("{}.node.{node_id}.cmd", self.prefix)
@@ -113,6 +149,13 @@ mod tests {
         assert_eq!(subjects.room_of("sb.room.nodes.a"), Some("nodes.a"));
         assert_eq!(subjects.room_of("sb.ingest.metric"), None);
         assert_eq!(subjects.node_command("n1"), "sb.node.n1.cmd");
+        assert_eq!(subjects.user("alice"), "sb.user.alice");
+        assert_eq!(subjects.user("a.b@x.io"), "sb.user.a%2Eb@x%2Eio");
+        assert_eq!(subjects.connection("c-1"), "sb.conn.c-1");
+        assert_eq!(subjects.all_connections(), "sb.conn.*");
+        assert_eq!(subjects.connection_of("sb.conn.c-1"), Some("c-1"));
+        assert_eq!(subjects.connection_of("sb.user.c-1"), None);
+        assert_eq!(subjects.broadcast(), "sb.broadcast");
         assert_eq!(subjects.ingest_node("n1"), "sb.ingest.node.n1");
         assert_eq!(subjects.gateway_node_links("gw-1"), "sb.gateway.nodes.gw-1");
         assert_eq!(subjects.all_gateway_node_links(), "sb.gateway.nodes.*");

@@ -23,6 +23,7 @@ pub mod config;
 mod conflate;
 mod connections;
 mod devices_api;
+mod direct;
 mod error;
 mod fanout;
 mod frames;

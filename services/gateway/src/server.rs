@@ -149,6 +149,12 @@ impl Gateway {
             RETAINED_ROOMS,
             crate::fanout::retained::run(shared.fanout.clone(), background.clone()),
         );
+        // Before accepting: every accepted connection gets broadcasts and its own messages.
+        let wide = shared.direct.subscribe_wide().await;
+        tasks.spawn_plain(
+            DIRECT_MESSAGES,
+            shared.direct.clone().run(wide, background.clone()),
+        );
         tasks.spawn_plain(
             NODE_LINKS,
             node_links::run(shared.clone(), background.clone()),
@@ -255,6 +261,7 @@ const LIVENESS: &str = "liveness";
 const HEARTBEAT: &str = "heartbeat";
 const NODE_LINKS: &str = "node links";
 const RETAINED_ROOMS: &str = "retained rooms";
+const DIRECT_MESSAGES: &str = "direct messages";
 const ACCEPT_LOOP: &str = "accept loop";
 const JWKS_REFRESH: &str = "jwks refresh";
 

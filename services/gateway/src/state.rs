@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub fanout: Arc<FanOut>,
+    /// Messages to users, connections and everyone (see [`crate::direct`]).
+    pub direct: Arc<crate::direct::Direct>,
     pub registry: Registry,
     pub presence: Presence,
     pub admission: Admission,
@@ -197,7 +199,15 @@ pub(crate) fn build(
         drain.sessions_shutdown.clone(),
         crate::fanout::Retained::new(&gateway.retained_rooms),
     ));
+    let direct = Arc::new(crate::direct::Direct::new(
+        bus.clone(),
+        subjects.clone(),
+        metrics.clone(),
+        drain.tasks.clone(),
+        drain.sessions_shutdown.clone(),
+    ));
     let shared = Arc::new(Shared {
+        direct,
         registry: Registry::new(QueueLimits {
             max_messages: gateway.outbound_queue_messages,
             max_bytes: gateway.outbound_queue_bytes,

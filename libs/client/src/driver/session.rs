@@ -173,6 +173,10 @@ impl Driver {
                 self.emit(ClientEvent::Room(room_message));
                 None
             }
+            ServerFrame::Direct(direct_message) => {
+                self.emit(ClientEvent::Direct(direct_message));
+                None
+            }
             ServerFrame::Control(control) => self.on_control(socket, progress, control).await,
         }
     }

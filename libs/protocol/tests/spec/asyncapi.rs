@@ -136,6 +136,7 @@ fn asyncapi_declares_every_websocket_message_on_the_connect_channel() {
         "reconnect",
         "command",
         "room_message",
+        "direct_message",
     ] {
         assert!(
             yaml_path_exists(&yaml, &["channels", "connect", "messages", message]),
@@ -157,6 +158,9 @@ fn subject_templates() -> Vec<String> {
         subjects.batch_generated(),
         subjects.batch_validated(),
         subjects.api("{service}", "{method}"),
+        subjects.user("SUB").replace("SUB", "{sub}"),
+        subjects.connection("{connection_id}"),
+        subjects.broadcast(),
     ]
 }
 

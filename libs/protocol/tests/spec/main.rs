@@ -4,6 +4,7 @@
 //! table, and `proto/asyncapi.yaml` references only schemas that exist.
 
 mod asyncapi;
+mod direct;
 mod error_codes;
 mod invalid;
 mod messages;

@@ -85,6 +85,7 @@ fn full_node_state() -> NodeState {
 pub fn samples_with_every_field() -> Vec<Sample> {
     let mut samples = base_samples_with_every_field();
     samples.extend(crate::node_monitoring::samples_with_every_field());
+    samples.extend(crate::direct::samples_with_every_field());
     samples
 }
 
@@ -293,6 +294,7 @@ fn base_samples_with_every_field() -> Vec<Sample> {
 pub fn samples_with_optional_fields_absent() -> Vec<Sample> {
     let mut samples = base_samples_with_optional_fields_absent();
     samples.extend(crate::node_monitoring::samples_with_optional_fields_absent());
+    samples.extend(crate::direct::samples_with_optional_fields_absent());
     samples
 }
 

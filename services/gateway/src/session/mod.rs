@@ -189,8 +189,20 @@ impl<S: Socket> Session<S> {
                 &shared.metrics,
             );
             debug!("connection accepted");
+            // Before the greeting: a message to this user published after the client saw
+            // `connection_established` is delivered.
+            let direct = self.kind == Kind::Protocol;
+            if direct {
+                // Boxed: the subscribe path would otherwise stay inline in every idle
+                // connection's task for its whole life.
+                Box::pin(shared.direct.attach(&self.conn)).await;
+            }
 
             let reason = self.serve().await;
+
+            if direct {
+                shared.direct.detach(&self.conn);
+            }
 
             for room in std::mem::take(&mut self.rooms) {
                 shared.fanout.leave(&room, self.conn.key);

@@ -11,6 +11,7 @@ mod control;
 mod cors;
 mod devices;
 mod devices_api;
+mod direct;
 mod drain;
 mod fanout;
 mod front_door;
