@@ -1,6 +1,7 @@
 //! End-to-end tests against real `nats-server` and `redis-server` started on free ports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod addressing;
 mod agent;
 mod aggregator;
 mod alert_rules;

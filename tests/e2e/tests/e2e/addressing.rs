@@ -1,0 +1,185 @@
+//! Addressing beyond rooms on three `switchboard-gateway` processes sharing one NATS and
+//! Redis: a personal message reaches every connection of its user on every gateway and
+//! nobody else, a message to a connection id reaches that one connection wherever it is, and
+//! a broadcast reaches every connection exactly once. Published through the HTTP API of one
+//! gateway and directly on NATS, as an extra service would.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use e2e::{GatewayProcess, Stack, TEST_API_KEY, TestClient, connect, token, viewer, within};
+use gateway::test_util::http_request;
+use protocol::direct::DirectEnvelope;
+use protocol::envelope::encode_bus;
+use protocol::{DirectMessage, ServerFrame, ServerMessage, Subjects};
+use serde_json::{Value, json};
+
+/// How long a client is watched for anything more (a duplicate or a stray message).
+const QUIET: Duration = Duration::from_millis(500);
+
+async fn post(addr: std::net::SocketAddr, body: &Value) -> u16 {
+    let auth = format!("Bearer {TEST_API_KEY}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    http_request(addr, "POST", "/api/ws/publish", &headers, &body.to_string())
+        .await
+        .map(|(status, _)| status)
+        .unwrap_or(0)
+}
+
+async fn envelope_on_nats(bus: &bus::Bus, subject: &str, event: &str) {
+    let envelope = DirectEnvelope {
+        event: event.to_owned(),
+        data: json!({"via": "nats"}),
+        timestamp: None,
+        role: None,
+    };
+    bus.publish(subject, Bytes::from(encode_bus(&envelope).unwrap()))
+        .await
+        .unwrap();
+    bus.flush().await.unwrap();
+}
+
+/// Collects the direct messages a client gets until it has been quiet for [`QUIET`].
+async fn drain_direct(client: &mut TestClient) -> Vec<DirectMessage> {
+    let mut seen = Vec::new();
+    loop {
+        let next = tokio::time::timeout(QUIET, async {
+            loop {
+                match client.next_frame().await {
+                    Some(Ok(ServerFrame::Direct(message))) => return Some(message),
+                    Some(Ok(_)) => continue,
+                    _ => return None,
+                }
+            }
+        })
+        .await;
+        match next {
+            Ok(Some(message)) => seen.push(message),
+            _ => return seen,
+        }
+    }
+}
+
+/// Waits until a client has `count` direct messages, then checks nothing more comes.
+async fn expect_direct(client: &mut TestClient, count: usize) -> Vec<DirectMessage> {
+    let seen = within(Duration::from_secs(10), async {
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            match client.next_frame().await {
+                Some(Ok(ServerFrame::Direct(message))) => seen.push(message),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended while waiting: {other:?}"),
+            }
+        }
+        seen
+    })
+    .await;
+    let mut seen = seen;
+    seen.extend(drain_direct(client).await);
+    seen
+}
+
+fn connection_id(greeting: &ServerMessage) -> String {
+    match greeting {
+        ServerMessage::ConnectionEstablished { connection_id, .. } => connection_id.clone(),
+        other => panic!("not a greeting: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_connection_and_broadcast_messages_reach_exactly_their_connections_across_three_gateways()
+ {
+    let stack = Stack::start().await;
+    let gateways = [
+        GatewayProcess::spawn(&stack.gateway_env("gw-a1")).await,
+        GatewayProcess::spawn(&stack.gateway_env("gw-a2")).await,
+        GatewayProcess::spawn(&stack.gateway_env("gw-a3")).await,
+    ];
+    // alice: one connection on each gateway and a second one on the first; bob and carol
+    // elsewhere. `connect` waits for `connection_established`.
+    let alice = viewer("alice@example.com");
+    let mut alices = Vec::new();
+    for gateway in gateways.iter().chain([&gateways[0]]) {
+        alices.push(connect(&gateway.ws_url(&token(&alice))).await);
+    }
+    let mut bob = connect(&gateways[1].ws_url(&token(&viewer("bob")))).await;
+    let mut carol = TestClient::connect(
+        &gateways[2].ws_url(&token(&viewer("carol"))),
+        protocol::Codec::MsgPack,
+    )
+    .await
+    .unwrap();
+    let carol_id = connection_id(&carol.expect_established().await);
+
+    // To alice: once through gateway 1's HTTP API, once on NATS.
+    let bus = stack.bus().await;
+    assert_eq!(
+        post(
+            gateways[0].addr,
+            &json!({"user": "alice@example.com", "type": "note", "data": {"via": "http"}})
+        )
+        .await,
+        202
+    );
+    envelope_on_nats(&bus, &Subjects::default().user("alice@example.com"), "note").await;
+    for client in &mut alices {
+        let seen = expect_direct(client, 2).await;
+        assert_eq!(
+            seen.len(),
+            2,
+            "each alice connection gets both, once: {seen:?}"
+        );
+        assert!(seen.iter().all(|message| message.event == "note"
+            && message.user.as_deref() == Some("alice@example.com")));
+        let mut via: Vec<&str> = seen.iter().filter_map(|m| m.data["via"].as_str()).collect();
+        via.sort_unstable();
+        assert_eq!(via, ["http", "nats"]);
+    }
+    assert!(
+        drain_direct(&mut bob).await.is_empty(),
+        "bob got alice's messages"
+    );
+    assert!(
+        drain_direct(&mut carol).await.is_empty(),
+        "carol got alice's messages"
+    );
+
+    // To carol's one connection on gateway 3, through gateway 1's API.
+    assert_eq!(
+        post(
+            gateways[0].addr,
+            &json!({"connection_id": carol_id, "type": "just_you", "data": {}})
+        )
+        .await,
+        202
+    );
+    let seen = expect_direct(&mut carol, 1).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].connection_id.as_deref(), Some(carol_id.as_str()));
+    for client in alices.iter_mut().chain([&mut bob]) {
+        assert!(drain_direct(client).await.is_empty());
+    }
+
+    // Broadcast: through gateway 2's API and on NATS; every connection gets each once.
+    assert_eq!(
+        post(
+            gateways[1].addr,
+            &json!({"broadcast": true, "type": "maintenance", "data": {"via": "http"}})
+        )
+        .await,
+        202
+    );
+    envelope_on_nats(&bus, &Subjects::default().broadcast(), "maintenance").await;
+    for client in alices.iter_mut().chain([&mut bob, &mut carol]) {
+        let seen = expect_direct(client, 2).await;
+        assert_eq!(
+            seen.len(),
+            2,
+            "each connection gets each broadcast once: {seen:?}"
+        );
+        assert!(seen.iter().all(|message| message.broadcast == Some(true)));
+    }
+}
