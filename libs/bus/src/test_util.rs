@@ -17,7 +17,7 @@
 //! The launcher panics with a clear message instead of returning errors: a test cannot do
 //! anything useful without its server.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -168,6 +168,8 @@ struct ClusterNode {
     name: String,
     client_port: u16,
     cluster_port: u16,
+    /// The HTTP monitoring port (`/varz`, `/connz`, `/routez`, `/jsz`).
+    monitor_port: u16,
     /// Counts launches, so every launch writes a fresh log that readiness can read.
     launches: u32,
 }
@@ -196,15 +198,16 @@ impl NatsCluster {
             .expect("a temporary directory for the nats cluster can be created");
         let name = format!("sbtest{}", std::process::id());
         'attempt: for _ in 0..PORT_ATTEMPTS {
-            let ports = pick_free_ports(nodes * 2);
+            let ports = pick_free_ports(nodes * 3);
             let mut cluster = NatsCluster {
                 name: name.clone(),
                 nodes: (0..nodes)
                     .map(|index| ClusterNode {
                         child: None,
                         name: format!("n{}", index + 1),
-                        client_port: ports[index * 2],
-                        cluster_port: ports[index * 2 + 1],
+                        client_port: ports[index * 3],
+                        cluster_port: ports[index * 3 + 1],
+                        monitor_port: ports[index * 3 + 2],
                         launches: 0,
                     })
                     .collect(),
@@ -268,6 +271,40 @@ impl NatsCluster {
     /// [`Bus::connected_server`](crate::Bus::connected_server) names.
     pub fn node_with_port(&self, port: u16) -> Option<usize> {
         self.nodes.iter().position(|node| node.client_port == port)
+    }
+
+    /// Returns the address of node `index`'s HTTP monitoring endpoint (`/varz`, `/connz`,
+    /// `/routez`, `/jsz`).
+    ///
+    /// # Panics
+    ///
+    /// If there is no such node.
+    pub fn monitor_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.nodes[index].monitor_port))
+    }
+
+    /// Returns the index of the running node that holds a client connection named
+    /// `client_name` (the name a service gives its bus connection), asking each node's
+    /// `/connz`; `None` when no node does. This is how a test finds the node a service
+    /// process is attached to, to kill exactly that one.
+    pub async fn node_serving_client(&self, client_name: &str) -> Option<usize> {
+        for index in 0..self.nodes.len() {
+            if !self.is_running(index) {
+                continue;
+            }
+            let Some(connz) = http_get(self.monitor_addr(index), "/connz?limit=1024").await else {
+                continue;
+            };
+            let compact: String = connz.chars().filter(|c| !c.is_whitespace()).collect();
+            let wanted: String = format!("\"name\":\"{client_name}\"")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if compact.contains(&wanted) {
+                return Some(index);
+            }
+        }
+        None
     }
 
     /// Reports whether node `index` runs (was started and not killed).
@@ -352,6 +389,8 @@ impl NatsCluster {
             format!("nats://127.0.0.1:{}", node.cluster_port),
             "--routes".to_owned(),
             routes,
+            "-m".to_owned(),
+            node.monitor_port.to_string(),
             "-js".to_owned(),
             "-sd".to_owned(),
             store_dir.display().to_string(),
@@ -385,6 +424,29 @@ impl Drop for NatsCluster {
         // Killing first means no store directory is removed under a live server.
         self.kill_all();
     }
+}
+
+/// A minimal HTTP/1.0 GET against a monitoring port; the body, or `None` on any failure.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let response = String::from_utf8(response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200")
+            .then(|| body.to_owned())
+            .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Picks `count` distinct free ports, holding them all bound until every one is chosen.

@@ -24,9 +24,9 @@ const STEADY: Duration = Duration::from_secs(1);
 /// The subscriber must be attached to another node within this time after the kill.
 const MAX_RECONNECT: Duration = Duration::from_secs(5);
 
-async fn connect(urls: &str) -> Bus {
+async fn connect(urls: &str, name: &str) -> Bus {
     let options = NatsOptions {
-        name: Some("cluster-test".to_owned()),
+        name: Some(name.to_owned()),
         ..NatsOptions::default()
     };
     Bus::connect_nats(urls, options)
@@ -61,7 +61,7 @@ async fn wait_for_route(publisher: &Bus, subscription: &mut Subscription, subjec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_fails_over_to_another_node_and_keeps_receiving() {
     let mut cluster = NatsCluster::start().await;
-    let subscriber = connect(&cluster.urls()).await;
+    let subscriber = connect(&cluster.urls(), "failover-subscriber").await;
     let attached = subscriber
         .connected_server()
         .expect("a connected bus names its server");
@@ -69,9 +69,14 @@ async fn a_subscriber_fails_over_to_another_node_and_keeps_receiving() {
         .node_with_port(attached.port)
         .expect("the subscriber is attached to a node of the cluster");
     assert_eq!(attached.name, cluster.node_name(doomed));
+    assert_eq!(
+        cluster.node_serving_client("failover-subscriber").await,
+        Some(doomed),
+        "the node's /connz lists the subscriber's connection"
+    );
     // The publisher sits on another node, given only that node's URL, so it is untouched.
     let publisher_node = (doomed + 1) % cluster.node_count();
-    let publisher = connect(&cluster.url(publisher_node)).await;
+    let publisher = connect(&cluster.url(publisher_node), "failover-publisher").await;
 
     let subject = unique_subject("failover");
     let mut subscription = subscriber.subscribe(&subject).await.expect("subscribe");
