@@ -51,6 +51,29 @@ export interface RoomMessage<T = unknown> {
   [k: string]: unknown;
 }
 
+/**
+ * A message without a room, which needs no subscription (direct_message.schema.json): to this
+ * client's user (`user`, the token's `sub`), to this connection (`connection_id`), or to every
+ * connection (`broadcast: true`). Exactly one of the three is set.
+ */
+export interface DirectMessage<T = unknown> {
+  type: string;
+  user?: string;
+  connection_id?: string;
+  broadcast?: true;
+  data: T;
+  timestamp?: string;
+  [k: string]: unknown;
+}
+
+/** What {@link SwitchboardClient.on} handlers receive: a room message or a direct message. */
+export type IncomingMessage<T = unknown> = RoomMessage<T> | DirectMessage<T>;
+
+/** Reports whether `message` is a direct message (it has no `room`). */
+export function isDirectMessage<T>(message: IncomingMessage<T>): message is DirectMessage<T> {
+  return typeof (message as { room?: unknown }).room !== 'string';
+}
+
 /** An error reported by {@link SwitchboardClient.onError}. */
 export interface SwitchboardError {
   /** The gateway's error code (proto/error-codes.md), or one of the client's own (see README). */
@@ -240,7 +263,7 @@ export class SwitchboardClient {
   private readonly queue: object[] = [];
   private readonly rooms = new Map<string, RoomSubscription>();
   private readonly lastSeq = new Map<string, number>();
-  private readonly eventHandlers = new Map<string, Set<Handler>>();
+  private readonly eventHandlers = new Map<string, Set<(message: IncomingMessage) => void>>();
   private readonly stateHandlers = new Set<(state: ConnectionState, detail: StateDetail) => void>();
   private readonly errorHandlers = new Set<(error: SwitchboardError) => void>();
   private readonly frameHandlers = new Set<(frame: Record<string, unknown>) => void>();
@@ -346,14 +369,18 @@ export class SwitchboardClient {
     void this.open();
   }
 
-  /** Handles room messages of event `event` (their `type`), or every room message with `'*'`. */
-  on(event: string, handler: (msg: RoomMessage) => void): () => void {
+  /**
+   * Handles messages of event `event` (their `type`), or every message with `'*'`: room
+   * messages of subscribed rooms, and direct messages (to this user, to this connection, or
+   * broadcast), which need no subscription. {@link isDirectMessage} tells them apart.
+   */
+  on(event: string, handler: (msg: IncomingMessage) => void): () => void {
     let set = this.eventHandlers.get(event);
     if (!set) {
       set = new Set();
       this.eventHandlers.set(event, set);
     }
-    const own = (message: RoomMessage) => handler(message);
+    const own = (message: IncomingMessage) => handler(message);
     set.add(own);
     return () => {
       const current = this.eventHandlers.get(event);
@@ -612,6 +639,9 @@ export class SwitchboardClient {
     for (const handler of [...this.frameHandlers]) this.safeCall(() => handler(frame));
     if (!CONTROL_TYPES.has(frame.type)) {
       if (typeof frame.room === 'string') this.dispatchRoomMessage(frame as unknown as RoomMessage);
+      else if (typeof frame.user === 'string' || typeof frame.connection_id === 'string' || frame.broadcast === true) {
+        this.dispatchDirectMessage(frame as unknown as DirectMessage);
+      }
       return;
     }
     switch (frame.type) {
@@ -703,6 +733,16 @@ export class SwitchboardClient {
   // -------------------------------------------------------------------------------------
   // Rooms
   // -------------------------------------------------------------------------------------
+
+  /** A message to this user, this connection or everyone: to the `on(type)` and `on('*')` handlers. */
+  private dispatchDirectMessage(message: DirectMessage): void {
+    this.counters.messages += 1;
+    for (const key of [message.type, '*']) {
+      const handlers = this.eventHandlers.get(key);
+      if (!handlers) continue;
+      for (const handler of [...handlers]) this.safeCall(() => handler(message));
+    }
+  }
 
   private dispatchRoomMessage(message: RoomMessage): void {
     this.counters.messages += 1;

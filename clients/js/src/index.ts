@@ -6,9 +6,12 @@
 export {
   SwitchboardClient,
   connectUrl,
+  isDirectMessage,
   tokenExpiry,
   type ClientStats,
   type ConnectionState,
+  type DirectMessage,
+  type IncomingMessage,
   type RoomMessage,
   type StateDetail,
   type SubscribeOptions,

@@ -208,6 +208,20 @@ export interface RoomMessageFrame<T = unknown> {
 }
 
 /**
+ * A message without a room exactly as the gateway sends it (direct_message.schema.json): to
+ * the connection's user (`user`), to the connection (`connection_id`) or to everyone
+ * (`broadcast: true`); exactly one of the three is present. No subscription is needed.
+ */
+export interface DirectMessageFrame<T = unknown> {
+  type: string;
+  user?: string;
+  connection_id?: string;
+  broadcast?: true;
+  data: T;
+  timestamp: string;
+}
+
+/**
  * The `type`s of control frames (both directions). Room message types never take these
  * names (`common.schema.json#/$defs/event_name`), so a frame whose `type` is not in this
  * set is a room message.

@@ -6,7 +6,7 @@
 
 import { createContext, createElement, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from 'react';
 
-import type { ConnectionState, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
+import type { ConnectionState, IncomingMessage, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
 import { createRoomStore, type RoomSnapshot, type RoomStoreOptions } from './room-store.js';
 
 const ClientContext = createContext<SwitchboardClient | null>(null);
@@ -56,8 +56,11 @@ export function useRoom<T = unknown>(
   return snapshot;
 }
 
-/** Handles room messages of `event` (or `'*'`) while mounted; the latest `handler` is always called. */
-export function useSwitchboardEvent(event: string, handler: (message: RoomMessage) => void): void {
+/**
+ * Handles messages of `event` (or `'*'`) while mounted, room and direct messages alike (see
+ * `SwitchboardClient.on`); the latest `handler` is always called.
+ */
+export function useSwitchboardEvent(event: string, handler: (message: IncomingMessage) => void): void {
   const client = useSwitchboard();
   const latest = useRef(handler);
   useEffect(() => {
@@ -66,5 +69,5 @@ export function useSwitchboardEvent(event: string, handler: (message: RoomMessag
   useEffect(() => client.on(event, (message) => latest.current(message)), [client, event]);
 }
 
-export type { ConnectionState, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
+export type { ConnectionState, DirectMessage, IncomingMessage, RoomMessage, StateDetail, SwitchboardClient } from './client.js';
 export type { RoomSnapshot, RoomStoreOptions } from './room-store.js';

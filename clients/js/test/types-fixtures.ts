@@ -32,6 +32,7 @@ import type {
   ResourceFigures,
   ResourceUpdate,
   RoomMessageFrame,
+  DirectMessageFrame,
   ServiceStatus,
   SubscribedFrame,
   StorageUse,
@@ -100,6 +101,10 @@ export const schemaTypes: Record<string, Entry> = {
   room_message: {
     all: keys<RoomMessageFrame>()(['type', 'room', 'data', 'timestamp', 'seq', 'priority']),
     required: requiredKeys<RoomMessageFrame>()(['type', 'room', 'data', 'timestamp']),
+  },
+  direct_message: {
+    all: keys<DirectMessageFrame>()(['type', 'user', 'connection_id', 'broadcast', 'data', 'timestamp']),
+    required: requiredKeys<DirectMessageFrame>()(['type', 'data', 'timestamp']),
   },
   device_reading: {
     all: keys<DeviceReading>()(['timestamp', 'module', 'wavelength_nm', 'unit', 'ch1_power', 'ch2_power', 'ch3_power', 'ch4_power', 'device_id']),

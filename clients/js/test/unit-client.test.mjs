@@ -3,7 +3,7 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { SwitchboardClient, backoffCeiling, backoffDelay, tokenExpiry, connectUrl } from '../dist/index.js';
+import { SwitchboardClient, backoffCeiling, backoffDelay, tokenExpiry, connectUrl, isDirectMessage } from '../dist/index.js';
 import { FakeGateway, fakeJwt, roomMessage, sleep, until } from './fake-ws.mjs';
 
 /** Every client a test made: closed after each test, so a failed assertion leaves no timers behind. */
@@ -241,6 +241,37 @@ test('handler exceptions are isolated: other handlers still run, the client stay
   assert.ok(handlerErrors.some((e) => e.message.includes('boom in on()')));
   assert.ok(handlerErrors.some((e) => e.message.includes('boom in subscribe()') && e.room === 'alerts'));
   assert.equal(client.state, 'connected');
+  client.close();
+});
+
+test('direct messages (to the user, to the connection, broadcast) reach on(type) and on(*) with no subscription', async () => {
+  const { client, gateway, errors } = setup();
+  const seen = [];
+  client.on('invoice_ready', (m) => seen.push(`on:${m.user}:${isDirectMessage(m)}`));
+  client.on('*', (m) => seen.push(`*:${m.type}:${m.user ?? m.connection_id ?? (m.broadcast ? 'all' : 'room')}`));
+  client.subscribe('alerts', (m) => seen.push(`sub:${m.type}`));
+  client.connect();
+  await until(() => client.state === 'connected', 'connected');
+  const at = new Date().toISOString();
+  gateway.last.deliver({ type: 'invoice_ready', user: 'alice', data: { id: 7 }, timestamp: at });
+  gateway.last.deliver({ type: 'just_you', connection_id: 'c-1', data: {}, timestamp: at });
+  gateway.last.deliver({ type: 'maintenance', broadcast: true, data: {}, timestamp: at });
+  gateway.last.deliver(roomMessage('alerts', 'alert', { n: 1 }));
+  // Neither a room nor a target: not a message the client knows, handed to nobody.
+  gateway.last.deliver({ type: 'stray', data: {}, timestamp: at });
+  assert.deepEqual(seen, [
+    'on:alice:true',
+    '*:invoice_ready:alice',
+    '*:just_you:c-1',
+    '*:maintenance:all',
+    'sub:alert',
+    '*:alert:room',
+  ]);
+  assert.equal(client.stats.messages, 4);
+  assert.deepEqual(errors, []);
+  // Subscribing was never needed for them: only `alerts` was asked for.
+  const subscribes = gateway.last.sent.filter((frame) => frame.type === 'subscribe');
+  assert.deepEqual(subscribes.flatMap((frame) => frame.rooms), ['alerts']);
   client.close();
 });
 

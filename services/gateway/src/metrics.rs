@@ -18,7 +18,8 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     /// Frames received from clients, by message type.
     pub messages_in: IntCounterVec,
-    /// Frames queued to clients, by kind (`room`, `control`).
+    /// Frames queued to clients, by kind (`room`, `control`, and the direct messages `user`,
+    /// `connection`, `broadcast`).
     pub messages_out: IntCounterVec,
     /// Room messages dropped because a connection's queue was full.
     pub messages_dropped: IntCounter,
