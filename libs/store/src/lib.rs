@@ -52,7 +52,9 @@
 //! Every Redis call returns within [`RedisOptions::response_timeout`], with
 //! [`StoreError::Timeout`] or [`StoreError::Unavailable`] if Redis is down, and the
 //! connection is re-established in the background, so a Redis outage degrades presence
-//! and stats but never blocks a caller for longer than that.
+//! and stats but never blocks a caller for longer than that. Behind Sentinel the same holds
+//! during a failover, and the connection moves to the promoted replica; what a failover can
+//! lose (replication is asynchronous) is listed in `docs/configuration.md`.
 
 #![warn(missing_docs)]
 
@@ -133,7 +135,10 @@ impl Store {
     }
 
     /// Connects to Redis at `url` (`redis://[user:password@]host:port[/db]`) and checks
-    /// that it answers.
+    /// that it answers. A `redis+sentinel://[user:password@]host1:26379,host2:26379/<master_name>[?db=N]`
+    /// URL (see [`settings::SentinelUrl`]) asks those sentinels for the primary, and asks
+    /// them again whenever the primary is lost, read-only or silent (and once a second), so
+    /// the store follows a failover to the promoted replica within seconds.
     ///
     /// # Errors
     /// [`ConnectError::InvalidUrl`] for a malformed URL, [`ConnectError::Unavailable`] if

@@ -51,7 +51,8 @@ impl RedisServer {
     }
 
     /// Starts a fresh redis-server with `extra_args` on its command line (for example
-    /// `--replicaof 127.0.0.1 <port>`) and waits until it answers.
+    /// `--replicaof 127.0.0.1 <port>`) and waits until it answers. With
+    /// `--requirepass <password>` among them, the readiness check authenticates.
     ///
     /// # Panics
     /// As [`RedisServer::start`].
@@ -201,7 +202,7 @@ async fn spawn_until_ready(port: u16, dir: &Path, extra_args: &[String]) -> Resu
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited with {status}: {}", read_log(&log_path)));
         }
-        if let Some(served_dir) = served_dir(port).await {
+        if let Some(served_dir) = served_dir(port, requirepass(extra_args)).await {
             if served_dir == expected_dir {
                 return Ok(child);
             }
@@ -219,9 +220,23 @@ async fn spawn_until_ready(port: u16, dir: &Path, extra_args: &[String]) -> Resu
     }
 }
 
+/// The password a command line sets with `--requirepass`.
+fn requirepass(args: &[String]) -> Option<&str> {
+    let at = args.iter().position(|arg| arg == "--requirepass")?;
+    args.get(at + 1).map(String::as_str)
+}
+
+/// `redis://[:password@]127.0.0.1:<port>`.
+fn loopback_url(port: u16, password: Option<&str>) -> String {
+    match password {
+        Some(password) => format!("redis://:{password}@127.0.0.1:{port}"),
+        None => format!("redis://127.0.0.1:{port}"),
+    }
+}
+
 /// Asks the server on `port` for its working directory; `None` while it does not answer.
-async fn served_dir(port: u16) -> Option<PathBuf> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+async fn served_dir(port: u16, password: Option<&str>) -> Option<PathBuf> {
+    let client = redis::Client::open(loopback_url(port, password)).ok()?;
     let mut connection = client.get_multiplexed_async_connection().await.ok()?;
     let reply: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")

@@ -9,7 +9,8 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use super::{
-    MAX_START_ATTEMPTS, REAP_ATTEMPTS, REDIS_SERVER_BIN, RedisServer, free_loopback_port, read_log,
+    MAX_START_ATTEMPTS, REAP_ATTEMPTS, REDIS_SERVER_BIN, RedisServer, free_loopback_port,
+    loopback_url, read_log,
 };
 
 /// The name the sentinels monitor the primary under.
@@ -33,6 +34,10 @@ pub struct SentinelCluster {
     /// The two data nodes; which one is the primary changes with failovers.
     nodes: [RedisServer; 2],
     sentinels: Vec<SentinelProcess>,
+    /// `requirepass` (and `masterauth`) of the data nodes.
+    redis_password: Option<String>,
+    /// `requirepass` of the sentinels.
+    sentinel_password: Option<String>,
 }
 
 impl SentinelCluster {
@@ -43,32 +48,57 @@ impl SentinelCluster {
     /// # Panics
     /// Panics if a process does not start, or the cluster is not ready within 20 s.
     pub async fn start() -> SentinelCluster {
-        let primary = RedisServer::start().await;
-        let replica = RedisServer::start_with(&[
+        Self::start_with_passwords(None, None).await
+    }
+
+    /// [`SentinelCluster::start`] with passwords: `redis_password` on the primary and the
+    /// replica (`requirepass`, `masterauth`, and the sentinels' `auth-pass`),
+    /// `sentinel_password` on the sentinels (`requirepass`, `sentinel-pass`). Use passwords
+    /// without URL-reserved characters.
+    ///
+    /// # Panics
+    /// As [`SentinelCluster::start`].
+    pub async fn start_with_passwords(
+        redis_password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> SentinelCluster {
+        let mut auth_args = Vec::new();
+        if let Some(password) = redis_password {
+            for flag in ["--requirepass", "--masterauth"] {
+                auth_args.extend([flag.to_owned(), password.to_owned()]);
+            }
+        }
+        let primary = RedisServer::start_with(&auth_args).await;
+        let mut replica_args = auth_args.clone();
+        replica_args.extend([
             "--replicaof".to_owned(),
             "127.0.0.1".to_owned(),
             primary.port().to_string(),
-        ])
-        .await;
+        ]);
+        let replica = RedisServer::start_with(&replica_args).await;
         wait_until("the replica is in sync with the primary", async || {
-            let info = info_replication(replica.port()).await?;
+            let info = info_replication(replica.port(), redis_password).await?;
             Some(info.get("master_link_status").map(String::as_str) == Some("up"))
         })
         .await;
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for _ in 0..SENTINELS {
-            sentinels.push(SentinelProcess::start(primary.port()).await);
+            sentinels.push(
+                SentinelProcess::start(primary.port(), redis_password, sentinel_password).await,
+            );
         }
         let cluster = SentinelCluster {
             nodes: [primary, replica],
             sentinels,
+            redis_password: redis_password.map(str::to_owned),
+            sentinel_password: sentinel_password.map(str::to_owned),
         };
         for sentinel in &cluster.sentinels {
             let port = sentinel.port;
             wait_until(
                 "every sentinel knows the replica and the other sentinels",
                 async || {
-                    let master = sentinel_master(port).await?;
+                    let master = sentinel_master(port, sentinel_password).await?;
                     let count = |field: &str| {
                         master
                             .get(field)
@@ -86,7 +116,7 @@ impl SentinelCluster {
     }
 
     /// Returns the URL to connect to:
-    /// `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<master name>`.
+    /// `redis+sentinel://[:<redis password>@]127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<master name>[?sentinel_password=<password>]`.
     pub fn url(&self) -> String {
         let hosts = self
             .sentinels
@@ -94,7 +124,15 @@ impl SentinelCluster {
             .map(|sentinel| format!("127.0.0.1:{}", sentinel.port))
             .collect::<Vec<_>>()
             .join(",");
-        format!("redis+sentinel://{hosts}/{MASTER_NAME}")
+        let userinfo = match &self.redis_password {
+            Some(password) => format!(":{password}@"),
+            None => String::new(),
+        };
+        let query = match &self.sentinel_password {
+            Some(password) => format!("?sentinel_password={password}"),
+            None => String::new(),
+        };
+        format!("redis+sentinel://{userinfo}{hosts}/{MASTER_NAME}{query}")
     }
 
     /// Returns the name the sentinels monitor the primary under.
@@ -113,7 +151,8 @@ impl SentinelCluster {
     /// Asks the first sentinel that answers for the port of the current primary.
     pub async fn primary_port(&self) -> Option<u16> {
         for sentinel in &self.sentinels {
-            if let Some(port) = master_port_by_sentinel(sentinel.port).await {
+            let password = self.sentinel_password.as_deref();
+            if let Some(port) = master_port_by_sentinel(sentinel.port, password).await {
                 return Some(port);
             }
         }
@@ -126,7 +165,12 @@ impl SentinelCluster {
     /// Panics if no sentinel answers.
     pub async fn primary_url(&self) -> String {
         let port = self.primary_port().await.expect("a sentinel answers");
-        format!("redis://127.0.0.1:{port}")
+        self.node_url(port)
+    }
+
+    /// Returns a plain `redis://` URL of the data node on `port`, with its password.
+    pub fn node_url(&self, port: u16) -> String {
+        loopback_url(port, self.redis_password.as_deref())
     }
 
     /// Kills the current primary with SIGKILL, like a crash, and returns its port. The
@@ -155,7 +199,7 @@ impl SentinelCluster {
         loop {
             if let Some(port) = self.primary_port().await
                 && port != old_port
-                && info_replication(port)
+                && info_replication(port, self.redis_password.as_deref())
                     .await
                     .is_some_and(|info| info.get("role").map(String::as_str) == Some("master"))
             {
@@ -172,7 +216,9 @@ impl SentinelCluster {
     /// Returns the role (`master` or `slave`) the data node on `port` reports, `None` while it
     /// does not answer.
     pub async fn role_of(&self, port: u16) -> Option<String> {
-        info_replication(port).await?.remove("role")
+        info_replication(port, self.redis_password.as_deref())
+            .await?
+            .remove("role")
     }
 
     /// Starts again every data node that was killed, empty, on its old port; the sentinels
@@ -195,12 +241,23 @@ struct SentinelProcess {
 }
 
 impl SentinelProcess {
-    async fn start(primary_port: u16) -> SentinelProcess {
+    async fn start(
+        primary_port: u16,
+        redis_password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> SentinelProcess {
         let mut failures = Vec::new();
         for _ in 0..MAX_START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("a temporary directory can be created");
             let port = free_loopback_port();
-            match spawn_sentinel(port, primary_port, dir.path()).await {
+            let spawned = spawn_sentinel(
+                port,
+                primary_port,
+                dir.path(),
+                redis_password,
+                sentinel_password,
+            );
+            match spawned.await {
                 Ok(child) => {
                     return SentinelProcess {
                         port,
@@ -231,10 +288,16 @@ impl Drop for SentinelProcess {
     }
 }
 
-async fn spawn_sentinel(port: u16, primary_port: u16, dir: &Path) -> Result<Child, String> {
+async fn spawn_sentinel(
+    port: u16,
+    primary_port: u16,
+    dir: &Path,
+    redis_password: Option<&str>,
+    sentinel_password: Option<&str>,
+) -> Result<Child, String> {
     let conf_path = dir.join("sentinel.conf");
     let log_path = dir.join("sentinel.log");
-    let conf = format!(
+    let mut conf = format!(
         "port {port}\n\
          bind 127.0.0.1\n\
          daemonize no\n\
@@ -246,6 +309,14 @@ async fn spawn_sentinel(port: u16, primary_port: u16, dir: &Path) -> Result<Chil
         dir = dir.display(),
         log = log_path.display(),
     );
+    if let Some(password) = redis_password {
+        conf.push_str(&format!("sentinel auth-pass {MASTER_NAME} {password}\n"));
+    }
+    if let Some(password) = sentinel_password {
+        conf.push_str(&format!(
+            "requirepass {password}\nsentinel sentinel-pass {password}\n"
+        ));
+    }
     std::fs::write(&conf_path, conf).map_err(|error| format!("cannot write config: {error}"))?;
     let mut child = Command::new(REDIS_SERVER_BIN)
         .arg(&conf_path)
@@ -262,7 +333,7 @@ async fn spawn_sentinel(port: u16, primary_port: u16, dir: &Path) -> Result<Chil
             return Err(format!("exited with {status}: {}", read_log(&log_path)));
         }
         // Our sentinel, not another test's that raced us onto the port, monitors our primary.
-        if let Some(port_seen) = master_port_by_sentinel(port).await {
+        if let Some(port_seen) = master_port_by_sentinel(port, sentinel_password).await {
             if port_seen == primary_port {
                 return Ok(child);
             }
@@ -277,8 +348,8 @@ async fn spawn_sentinel(port: u16, primary_port: u16, dir: &Path) -> Result<Chil
     }
 }
 
-async fn connect(port: u16) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+async fn connect(port: u16, password: Option<&str>) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(loopback_url(port, password)).ok()?;
     let connecting = client.get_multiplexed_async_connection();
     tokio::time::timeout(Duration::from_secs(1), connecting)
         .await
@@ -287,8 +358,8 @@ async fn connect(port: u16) -> Option<redis::aio::MultiplexedConnection> {
 }
 
 /// `SENTINEL get-master-addr-by-name` on the sentinel at `port`: the primary's port.
-async fn master_port_by_sentinel(port: u16) -> Option<u16> {
-    let mut connection = connect(port).await?;
+async fn master_port_by_sentinel(port: u16, password: Option<&str>) -> Option<u16> {
+    let mut connection = connect(port, password).await?;
     let mut command = redis::cmd("SENTINEL");
     command.arg("get-master-addr-by-name").arg(MASTER_NAME);
     let reply = command.query_async::<Option<(String, u16)>>(&mut connection);
@@ -300,8 +371,8 @@ async fn master_port_by_sentinel(port: u16) -> Option<u16> {
 }
 
 /// `SENTINEL MASTER <name>` on the sentinel at `port`, as a field map.
-async fn sentinel_master(port: u16) -> Option<HashMap<String, String>> {
-    let mut connection = connect(port).await?;
+async fn sentinel_master(port: u16, password: Option<&str>) -> Option<HashMap<String, String>> {
+    let mut connection = connect(port, password).await?;
     let mut command = redis::cmd("SENTINEL");
     command.arg("MASTER").arg(MASTER_NAME);
     let reply = command.query_async::<Vec<String>>(&mut connection);
@@ -313,8 +384,8 @@ async fn sentinel_master(port: u16) -> Option<HashMap<String, String>> {
 }
 
 /// `INFO replication` of the node at `port`, as a field map.
-async fn info_replication(port: u16) -> Option<HashMap<String, String>> {
-    let mut connection = connect(port).await?;
+async fn info_replication(port: u16, password: Option<&str>) -> Option<HashMap<String, String>> {
+    let mut connection = connect(port, password).await?;
     let mut command = redis::cmd("INFO");
     command.arg("replication");
     let reply = command.query_async::<String>(&mut connection);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use store::test_util::SentinelCluster;
-use store::{GatewayRefresh, RedisOptions, Store, StoreError};
+use store::{ConnectError, GatewayRefresh, RedisOptions, Store, StoreError};
 use tokio::time::Instant;
 
 use crate::harness::{LONG_TTL, gateway, sentinel_store};
@@ -188,6 +188,45 @@ async fn a_primary_demoted_by_a_manual_failover_is_left_for_the_promoted_replica
         "sentinel manual failover ({old_port} -> {new_port}): writes reach the new primary \
          {:.2} s after SENTINEL FAILOVER (old primary's role then: {old_role:?})",
         switched_after.as_secs_f64()
+    );
+    assert_store_is_on_the_primary(&cluster, &store, name).await
+}
+
+#[tokio::test]
+async fn passwords_of_the_primary_and_of_the_sentinels_come_from_the_url_and_survive_a_failover()
+-> Result<(), StoreError> {
+    let name = "sentinel_auth";
+    let mut cluster =
+        SentinelCluster::start_with_passwords(Some("redispw"), Some("sentinelpw")).await;
+    let url = cluster.url();
+    assert!(
+        url.contains(":redispw@") && url.ends_with("?sentinel_password=sentinelpw"),
+        "{url}"
+    );
+    let store = sentinel_store(&cluster, name, short_timeouts()).await;
+    store.add_messages(1).await?;
+    assert_store_is_on_the_primary(&cluster, &store, name).await?;
+
+    let wrong_redis_password = url.replace(":redispw@", ":wrong@");
+    let refused = Store::connect_redis(&wrong_redis_password, short_timeouts()).await;
+    assert!(
+        matches!(refused, Err(ConnectError::Unavailable(_))),
+        "a wrong primary password is refused: {refused:?}"
+    );
+    let no_sentinel_password = url.replace("?sentinel_password=sentinelpw", "");
+    let refused = Store::connect_redis(&no_sentinel_password, short_timeouts()).await;
+    assert!(
+        matches!(refused, Err(ConnectError::Unavailable(_))),
+        "sentinels with requirepass refuse a lookup without it: {refused:?}"
+    );
+
+    let killed_at = Instant::now();
+    let old_port = cluster.kill_primary().await;
+    let recovery = write_until_it_succeeds(&store, killed_at).await;
+    cluster.wait_for_failover(old_port, FAILOVER_BUDGET).await;
+    println!(
+        "sentinel failover with passwords: first successful write {:.2} s after the kill",
+        recovery.first_write_after.as_secs_f64()
     );
     assert_store_is_on_the_primary(&cluster, &store, name).await
 }
