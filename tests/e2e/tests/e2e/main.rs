@@ -11,6 +11,7 @@ mod cluster;
 mod commands_api;
 mod deploy;
 mod devices;
+mod nats_failover;
 mod node_monitoring;
 mod nodes;
 mod presence_resync;
