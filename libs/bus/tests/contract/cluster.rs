@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bus::test_util::NatsCluster;
-use bus::{Bus, DurablePublishError, Headers, NatsOptions, StreamSpec, Subscription};
+use bus::{Bus, DurablePublishError, Headers, NatsOptions, StreamSpec, StreamState, Subscription};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -216,6 +216,20 @@ async fn a_subscriber_fails_over_to_another_node_and_keeps_receiving() {
         );
     }
     assert!(max_gap < MAX_RECONNECT, "delivery paused for {max_gap:?}");
+
+    // The killed node comes back with its ports and store, rejoins the cluster, and serves
+    // clients again: a subscriber attached only to it hears the same publisher.
+    let restarted_at = Instant::now();
+    cluster.restart(doomed).await;
+    let rejoined = connect(&cluster.url(doomed), "rejoined-subscriber").await;
+    let mut late = rejoined.subscribe(&subject).await.expect("subscribe");
+    rejoined.flush().await.expect("flush after subscribe");
+    wait_for_route(&publisher, &mut late, &subject).await;
+    println!(
+        "core failover: {} restarted and delivering through its routes after {:?}",
+        cluster.node_name(doomed),
+        restarted_at.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,6 +335,21 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
     assert!(new_leader.is_some_and(|name| name != leader));
     assert_eq!(state.messages, BEFORE + AFTER, "no loss and no duplicate");
     assert_eq!(read, (0..BEFORE + AFTER).collect::<Vec<_>>());
+
+    // The old leader comes back as a follower, and the stream answers through it.
+    cluster.restart(doomed).await;
+    let through_restarted = Bus::connect_nats(&cluster.url(doomed), options())
+        .await
+        .expect("the restarted node accepts connections");
+    let mut after_restart = StreamState::default();
+    let deadline = Instant::now() + WAIT;
+    while after_restart.messages != BEFORE + AFTER && Instant::now() < deadline {
+        if let Ok(state) = through_restarted.stream_state(&spec.name).await {
+            after_restart = state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after_restart.messages, BEFORE + AFTER, "after the restart");
 }
 
 /// Publishes `seq` with message id `m<seq>` until the stream acknowledges it; returns how
