@@ -15,7 +15,8 @@
 //! [`Bus::stream_state`] and [`Bus::stream_consumer`].
 //!
 //! With the `test-util` feature, `test_util::NatsServer` starts a real `nats-server -js` on a
-//! free loopback port for tests.
+//! free loopback port for tests, and `test_util::NatsCluster` a three-node cluster of them
+//! (routes, replicated JetStream) whose nodes can be killed and restarted one by one.
 #![warn(missing_docs)]
 
 mod error;
