@@ -49,7 +49,7 @@ const LOOKUP_RETRY_MIN: Duration = Duration::from_millis(100);
 /// manual failover or cut off by a partition keeps answering until Sentinel reconfigures
 /// it (about 10 s in Redis 7); what is written to it meanwhile never reaches the new
 /// primary, so the store looks for a new primary this often instead of waiting for that.
-/// One lookup is a `SENTINEL MASTERS` and a `ROLE` on the primary.
+/// The check is one `SENTINEL get-master-addr-by-name` over a kept connection.
 const PRIMARY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between two lookups, so that a long outage of every sentinel costs little.
 const LOOKUP_RETRY_MAX: Duration = Duration::from_millis(500);
@@ -254,9 +254,19 @@ impl Shared {
 /// connection is dropped.
 async fn follow_failovers(shared: Arc<Shared>, mut locator: PrimaryLocator) {
     loop {
-        tokio::select! {
-            () = shared.primary_suspect.notified() => {}
-            () = tokio::time::sleep(PRIMARY_CHECK_INTERVAL) => {}
+        let suspected = tokio::select! {
+            () = shared.primary_suspect.notified() => true,
+            () = tokio::time::sleep(PRIMARY_CHECK_INTERVAL) => false,
+        };
+        if !suspected {
+            // The periodic check only asks a sentinel over a kept connection; the full
+            // lookup (which connects to the primary to check its role) runs only when the
+            // sentinels name another node. Sentinels that do not answer teach nothing.
+            let named = locator.named_primary().await;
+            let current = node_address(&shared.lock_current().client);
+            if named.is_none_or(|named| named == current) {
+                continue;
+            }
         }
         let mut retry_after = LOOKUP_RETRY_MIN;
         loop {

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use settings::SentinelUrl;
@@ -22,6 +23,11 @@ pub(crate) struct PrimaryLocator {
     master_name: String,
     primary_info: SentinelNodeConnectionInfo,
     lookup_timeout: Duration,
+    /// The sentinels, for the cheap periodic question ([`PrimaryLocator::named_primary`]).
+    sentinel_infos: Vec<ConnectionInfo>,
+    /// A connection kept to one sentinel for that question; another is tried on failure.
+    watch: Option<MultiplexedConnection>,
+    next_sentinel: usize,
 }
 
 impl PrimaryLocator {
@@ -44,7 +50,7 @@ impl PrimaryLocator {
             })
             .collect::<Result<Vec<ConnectionInfo>, _>>()
             .map_err(|error| ConnectError::InvalidUrl(Box::new(error)))?;
-        let sentinel = Sentinel::build(sentinels)
+        let sentinel = Sentinel::build(sentinels.clone())
             .map_err(|error| ConnectError::InvalidUrl(Box::new(error)))?;
         let mut primary_settings = RedisConnectionInfo::default().set_db(url.db);
         if let Some(username) = &url.username {
@@ -59,7 +65,40 @@ impl PrimaryLocator {
             primary_info: SentinelNodeConnectionInfo::default()
                 .set_redis_connection_info(primary_settings),
             lookup_timeout,
+            sentinel_infos: sentinels,
+            watch: None,
+            next_sentinel: 0,
         })
+    }
+
+    /// Asks one sentinel which address it names as primary (`SENTINEL
+    /// get-master-addr-by-name`), as `host:port`, over a connection kept between calls; `None`
+    /// if no sentinel answers. Cheap enough to ask every second, unlike
+    /// [`PrimaryLocator::locate`], which opens a connection to the primary to check its role.
+    pub(crate) async fn named_primary(&mut self) -> Option<String> {
+        for _ in 0..self.sentinel_infos.len() {
+            if self.watch.is_none() {
+                let index = self.next_sentinel % self.sentinel_infos.len();
+                self.next_sentinel = self.next_sentinel.wrapping_add(1);
+                let client = redis::Client::open(self.sentinel_infos[index].clone()).ok()?;
+                let connecting = client.get_multiplexed_async_connection();
+                match tokio::time::timeout(self.lookup_timeout, connecting).await {
+                    Ok(Ok(connection)) => self.watch = Some(connection),
+                    _ => continue,
+                }
+            }
+            let connection = self.watch.as_mut()?;
+            let mut question = redis::cmd("SENTINEL");
+            question
+                .arg("get-master-addr-by-name")
+                .arg(&self.master_name);
+            let asking = question.query_async::<Option<(String, u16)>>(connection);
+            match tokio::time::timeout(self.lookup_timeout, asking).await {
+                Ok(Ok(Some((host, port)))) => return Some(format!("{host}:{port}")),
+                _ => self.watch = None,
+            }
+        }
+        None
     }
 
     /// The monitored name, for logs.
