@@ -46,6 +46,10 @@ const SHARDS: usize = 16;
 /// target for a burst.
 const DISPATCH_BATCH_MESSAGES: usize = 64;
 
+/// Longest a new connection's greeting waits for its user's subscription: a healthy bus
+/// answers within milliseconds, and a client must not time out its connect on a bus outage.
+const ATTACH_WAIT: Duration = Duration::from_secs(2);
+
 /// Wait before subscribing again after a subscription ended or failed.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(200);
 
@@ -130,12 +134,30 @@ impl Direct {
                 .insert(conn.key, conn.clone());
             user
         };
-        let live = *user
-            .subscribed
-            .get_or_init(|| subscribe_user(self.clone(), user.clone()))
-            .await;
-        if !live {
-            self.leave_user(sub, conn.key);
+        if let Some(&live) = user.subscribed.get() {
+            if !live {
+                self.leave_user(sub, conn.key);
+            }
+            return;
+        }
+        // On a task of its own, so a bus that does not answer (NATS unreachable) delays the
+        // greeting by at most `ATTACH_WAIT` while the subscription still completes later.
+        let direct = self.clone();
+        let key = conn.key;
+        let subscribing = self.tasks.spawn(async move {
+            let live = *user
+                .subscribed
+                .get_or_init(|| subscribe_user(direct.clone(), user.clone()))
+                .await;
+            if !live {
+                direct.leave_user(&user.sub, key);
+            }
+        });
+        if tokio::time::timeout(ATTACH_WAIT, subscribing)
+            .await
+            .is_err()
+        {
+            warn!("user subscription not live yet; greeting the connection anyway");
         }
     }
 

@@ -189,18 +189,11 @@ impl<S: Socket> Session<S> {
                 &shared.metrics,
             );
             debug!("connection accepted");
-            // Before the greeting: a message to this user published after the client saw
-            // `connection_established` is delivered.
-            let direct = self.kind == Kind::Protocol;
-            if direct {
-                // Boxed: the subscribe path would otherwise stay inline in every idle
-                // connection's task for its whole life.
-                Box::pin(shared.direct.attach(&self.conn)).await;
-            }
 
             let reason = self.serve().await;
 
-            if direct {
+            // Attached in `serve` (a no-op when it never got that far).
+            if self.kind == Kind::Protocol {
                 shared.direct.detach(&self.conn);
             }
 
@@ -243,6 +236,12 @@ impl<S: Socket> Session<S> {
                 timestamp: protocol::time::now_rfc3339(),
             };
             self.send_control(&greeting);
+            // After the greeting is queued, so nothing addressed to this connection goes out
+            // before it; before the writer runs, so the greeting leaves only once the user's
+            // subscription is live and a message published after the client saw it is
+            // delivered. Boxed: the subscribe path would otherwise stay inline in every idle
+            // connection's task for its whole life.
+            Box::pin(self.shared.direct.attach(&self.conn)).await;
         }
         if self.kind == Kind::Protocol
             && self.claims.role == Role::Node

@@ -280,3 +280,38 @@ async fn a_publish_request_needs_exactly_one_target() {
     let (status, _) = post(&gateway, &json!({"room": "alerts", "type": "x"})).await;
     assert_eq!(status, 202, "a room alone is still fine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_established_comes_first_even_while_broadcasts_stream() {
+    let bus = Bus::memory();
+    let gateway = TestGateway::start(test_config(), bus.clone(), Store::memory()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publishing = {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tokio::spawn(async move {
+            let subject = Subjects::default().broadcast();
+            while !stop.is_cancelled() {
+                let payload = br#"{"type":"tick","data":null}"#.to_vec();
+                bus.publish(&subject, payload.into()).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for n in 0..30 {
+        let url = gateway.ws_url(&token(&viewer(&format!("early-{n}"))));
+        let mut client = TestClient::connect(&url, Codec::Json).await.unwrap();
+        let first = within(FRAME_TIMEOUT, client.next_frame()).await;
+        assert!(
+            matches!(
+                first,
+                Some(Ok(ServerFrame::Control(
+                    ServerMessage::ConnectionEstablished { .. }
+                )))
+            ),
+            "connection {n} began with {first:?}"
+        );
+        assert_eq!(next_direct(&mut client).await.event, "tick");
+    }
+    stop.cancel();
+    publishing.await.unwrap();
+}

@@ -183,3 +183,49 @@ async fn personal_connection_and_broadcast_messages_reach_exactly_their_connecti
         assert!(seen.iter().all(|message| message.broadcast == Some(true)));
     }
 }
+
+/// Measurement, not a check (run with `--ignored --nocapture`): what the personal-message
+/// subscription adds to a connect on real NATS. Connections of distinct users each make a
+/// `sb.user.<sub>` subscription and a flush before their greeting; further connections of one
+/// user reuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints connect figures"]
+async fn measure_the_connect_cost_of_the_user_subscription() {
+    const CONNECTIONS: usize = 300;
+    let stack = Stack::start().await;
+    // The per-user connection rate would refuse the "same user" rounds.
+    let gateway = stack
+        .gateway(|config| config.gateway.connections_per_user_per_minute = 100_000)
+        .await;
+    let mut figures = Vec::new();
+    for (label, distinct) in [
+        ("same user", false),
+        ("distinct users", true),
+        ("same user again", false),
+    ] {
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        let mut times = Vec::with_capacity(CONNECTIONS);
+        for n in 0..CONNECTIONS {
+            let sub = if distinct {
+                format!("user-{n}")
+            } else {
+                "shared".to_owned()
+            };
+            let url = gateway.ws_url(&token(&viewer(&sub)));
+            let started = std::time::Instant::now();
+            clients.push(connect(&url).await);
+            times.push(started.elapsed());
+        }
+        times.sort_unstable();
+        let mean = times.iter().sum::<Duration>() / u32::try_from(CONNECTIONS).unwrap();
+        figures.push(format!(
+            "{label}: {CONNECTIONS} sequential connects to greeting, mean {mean:?}, p50 {:?}, p99 {:?}",
+            times[CONNECTIONS / 2],
+            times[CONNECTIONS * 99 / 100]
+        ));
+        drop(clients);
+    }
+    for line in figures {
+        println!("{line}");
+    }
+}
