@@ -282,6 +282,13 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
     for seq in 0..BEFORE {
         publish_until_acked(&bus, seq).await;
     }
+    // A reader that is consuming when the node dies, and goes on through the failover.
+    let mut live = bus
+        .stream_consumer(&spec.name, "live_reader")
+        .await
+        .expect("open a consumer before the kill");
+    let mut live_read = LiveRead::default();
+    live_read.until(&mut live, BEFORE).await;
     let attached = bus.connected_server().expect("connected");
     let doomed = cluster
         .node_with_port(attached.port)
@@ -302,6 +309,8 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
         .await
         .expect("stream info after the kill");
 
+    live_read.until(&mut live, BEFORE + AFTER).await;
+    let live_caught_up = killed_at.elapsed();
     let state = bus.stream_state(&spec.name).await.expect("stream state");
     let mut consumer = bus
         .stream_consumer(&spec.name, "failover_reader")
@@ -332,7 +341,22 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
         state.last_sequence,
         read.len(),
     );
+    println!(
+        "jetstream failover: the consumer reading through the kill got {} distinct messages \
+         in order {}, {} redelivered, {} transient errors, all read {live_caught_up:?} after \
+         the kill",
+        live_read.seen.len(),
+        live_read.in_order,
+        live_read.redelivered,
+        live_read.errors,
+    );
     assert!(new_leader.is_some_and(|name| name != leader));
+    assert_eq!(
+        live_read.seen.len() as u64,
+        BEFORE + AFTER,
+        "the live consumer read everything"
+    );
+    assert!(live_read.in_order, "first deliveries come in stream order");
     assert_eq!(state.messages, BEFORE + AFTER, "no loss and no duplicate");
     assert_eq!(read, (0..BEFORE + AFTER).collect::<Vec<_>>());
 
@@ -350,6 +374,56 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(after_restart.messages, BEFORE + AFTER, "after the restart");
+}
+
+/// What a consumer read: distinct sequence numbers, redeliveries (at least once: an ack
+/// lost in the failover brings a message again), and errors it reported and survived.
+#[derive(Default)]
+struct LiveRead {
+    seen: HashSet<u64>,
+    last_new: Option<u64>,
+    in_order: bool,
+    redelivered: u32,
+    errors: u32,
+}
+
+impl LiveRead {
+    /// Reads and acks until `count` distinct messages were seen; fails after 30 s.
+    async fn until(&mut self, consumer: &mut bus::StreamConsumer, count: u64) {
+        if self.seen.is_empty() {
+            self.in_order = true;
+        }
+        let deadline = Instant::now() + WAIT * 3;
+        while (self.seen.len() as u64) < count {
+            let next = tokio::time::timeout_at(deadline, consumer.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("the consumer stalled at {} of {count}", self.seen.len())
+                })
+                .expect("the consumer stays open");
+            let message = match next {
+                Ok(message) => message,
+                Err(_) => {
+                    self.errors += 1;
+                    continue;
+                }
+            };
+            let seq: u64 = std::str::from_utf8(&message.payload)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .expect("a sequence-number payload");
+            if self.seen.insert(seq) {
+                if self.last_new.is_some_and(|last| seq <= last) {
+                    self.in_order = false;
+                }
+                self.last_new = Some(seq);
+            } else {
+                self.redelivered += 1;
+            }
+            // An ack lost in the failover only means a redelivery, which is counted.
+            let _ = message.ack().await;
+        }
+    }
 }
 
 /// Publishes `seq` with message id `m<seq>` until the stream acknowledges it; returns how
