@@ -3,6 +3,7 @@
 
 mod agent;
 mod basics;
+mod direct;
 mod faults;
 mod helpers;
 mod tls;
