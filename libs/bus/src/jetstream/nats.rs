@@ -8,7 +8,7 @@ use async_nats::jetstream::context::{
     CreateStreamErrorKind, GetStreamByNameErrorKind, GetStreamErrorKind, PublishErrorKind,
 };
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream;
+use async_nats::jetstream::stream::{self, ConsumerErrorKind};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -165,33 +165,45 @@ pub(super) async fn publish(
     })
 }
 
+/// How long [`no_responders`] waits for JetStream to say which stream stores a subject. The
+/// answer comes from the cluster's metadata leader, which may be the server that just died;
+/// the publish is then reported unconfirmed quickly instead of after the request timeout.
+const STREAM_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Tells "no stream stores this subject" from "its stream has no leader right now".
 ///
 /// JetStream answers a publish through the stream's leader; while a cluster elects a new
 /// one (seconds, after the leader's node died) nobody answers, which the client reports as
 /// "stream not found". Asking which stream stores the subject tells the two apart: a stream
 /// that exists means the message was not stored yet and should be sent again with the same
-/// id ([`DurablePublishError::Unconfirmed`]). When the lookup itself gets no answer the
-/// cluster is in trouble, and retrying is the right advice too.
+/// id ([`DurablePublishError::Unconfirmed`]). When the lookup itself gets no answer (within
+/// [`STREAM_LOOKUP_TIMEOUT`]) the cluster is in trouble, and retrying is the right advice too.
 async fn no_responders(
     context: &Context,
     subject: &str,
     error: jetstream::context::PublishError,
 ) -> DurablePublishError {
-    match context.stream_by_subject(subject).await {
-        Err(lookup) if lookup.kind() == GetStreamByNameErrorKind::NotFound => {
+    let lookup = tokio::time::timeout(STREAM_LOOKUP_TIMEOUT, context.stream_by_subject(subject));
+    match lookup.await {
+        Ok(Err(lookup)) if lookup.kind() == GetStreamByNameErrorKind::NotFound => {
             DurablePublishError::NoStream {
                 subject: subject.to_owned(),
             }
         }
-        Ok(stream) => {
+        Ok(Ok(stream)) => {
             tracing::debug!(stream, subject, "stream has no leader; publish unconfirmed");
             DurablePublishError::Unconfirmed {
                 source: Box::new(error),
             }
         }
-        Err(lookup) => {
+        Ok(Err(lookup)) => {
             tracing::debug!(subject, error = %lookup, "stream lookup failed; publish unconfirmed");
+            DurablePublishError::Unconfirmed {
+                source: Box::new(error),
+            }
+        }
+        Err(_) => {
+            tracing::debug!(subject, "stream lookup unanswered; publish unconfirmed");
             DurablePublishError::Unconfirmed {
                 source: Box::new(error),
             }
@@ -215,6 +227,22 @@ fn publish_error(subject: &str, error: jetstream::context::PublishError) -> Dura
         PublishErrorKind::TimedOut
         | PublishErrorKind::BrokenPipe
         | PublishErrorKind::MaxAckPending => DurablePublishError::Unconfirmed {
+            source: Box::new(error),
+        },
+    }
+}
+
+/// A timeout or failed request is the cluster being unreachable or busy (a failover); the
+/// rest is JetStream refusing the consumer.
+fn consumer_error(error: jetstream::stream::ConsumerError) -> StreamError {
+    match error.kind() {
+        ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request => StreamError::Connection {
+            source: Box::new(error),
+        },
+        ConsumerErrorKind::InvalidConsumerType
+        | ConsumerErrorKind::InvalidName
+        | ConsumerErrorKind::JetStream(_)
+        | ConsumerErrorKind::Other => StreamError::Rejected {
             source: Box::new(error),
         },
     }
@@ -251,9 +279,7 @@ impl Consumer {
         let consumer = handle
             .get_or_create_consumer(durable_name, config)
             .await
-            .map_err(|source| StreamError::Rejected {
-                source: Box::new(source),
-            })?;
+            .map_err(consumer_error)?;
         let messages = consumer
             .messages()
             .await

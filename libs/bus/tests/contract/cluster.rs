@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bus::test_util::NatsCluster;
-use bus::{Bus, DurablePublishError, Headers, NatsOptions, StreamSpec, StreamState, Subscription};
+use bus::{
+    Bus, DurablePublishError, Headers, NatsOptions, StreamError, StreamSpec, StreamState,
+    Subscription,
+};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -312,10 +315,19 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
     live_read.until(&mut live, BEFORE + AFTER).await;
     let live_caught_up = killed_at.elapsed();
     let state = bus.stream_state(&spec.name).await.expect("stream state");
-    let mut consumer = bus
-        .stream_consumer(&spec.name, "failover_reader")
-        .await
-        .expect("open a consumer after the kill");
+    // Right after a failover, JetStream may not answer a consumer creation in time (its
+    // metadata leader can be the node that died): that is a connection error, retried.
+    let mut consumer_retries = 0;
+    let deadline = Instant::now() + WAIT * 2;
+    let mut consumer = loop {
+        match bus.stream_consumer(&spec.name, "failover_reader").await {
+            Ok(consumer) => break consumer,
+            Err(StreamError::Connection { .. }) if Instant::now() < deadline => {
+                consumer_retries += 1;
+            }
+            Err(error) => panic!("open a consumer after the kill: {error}"),
+        }
+    };
     let mut read = Vec::new();
     while read.len() < (BEFORE + AFTER) as usize {
         let message = tokio::time::timeout(WAIT, consumer.next())
@@ -334,7 +346,8 @@ async fn a_replicated_stream_keeps_every_acknowledged_message_when_a_node_dies()
         "jetstream failover: killed {} (stream leader and the client's node), first ack after \
          the kill at +{first_ack:?}, {AFTER} publishes acked within {through:?} \
          ({retries} attempts unconfirmed and repeated), new leader {new_leader:?}, stream holds {} \
-         messages (seq {}..={}), read back {}",
+         messages (seq {}..={}), read back {} (consumer creation retried \
+         {consumer_retries} times)",
         attached.name,
         state.messages,
         state.first_sequence,
