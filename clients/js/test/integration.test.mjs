@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 import WebSocket from 'ws';
 
-import { SwitchboardClient, tokenExpiry } from '../dist/index.js';
+import { SwitchboardClient, isDirectMessage, tokenExpiry } from '../dist/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BINARY = process.env.SWITCHBOARD_BIN ?? path.resolve(here, '../../../target/debug/switchboard');
@@ -247,6 +247,53 @@ test('publish over HTTP reaches JSON and MessagePack clients as the same message
     await until(() => json.frames.some((f) => f.type === 'pong'), 'a pong: the protocol pings are answered', 5000);
     assert.deepEqual(json.errors, []);
     assert.deepEqual(msgpack.errors, []);
+  } finally {
+    await stopServer(server, 'SIGKILL');
+  }
+});
+
+test('embedded engine: a personal message reaches both connections of its user and nobody else; a broadcast reaches every client once', { timeout: 60_000 }, async () => {
+  const server = await startServer(await freePort());
+  try {
+    const first = makeClient({ url: server.wsUrl, token: mintToken({ sub: 'it-dana@example.com' }) });
+    const second = makeClient({ url: server.wsUrl, token: mintToken({ sub: 'it-dana@example.com' }), format: 'msgpack' });
+    const other = makeClient({ url: server.wsUrl, token: mintToken({ sub: 'it-eve' }) });
+    const seen = new Map();
+    for (const [name, { client }] of [['first', first], ['second', second], ['other', other]]) {
+      seen.set(name, []);
+      client.on('*', (message) => {
+        if (isDirectMessage(message)) seen.get(name).push(message);
+      });
+      client.connect();
+    }
+    await until(() => [first, second, other].every(({ client }) => client.state === 'connected'), 'all connected');
+
+    const post = async (body) => {
+      const response = await fetch(`${server.origin}/api/ws/publish`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(5_000),
+      });
+      return response.status;
+    };
+    assert.equal(await post({ user: 'it-dana@example.com', type: 'invoice_ready', data: { id: 7 } }), 202);
+    await until(() => seen.get('first').length === 1 && seen.get('second').length === 1, 'both of dana\'s connections got it');
+    for (const name of ['first', 'second']) {
+      const [message] = seen.get(name);
+      assert.equal(message.type, 'invoice_ready');
+      assert.equal(message.user, 'it-dana@example.com');
+      assert.deepEqual(message.data, { id: 7 });
+    }
+
+    assert.equal(await post({ broadcast: true, type: 'maintenance', data: { at: '22:00Z' } }), 202);
+    await until(() => [...seen.values()].every((list) => list.some((m) => m.type === 'maintenance')), 'every client got the broadcast');
+    await sleep(300);
+    assert.deepEqual(seen.get('other').map((m) => m.type), ['maintenance'], 'eve: the broadcast only, once');
+    assert.deepEqual(seen.get('first').map((m) => m.type), ['invoice_ready', 'maintenance']);
+    assert.deepEqual(seen.get('second').map((m) => m.type), ['invoice_ready', 'maintenance']);
+    assert.equal(await post({ user: 'it-eve', broadcast: true, type: 'x' }), 400, 'two targets are refused');
+    for (const { errors } of [first, second, other]) assert.deepEqual(errors, []);
   } finally {
     await stopServer(server, 'SIGKILL');
   }
