@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
-  DASHBOARD_DIST, REPO, TEST_API_KEY, TEST_HMAC_SECRET, launchBrowser, runViewChecks, startAgent, withTimeout,
+  DASHBOARD_DIST, REPO, TEST_API_KEY, TEST_HMAC_SECRET, launchBrowser, runViewChecks, startAgent, waitForResourcesWithNodes, withTimeout,
 } from './harness.mjs';
 
 const run = promisify(execFile);
@@ -68,6 +68,7 @@ async function clusterDown() {
 
 before(async () => {
   await clusterDown(); // a cluster left over by an interrupted run
+  const startedAt = Date.now();
   try {
     await run(CLUSTER, ['up'], { cwd: REPO, env: clusterEnv, timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
@@ -78,6 +79,7 @@ before(async () => {
   assert.equal(gateways.length, 2, `two gateways: ${env.SWITCHBOARD_GATEWAY_URLS}`);
   assert.ok(env.SWITCHBOARD_DEV_TOKEN, 'cluster.env has an admin token (local-cluster.sh mints it with openssl)');
   ctx.cluster = { gateways, token: env.SWITCHBOARD_DEV_TOKEN, apiKey: env.SWITCHBOARD_API_KEY };
+  await waitForResourcesWithNodes(gateways[1], ctx.cluster.token, startedAt, clusterLogs);
   ctx.browser = await launchBrowser();
 }, { timeout: 300_000 });
 

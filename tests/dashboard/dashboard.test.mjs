@@ -11,14 +11,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DATA_TIMEOUT_MS, launchBrowser, openDashboard, openTab, runViewChecks, startAgent, startSwitchboard, waitForState, waitInPage, withTimeout,
+  DATA_TIMEOUT_MS, launchBrowser, openDashboard, openTab, runViewChecks, startAgent, startSwitchboard, waitForResourcesWithNodes, waitForState, waitInPage, withTimeout,
 } from './harness.mjs';
 
 const ctx = { server: null, browser: null, agents: [] };
 const serverLog = () => `--- switchboard log ---\n${ctx.server?.recentLog(40) ?? ''}`;
 
 before(async () => {
+  const startedAt = Date.now();
   ctx.server = await startSwitchboard();
+  await waitForResourcesWithNodes(ctx.server.origin, ctx.server.token, startedAt, serverLog);
   ctx.browser = await launchBrowser();
 }, { timeout: 120_000 });
 

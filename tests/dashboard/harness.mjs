@@ -241,6 +241,32 @@ export async function openDashboard(browser, origin, token, { width = 1280, heig
   return { context, page, pageErrors };
 }
 
+/**
+ * Waits until the system at `origin` has published a `resource_update` that lists nodes since
+ * `since` (its `resources.cpu_percent.avg` sample reaches the aggregator's history). A fresh
+ * system's first resources tick can come before any node has reported and list none; the next
+ * one is 15 s later (seed 001's interval). A page opened on a running system finds the latest
+ * one retained by its gateway; waiting here makes the 15 s fill check measure that case, not
+ * the system's own start-up.
+ */
+export async function waitForResourcesWithNodes(origin, token, since, log = () => '') {
+  const deadline = Date.now() + 60_000;
+  const url = `${origin}/api/ws/metrics/history?metric=resources.cpu_percent.avg&hours=1`;
+  let last = '';
+  while (Date.now() < deadline) {
+    const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) }).catch((error) => ({ ok: false, text: async () => String(error) }));
+    if (response.ok) {
+      const history = await response.json();
+      if ((history.samples ?? []).some((sample) => sample.ts_ms >= since)) return;
+      last = JSON.stringify(history).slice(0, 300);
+    } else {
+      last = await response.text();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+  throw new Error(`no resource_update with nodes within 60 s of the start: ${last}\n${log()}`);
+}
+
 /** How long after the page is connected every view must show live data (issue 12). */
 export const FILL_BUDGET_MS = 15_000;
 
@@ -252,7 +278,12 @@ export const FILL_BUDGET_MS = 15_000;
  */
 async function expectEveryViewFilled(page, origin, apiKey, log) {
   const connectedAt = Date.now();
-  await publish(origin, apiKey, 'alerts', 'alert', { type: 'page_opened', severity: 'info', message: 'dashboard test: the page connected' });
+  // Alerts are events, not retained: one published before the page's subscription to
+  // `alerts` is live is not for this page. Publish one every 2 s until the views are filled.
+  let alerts = 0;
+  const publishAlert = () => publish(origin, apiKey, 'alerts', 'alert', { type: 'page_opened', severity: 'info', message: `dashboard test: the page connected (${(alerts += 1)})` }).catch(() => {});
+  await publishAlert();
+  const alertTimer = setInterval(publishAlert, 2_000);
   const filled = () => {
     const q = (selector) => document.querySelector(selector);
     const count = (selector) => document.querySelectorAll(selector).length;
@@ -279,7 +310,9 @@ async function expectEveryViewFilled(page, origin, apiKey, log) {
   } catch (error) {
     const views = await page.evaluate(() => window.__viewsFilled).catch(() => ({}));
     const empty = Object.entries(views ?? {}).filter(([, ok]) => !ok).map(([view]) => view);
-    throw new Error(`views without live data ${FILL_BUDGET_MS} ms after the page connected: ${empty.join(', ') || '?'}\n${error.message}\n${log()}`);
+    throw new Error(`views without live data ${FILL_BUDGET_MS} ms after the page connected: ${empty.join(', ') || '?'} (${alerts} alerts published)\n${error.message}\n${log()}`);
+  } finally {
+    clearInterval(alertTimer);
   }
   console.log(`# every view filled ${Date.now() - connectedAt} ms after the page connected (${origin})`);
 }
