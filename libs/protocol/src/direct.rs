@@ -168,6 +168,42 @@ pub fn is_valid_connection_id(id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
 }
 
+/// A broadcast of this `type` is not delivered as a direct message: each connection gets the
+/// control frame `reconnect {reason, retry_after}` instead (a maintenance request to
+/// reconnect), with `data` read as [`ReconnectRequest`]. Only on `sb.broadcast`; on the other
+/// subjects it is a reserved type like any control type.
+pub const RECONNECT_EVENT: &str = "reconnect";
+
+/// Longest spread [`ReconnectRequest::within_s`] may ask for, in seconds.
+pub const MAX_RECONNECT_WITHIN_S: f64 = 3600.0;
+
+/// The `data` of a broadcast `reconnect`: each connection is told to reconnect after its own
+/// random delay in `[0, within_s]`, so a cluster's clients do not all come back at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReconnectRequest {
+    /// Why (sent as the `reconnect` frame's `reason`); default `maintenance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Spread of the reconnects in seconds (default 10, at most [`MAX_RECONNECT_WITHIN_S`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_s: Option<f64>,
+}
+
+impl ReconnectRequest {
+    /// Default spread of the reconnects, in seconds.
+    pub const DEFAULT_WITHIN_S: f64 = 10.0;
+
+    /// Returns the spread to use: the asked one within `[0, MAX_RECONNECT_WITHIN_S]`, or the default.
+    pub fn within(&self) -> f64 {
+        match self.within_s {
+            Some(within) if within.is_finite() && within >= 0.0 => {
+                within.min(MAX_RECONNECT_WITHIN_S)
+            }
+            _ => Self::DEFAULT_WITHIN_S,
+        }
+    }
+}
+
 /// Role names a broadcast may be restricted to (the token roles).
 pub const ROLES: [&str; 4] = ["viewer", "node", "device", "admin"];
 
@@ -213,6 +249,25 @@ mod tests {
         let json = br#" {"type":"hello","data":{"n":1},"role":"admin"}"#;
         assert_eq!(decode_envelope(json).unwrap(), envelope);
         assert!(decode_envelope(b"{\"data\":1}").is_err());
+    }
+
+    #[test]
+    fn a_reconnect_request_spread_is_clamped_and_defaults() {
+        let asked = |within_s| ReconnectRequest {
+            reason: None,
+            within_s,
+        };
+        assert_eq!(asked(None).within(), ReconnectRequest::DEFAULT_WITHIN_S);
+        assert_eq!(asked(Some(2.5)).within(), 2.5);
+        assert_eq!(asked(Some(1e9)).within(), MAX_RECONNECT_WITHIN_S);
+        assert_eq!(
+            asked(Some(-1.0)).within(),
+            ReconnectRequest::DEFAULT_WITHIN_S
+        );
+        assert_eq!(
+            asked(Some(f64::NAN)).within(),
+            ReconnectRequest::DEFAULT_WITHIN_S
+        );
     }
 
     #[test]

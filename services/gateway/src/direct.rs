@@ -14,7 +14,10 @@
 //!   pair per connection to NATS, worst during a reconnect storm; messages to one connection
 //!   are rare (replies to one client), and a gateway that does not hold the id drops the
 //!   message on a hash lookup of the subject, before decoding anything.
-//! - **broadcast**: one subscription on `sb.broadcast` per gateway.
+//! - **broadcast**: one subscription on `sb.broadcast` per gateway. A broadcast of type
+//!   `reconnect` is a maintenance request: each connection gets the control frame
+//!   `reconnect {reason, retry_after}` with its own random delay (see
+//!   [`ReconnectRequest`]), which the official clients honour by reconnecting.
 //!
 //! Delivery reuses the room fan-out's pattern: each bus message is decoded once, encoded at
 //! most once per codec, and the same bytes are pushed to every target's queue without
@@ -27,7 +30,9 @@ use std::time::Duration;
 
 use bus::Bus;
 use futures_util::FutureExt;
-use protocol::direct::{DirectEnvelope, DirectMessage, Target, decode_envelope};
+use protocol::direct::{
+    DirectEnvelope, DirectMessage, RECONNECT_EVENT, ReconnectRequest, Target, decode_envelope,
+};
 use protocol::{Codec, Subjects};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -302,9 +307,13 @@ impl Direct {
     /// Delivers `sb.broadcast` messages to every attached connection (of the role, if named).
     fn dispatch_broadcast(&self, messages: &[bus::Message]) {
         for message in messages {
-            let Some(decoded) = self.decode(&message.payload) else {
+            let Some(decoded) = self.decode_allowing(&message.payload, true) else {
                 continue;
             };
+            if decoded.envelope.event == RECONNECT_EVENT {
+                self.request_reconnect(decoded.envelope);
+                continue;
+            }
             let role = decoded.envelope.role.clone();
             let delivered = DirectMessage::from_envelope(
                 Target::Broadcast,
@@ -324,6 +333,41 @@ impl Direct {
             }
             self.count(&self.broadcast_out, totals);
         }
+    }
+
+    /// A broadcast `reconnect`: every attached connection (of the role, if named) gets the
+    /// control frame `reconnect {reason, retry_after}` with its own random delay in
+    /// `[0, within_s]`, so the clients do not all come back at the same moment. Encoded per
+    /// connection (the delay differs); a maintenance request is rare.
+    #[cold]
+    fn request_reconnect(&self, envelope: DirectEnvelope) {
+        use rand::Rng;
+        let request: ReconnectRequest = serde_json::from_value(envelope.data).unwrap_or_default();
+        let within = request.within();
+        let reason = request.reason.unwrap_or_else(|| "maintenance".to_owned());
+        let mut totals = crate::session::conn::PushedCounts::default();
+        let mut rng = rand::rng();
+        for shard in &self.connections {
+            let connections = shard.read().unwrap_or_else(|p| p.into_inner());
+            for conn in connections.values() {
+                if envelope
+                    .role
+                    .as_deref()
+                    .is_some_and(|role| role != conn.owner.role)
+                {
+                    continue;
+                }
+                let retry_after = rng.random_range(0.0..=within);
+                let reconnect = protocol::ServerMessage::Reconnect {
+                    reason: reason.clone(),
+                    retry_after: (retry_after * 1000.0).round() / 1000.0,
+                };
+                if let Some(outgoing) = crate::frames::control(conn.codec, &reconnect) {
+                    add(&mut totals, conn.push_all(std::slice::from_ref(&outgoing)));
+                }
+            }
+        }
+        self.count(&self.broadcast_out, totals);
     }
 
     /// Delivers a batch of a user's messages to the user's local connections.
@@ -360,8 +404,18 @@ impl Direct {
     }
 
     fn decode(&self, payload: &[u8]) -> Option<Decoded> {
+        self.decode_allowing(payload, false)
+    }
+
+    /// Decodes a direct envelope; `reconnect_allowed` lets the broadcast's `reconnect` through.
+    fn decode_allowing(&self, payload: &[u8], reconnect_allowed: bool) -> Option<Decoded> {
         let envelope = match decode_envelope(payload) {
-            Ok(envelope) if protocol::message::is_valid_event_name(&envelope.event) => envelope,
+            Ok(envelope)
+                if protocol::message::is_valid_event_name(&envelope.event)
+                    || (reconnect_allowed && envelope.event == RECONNECT_EVENT) =>
+            {
+                envelope
+            }
             Ok(_) | Err(_) => {
                 self.metrics
                     .bad_input

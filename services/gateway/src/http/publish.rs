@@ -82,7 +82,9 @@ fn check(
     {
         return Err(ErrorCode::InvalidMessage);
     }
-    if !protocol::message::is_valid_event_name(&request.event) {
+    // A broadcast `reconnect` asks every client to reconnect (see `crate::direct`).
+    let broadcast_reconnect = request.broadcast && request.event == direct::RECONNECT_EVENT;
+    if !protocol::message::is_valid_event_name(&request.event) && !broadcast_reconnect {
         return Err(ErrorCode::InvalidMessage);
     }
     if let Some(room) = &request.room {

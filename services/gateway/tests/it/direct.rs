@@ -315,3 +315,54 @@ async fn connection_established_comes_first_even_while_broadcasts_stream() {
     stop.cancel();
     publishing.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reconnect_asks_each_connection_of_the_role_to_reconnect_within_the_spread() {
+    let gateway = TestGateway::start_memory(|_| {}).await;
+    let mut viewers = Vec::new();
+    for n in 0..4 {
+        viewers.push(
+            connect(&gateway, &viewer(&format!("r{n}")), Codec::Json)
+                .await
+                .0,
+        );
+    }
+    let (mut root, _) = connect(&gateway, &admin("root"), Codec::MsgPack).await;
+
+    let body = json!({
+        "broadcast": true,
+        "role": "viewer",
+        "type": "reconnect",
+        "data": {"reason": "rebalancing", "within_s": 2.0},
+    });
+    let (status, answer) = post(&gateway, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    for client in &mut viewers {
+        let ServerMessage::Reconnect {
+            reason,
+            retry_after,
+        } = client
+            .next_control(|m| matches!(m, ServerMessage::Reconnect { .. }))
+            .await
+        else {
+            unreachable!("filtered to reconnect")
+        };
+        assert_eq!(reason, "rebalancing");
+        assert!((0.0..=2.0).contains(&retry_after), "{retry_after}");
+    }
+    let quiet = tokio::time::timeout(QUIET, async {
+        loop {
+            match root.next_frame().await {
+                Some(Ok(ServerFrame::Control(ServerMessage::Reconnect { .. }))) => return,
+                Some(Ok(_)) => continue,
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the admin was not asked to reconnect");
+
+    // Only a broadcast may carry it.
+    let (status, _) = post(&gateway, &json!({"user": "r0", "type": "reconnect"})).await;
+    assert_eq!(status, 400);
+}
