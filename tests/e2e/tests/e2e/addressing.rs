@@ -229,3 +229,57 @@ async fn measure_the_connect_cost_of_the_user_subscription() {
         println!("{line}");
     }
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("process status")
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Measurement, not a check (run with `--ignored --nocapture`; `E2E_GATEWAY_BIN` for a
+/// release binary): the memory a held user costs a gateway process (its `sb.user.<sub>`
+/// subscription, dispatch task and map entry), from the RSS growth of 2000 connections of
+/// one user against 2000 connections of 2000 users, each in a fresh gateway process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints memory figures"]
+async fn measure_the_memory_cost_of_a_held_user() {
+    const CONNECTIONS: usize = 2000;
+    let stack = Stack::start().await;
+    let mut figures = Vec::new();
+    for (label, distinct) in [("one user", false), ("distinct users", true)] {
+        let mut env = stack.gateway_env(&format!("gw-mem-{distinct}"));
+        env.push((
+            "SWITCHBOARD__GATEWAY__CONNECTIONS_PER_USER_PER_MINUTE",
+            "100000".to_owned(),
+        ));
+        let gateway = GatewayProcess::spawn(&env).await;
+        let before = rss_kib(gateway.pid());
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        for n in 0..CONNECTIONS {
+            let sub = if distinct {
+                format!("user-{n}")
+            } else {
+                "shared".to_owned()
+            };
+            clients.push(connect(&gateway.ws_url(&token(&viewer(&sub)))).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_kib(gateway.pid());
+        let per_connection = (after.saturating_sub(before)) as f64 / CONNECTIONS as f64;
+        figures.push((label, per_connection));
+        drop(clients);
+        gateway.kill();
+    }
+    for (label, per_connection) in &figures {
+        println!(
+            "{label}: {CONNECTIONS} connections, RSS growth {per_connection:.2} KiB per connection"
+        );
+    }
+    println!(
+        "a held user costs about {:.2} KiB",
+        figures[1].1 - figures[0].1
+    );
+}
