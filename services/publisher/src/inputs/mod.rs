@@ -16,7 +16,7 @@ mod node_state;
 
 use std::sync::Arc;
 
-use bus::{Bus, Subscription};
+use bus::{Bus, Message, Subscription};
 use protocol::Subjects;
 use service::supervise::Supervisor;
 use tokio_util::sync::CancellationToken;
@@ -68,15 +68,50 @@ impl Inputs {
     ) {
         tasks.spawn(
             "node state input",
-            node_state::consume(shared.clone(), self.node_states, shutdown.clone()),
+            consume(
+                shared.clone(),
+                self.node_states,
+                shutdown.clone(),
+                node_state::record,
+            ),
         );
         tasks.spawn(
             "node links input",
-            node_links::consume(shared.clone(), self.node_links, shutdown.clone()),
+            consume(
+                shared.clone(),
+                self.node_links,
+                shutdown.clone(),
+                node_links::record,
+            ),
         );
         tasks.spawn(
             "node api",
             node_api::serve(shared.clone(), self.node_api, shutdown.clone()),
         );
+    }
+}
+
+/// Hands every message of `subscription` to `record` until `shutdown`; fails only if the
+/// subscription ends (the bus connection was closed for good). `record` drops what it cannot
+/// use: one bad message is never fatal.
+async fn consume(
+    shared: Arc<Shared>,
+    mut subscription: Subscription,
+    shutdown: CancellationToken,
+    record: fn(&Shared, &Message),
+) -> Result<(), RunError> {
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            next = subscription.next() => next,
+        };
+        match message {
+            Some(message) => record(&shared, &message),
+            None => {
+                return Err(RunError::InputEnded {
+                    subject: subscription.subject().to_owned(),
+                });
+            }
+        }
     }
 }

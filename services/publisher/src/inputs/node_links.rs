@@ -2,42 +2,16 @@
 //! per gateway every report interval and on each node disconnect) into the registry, which
 //! merges them per node and drops a gateway's figures once they go stale.
 
-use std::sync::Arc;
-
-use bus::{Message, Subscription};
+use bus::Message;
 use protocol::envelope::decode_bus;
 use protocol::nodes::NodeLinksReport;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::error::RunError;
 use crate::state::Shared;
 
-/// Records every snapshot until `shutdown`; fails only if the subscription ends.
-pub(super) async fn consume(
-    shared: Arc<Shared>,
-    mut subscription: Subscription,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            next = subscription.next() => next,
-        };
-        match message {
-            Some(message) => record(&shared, &message),
-            None => {
-                return Err(RunError::InputEnded {
-                    subject: subscription.subject().to_owned(),
-                });
-            }
-        }
-    }
-}
-
 /// Decodes one snapshot and records it; a bad one is dropped, never fatal.
-fn record(shared: &Shared, message: &Message) {
+pub(super) fn record(shared: &Shared, message: &Message) {
     let report: NodeLinksReport = match decode_bus(&message.payload) {
         Ok(report) => report,
         Err(error) => {

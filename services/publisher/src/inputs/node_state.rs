@@ -1,45 +1,19 @@
 //! Node state reports (seed 000) on `sb.ingest.node.<node_id>`, published by gateways for
 //! their node agents, into the registry.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use bus::{Message, Subscription};
+use bus::Message;
 use protocol::NodeState;
 use protocol::envelope::{HEADER_TRACEPARENT, decode_bus};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::error::RunError;
 use crate::registry::Rejected;
 use crate::state::Shared;
 
-/// Records every report until `shutdown`; fails only if the subscription ends (the bus
-/// connection was closed for good).
-pub(super) async fn consume(
-    shared: Arc<Shared>,
-    mut subscription: Subscription,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            next = subscription.next() => next,
-        };
-        match message {
-            Some(message) => record(&shared, &message),
-            None => {
-                return Err(RunError::InputEnded {
-                    subject: subscription.subject().to_owned(),
-                });
-            }
-        }
-    }
-}
-
 /// Decodes one report and records it; a bad report is counted and dropped, never fatal.
-fn record(shared: &Shared, message: &Message) {
+pub(super) fn record(shared: &Shared, message: &Message) {
     let span = tracing::info_span!("node_state", subject = %message.subject);
     if let Some(traceparent) = message.headers.get(HEADER_TRACEPARENT) {
         telemetry::set_parent_from_traceparent(&span, traceparent);
