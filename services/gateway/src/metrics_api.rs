@@ -90,7 +90,8 @@ pub(crate) async fn summary(State(shared): State<Arc<Shared>>) -> Response {
     ask::<_, SummaryReply>(&shared, api::SUMMARY, &SummaryRequest {}).await
 }
 
-async fn ask<Q: Serialize, R: Serialize + DeserializeOwned>(
+/// Asks the aggregator `method` over the bus and answers with its reply (503 when none answers).
+pub(crate) async fn ask<Q: Serialize, R: Serialize + DeserializeOwned>(
     shared: &Shared,
     method: &str,
     request: &Q,

@@ -27,12 +27,12 @@ use tracing::info;
 
 use super::commands::authorise;
 use super::{error_response, read_json_body};
-use crate::metrics_api::AGGREGATOR_TIMEOUT;
+use crate::metrics_api::ask;
 use crate::state::Shared;
 
 /// `GET /api/ws/metrics/rules`: the rules in force and their source.
 pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Response {
-    ask(&shared, api::RULES, &RulesRequest {}).await
+    ask::<_, RulesReply>(&shared, api::RULES, &RulesRequest {}).await
 }
 
 /// `PUT /api/ws/metrics/rules` with `{"rules": [{name, metric, op, threshold, severity,
@@ -54,7 +54,7 @@ pub(crate) async fn replace(
         return invalid_rule(&problem);
     }
     info!(operator = %operator, rules = request.rules.len(), "alert rules replaced by operator");
-    ask(&shared, api::PUT_RULES, &request).await
+    ask::<_, RulesReply>(&shared, api::PUT_RULES, &request).await
 }
 
 /// `DELETE /api/ws/metrics/rules`: back to the file's or the default rules.
@@ -64,7 +64,7 @@ pub(crate) async fn reset(State(shared): State<Arc<Shared>>, headers: HeaderMap)
         Err(refusal) => return error_response(refusal),
     };
     info!(operator = %operator, "alert rules reset by operator");
-    ask(&shared, api::RESET_RULES, &RulesRequest {}).await
+    ask::<_, RulesReply>(&shared, api::RESET_RULES, &RulesRequest {}).await
 }
 
 /// 400 `{"error": {"code": "invalid_rule", "message", "reason", "index"?}}`.
@@ -80,17 +80,6 @@ fn invalid_rule(problem: &RuleProblem) -> Response {
     }
     let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     (status, Json(json!({ "error": error }))).into_response()
-}
-
-async fn ask<Q: serde::Serialize>(shared: &Shared, method: &str, request: &Q) -> Response {
-    crate::bus_api::proxy::<Q, RulesReply>(
-        shared,
-        (api::SERVICE, "aggregator"),
-        method,
-        request,
-        AGGREGATOR_TIMEOUT,
-    )
-    .await
 }
 
 #[cfg(test)]
