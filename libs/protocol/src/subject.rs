@@ -66,6 +66,20 @@ impl Subjects {
         )
     }
 
+    /// `sb.user.*`: every user's personal messages (one subscription per gateway, when it
+    /// routes them itself).
+    pub fn all_users(&self) -> String {
+        format!("{}.user.*", self.prefix)
+    }
+
+    /// Returns the (decoded) `sub` of a `sb.user.<sub>` subject, if it is one.
+    pub fn user_of(&self, subject: &str) -> Option<String> {
+        let token = subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".user.")?;
+        crate::direct::decode_subject_token(token)
+    }
+
     /// `sb.conn.<connection_id>`: a message to one connection, any service → the gateway
     /// holding it. The id must satisfy
     /// [`is_valid_connection_id`](crate::direct::is_valid_connection_id).
@@ -152,6 +166,12 @@ mod tests {
         assert_eq!(subjects.user("alice"), "sb.user.alice");
         assert_eq!(subjects.user("a.b@x.io"), "sb.user.a%2Eb@x%2Eio");
         assert_eq!(subjects.connection("c-1"), "sb.conn.c-1");
+        assert_eq!(subjects.all_users(), "sb.user.*");
+        assert_eq!(
+            subjects.user_of("sb.user.a%2Eb@x%2Eio").as_deref(),
+            Some("a.b@x.io")
+        );
+        assert_eq!(subjects.user_of("sb.conn.a"), None);
         assert_eq!(subjects.all_connections(), "sb.conn.*");
         assert_eq!(subjects.connection_of("sb.conn.c-1"), Some("c-1"));
         assert_eq!(subjects.connection_of("sb.user.c-1"), None);

@@ -177,6 +177,25 @@ pub struct GatewayConfig {
     /// in `refresh` once its `exp` has passed; the grace only delays the close.
     #[serde(with = "humantime_serde")]
     pub token_expiry_grace: Duration,
+    /// How the gateway listens for personal messages (`sb.user.<sub>`): `per_user` holds one
+    /// bus subscription per user it has a connection of (only the users it serves reach it,
+    /// but each held user costs about 8 KiB, mostly the NATS client's buffer of that
+    /// subscription); `shared` holds one `sb.user.*` subscription and drops the messages of
+    /// users it does not hold (no cost per user, but every gateway receives every personal
+    /// message). Choose `shared` for gateways with many distinct users and a modest rate of
+    /// personal messages.
+    pub user_subscriptions: UserSubscriptions,
+}
+
+/// See [`GatewayConfig::user_subscriptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserSubscriptions {
+    /// One `sb.user.<sub>` subscription per held user.
+    #[default]
+    PerUser,
+    /// One `sb.user.*` subscription per gateway, routed locally.
+    Shared,
 }
 
 impl Default for GatewayConfig {
@@ -218,6 +237,7 @@ impl Default for GatewayConfig {
             worker_threads: 0,
             dashboard: true,
             dashboard_dir: None,
+            user_subscriptions: UserSubscriptions::PerUser,
             retained_rooms: ["nodes", "tasks", "metrics", "resources"]
                 .map(str::to_owned)
                 .to_vec(),

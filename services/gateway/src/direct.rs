@@ -8,6 +8,9 @@
 //!   users it serves. The first connection of a user waits for the subscription (and a bus
 //!   flush) before its greeting, so a message published after `connection_established` is
 //!   delivered; further connections of the user join the live subscription at no bus cost.
+//!   With `gateway.user_subscriptions = "shared"` the gateway holds one `sb.user.*`
+//!   subscription instead and routes by the subject's last token (no cost per held user, but
+//!   every gateway receives every personal message; see the config key).
 //! - **connections**: one wildcard subscription `sb.conn.*` per gateway, routed by the
 //!   subject's last token through a map of the local connections. A per-connection
 //!   subscription would add a subscribe and a flush round trip to every connect and a SUB/UNSUB
@@ -39,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::config::UserSubscriptions;
 use crate::frames::encode_frame;
 use crate::metrics::Metrics;
 use crate::session::conn::{Conn, Outgoing};
@@ -70,6 +74,7 @@ struct User {
 /// Messages to users, connections and everyone, for one gateway.
 pub(crate) struct Direct {
     bus: Bus,
+    mode: UserSubscriptions,
     subjects: Subjects,
     metrics: Arc<Metrics>,
     tasks: TaskTracker,
@@ -85,6 +90,7 @@ pub(crate) struct Direct {
 impl Direct {
     pub fn new(
         bus: Bus,
+        mode: UserSubscriptions,
         subjects: Subjects,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
@@ -95,6 +101,7 @@ impl Direct {
             connection_out: metrics.messages_out.with_label_values(&["connection"]),
             broadcast_out: metrics.messages_out.with_label_values(&["broadcast"]),
             bus,
+            mode,
             subjects,
             metrics,
             tasks,
@@ -139,6 +146,10 @@ impl Direct {
                 .insert(conn.key, conn.clone());
             user
         };
+        if self.mode == UserSubscriptions::Shared {
+            // `sb.user.*` is held for the gateway's life; the user entry only routes.
+            return;
+        }
         if let Some(&live) = user.subscribed.get() {
             if !live {
                 self.leave_user(sub, conn.key);
@@ -203,12 +214,17 @@ impl Direct {
     pub async fn subscribe_wide(&self) -> Wide {
         let connections = subscribe(&self.bus, &self.subjects.all_connections()).await;
         let broadcast = subscribe(&self.bus, &self.subjects.broadcast()).await;
+        let users = match self.mode {
+            UserSubscriptions::Shared => subscribe(&self.bus, &self.subjects.all_users()).await,
+            UserSubscriptions::PerUser => None,
+        };
         if let Err(error) = self.bus.flush().await {
             warn!(error = %error, "bus flush after direct subscriptions failed");
         }
         Wide {
             connections,
             broadcast,
+            users,
         }
     }
 
@@ -218,6 +234,7 @@ impl Direct {
         let Wide {
             connections,
             broadcast,
+            users,
         } = wide;
         let this = self.clone();
         let to_connections = this.follow(
@@ -229,10 +246,21 @@ impl Direct {
         let to_everyone = self.follow(
             self.subjects.broadcast(),
             broadcast,
-            stop,
+            stop.clone(),
             Self::dispatch_broadcast,
         );
-        futures_util::future::join(to_connections, to_everyone).await;
+        let to_users = async {
+            if self.mode == UserSubscriptions::Shared {
+                self.follow(
+                    self.subjects.all_users(),
+                    users,
+                    stop.clone(),
+                    Self::dispatch_to_users,
+                )
+                .await;
+            }
+        };
+        futures_util::future::join3(to_connections, to_everyone, to_users).await;
     }
 
     /// Delivers one wide subscription's messages with `dispatch` until `stop`.
@@ -300,6 +328,25 @@ impl Direct {
                 };
                 let pushed = conn.push_all(std::slice::from_ref(&outgoing));
                 self.count(&self.connection_out, pushed);
+            }
+        }
+    }
+
+    /// `shared` mode: delivers `sb.user.<sub>` messages to the local connections of `sub`,
+    /// dropping those of users this gateway does not hold before decoding them.
+    fn dispatch_to_users(&self, messages: &[bus::Message]) {
+        for message in messages {
+            let Some(sub) = self.subjects.user_of(&message.subject) else {
+                continue;
+            };
+            let user = self
+                .users
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&sub)
+                .cloned();
+            if let Some(user) = user {
+                self.dispatch_to_user(&user, std::slice::from_ref(message));
             }
         }
     }
@@ -453,6 +500,8 @@ impl Direct {
 pub(crate) struct Wide {
     connections: Option<bus::Subscription>,
     broadcast: Option<bus::Subscription>,
+    /// `sb.user.*`, in `shared` mode only.
+    users: Option<bus::Subscription>,
 }
 
 struct Decoded {

@@ -201,6 +201,7 @@ pub(crate) fn build(
     ));
     let direct = Arc::new(crate::direct::Direct::new(
         bus.clone(),
+        gateway.user_subscriptions,
         subjects.clone(),
         metrics.clone(),
         drain.tasks.clone(),

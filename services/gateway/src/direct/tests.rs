@@ -16,6 +16,7 @@ use crate::session::conn::{Conn, Owner, QueueLimits};
 fn direct(bus: &Bus) -> Arc<Direct> {
     Arc::new(Direct::new(
         bus.clone(),
+        crate::config::UserSubscriptions::PerUser,
         Subjects::default(),
         Arc::new(Metrics::new()),
         TaskTracker::new(),

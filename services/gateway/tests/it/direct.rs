@@ -366,3 +366,29 @@ async fn a_broadcast_reconnect_asks_each_connection_of_the_role_to_reconnect_wit
     let (status, _) = post(&gateway, &json!({"user": "r0", "type": "reconnect"})).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_shared_user_subscriptions_a_personal_message_still_reaches_only_its_user() {
+    let gateway = TestGateway::start_memory(|config| {
+        config.gateway.user_subscriptions = gateway::config::UserSubscriptions::Shared;
+    })
+    .await;
+    let alice = viewer("alice@example.com");
+    let (mut first, _) = connect(&gateway, &alice, Codec::Json).await;
+    let (mut second, _) = connect(&gateway, &alice, Codec::MsgPack).await;
+    let (mut bob, _) = connect(&gateway, &viewer("bob"), Codec::Json).await;
+
+    let body = json!({"user": "alice@example.com", "type": "note", "data": 1});
+    let (status, answer) = post(&gateway, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    for client in [&mut first, &mut second] {
+        let message = next_direct(client).await;
+        assert_eq!(message.user.as_deref(), Some("alice@example.com"));
+        assert_eq!(direct_within(client, QUIET).await, None, "once");
+    }
+    assert_eq!(direct_within(&mut bob, QUIET).await, None);
+    // Nobody holds carol: her message is dropped on the lookup.
+    let (status, _) = post(&gateway, &json!({"user": "carol", "type": "note"})).await;
+    assert_eq!(status, 202);
+    assert_eq!(direct_within(&mut bob, QUIET).await, None);
+}

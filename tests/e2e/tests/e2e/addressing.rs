@@ -93,10 +93,17 @@ fn connection_id(greeting: &ServerMessage) -> String {
 async fn personal_connection_and_broadcast_messages_reach_exactly_their_connections_across_three_gateways()
  {
     let stack = Stack::start().await;
+    // The third gateway routes personal messages from one `sb.user.*` subscription
+    // (`gateway.user_subscriptions = "shared"`); the others hold one per user.
+    let mut shared_env = stack.gateway_env("gw-a3");
+    shared_env.push((
+        "SWITCHBOARD__GATEWAY__USER_SUBSCRIPTIONS",
+        "shared".to_owned(),
+    ));
     let gateways = [
         GatewayProcess::spawn(&stack.gateway_env("gw-a1")).await,
         GatewayProcess::spawn(&stack.gateway_env("gw-a2")).await,
-        GatewayProcess::spawn(&stack.gateway_env("gw-a3")).await,
+        GatewayProcess::spawn(&shared_env).await,
     ];
     // alice: one connection on each gateway and a second one on the first; bob and carol
     // elsewhere. `connect` waits for `connection_established`.
@@ -249,12 +256,21 @@ async fn measure_the_memory_cost_of_a_held_user() {
     const CONNECTIONS: usize = 2000;
     let stack = Stack::start().await;
     let mut figures = Vec::new();
-    for (label, distinct) in [("one user", false), ("distinct users", true)] {
-        let mut env = stack.gateway_env(&format!("gw-mem-{distinct}"));
+    for (label, distinct, mode) in [
+        ("one user", false, "per_user"),
+        ("distinct users", true, "per_user"),
+        (
+            "distinct users, user_subscriptions = shared",
+            true,
+            "shared",
+        ),
+    ] {
+        let mut env = stack.gateway_env(&format!("gw-mem-{distinct}-{mode}"));
         env.push((
             "SWITCHBOARD__GATEWAY__CONNECTIONS_PER_USER_PER_MINUTE",
             "100000".to_owned(),
         ));
+        env.push(("SWITCHBOARD__GATEWAY__USER_SUBSCRIPTIONS", mode.to_owned()));
         let gateway = GatewayProcess::spawn(&env).await;
         let before = rss_kib(gateway.pid());
         let mut clients = Vec::with_capacity(CONNECTIONS);
@@ -279,7 +295,8 @@ async fn measure_the_memory_cost_of_a_held_user() {
         );
     }
     println!(
-        "a held user costs about {:.2} KiB",
-        figures[1].1 - figures[0].1
+        "a held user costs about {:.2} KiB per_user, {:.2} KiB shared",
+        figures[1].1 - figures[0].1,
+        figures[2].1 - figures[0].1
     );
 }
