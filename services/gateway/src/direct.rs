@@ -443,7 +443,8 @@ impl Direct {
                 Codec::Json => &mut json,
                 Codec::MsgPack => &mut msgpack,
             };
-            let frames = slot.get_or_insert_with(|| encode_all(conn.codec, &decoded));
+            let frames =
+                slot.get_or_insert_with(|| crate::frames::encode_published(conn.codec, &decoded));
             add(&mut totals, conn.push_all(frames));
         }
         drop(members);
@@ -533,22 +534,10 @@ impl<'a> Frames<'a> {
             Codec::MsgPack => &mut self.msgpack,
         };
         let (message, published_at_ms) = (self.message, self.published_at_ms);
-        slot.get_or_insert_with(|| encode_all(codec, &[(message.clone(), published_at_ms)]))
-    }
-}
-
-fn encode_all(codec: Codec, messages: &[(DirectMessage, u64)]) -> Vec<Outgoing> {
-    messages
-        .iter()
-        .filter_map(|(message, published_at_ms)| {
-            let (message, bytes) = encode_frame(codec, message)?;
-            Some(Outgoing {
-                message,
-                bytes,
-                published_at_ms: *published_at_ms,
-            })
+        slot.get_or_insert_with(|| {
+            crate::frames::encode_published(codec, &[(message.clone(), published_at_ms)])
         })
-        .collect()
+    }
 }
 
 fn add(

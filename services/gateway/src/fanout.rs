@@ -382,19 +382,7 @@ impl EncodedBatch<'_> {
             Codec::Json => &mut self.json,
             Codec::MsgPack => &mut self.msgpack,
         };
-        slot.get_or_insert_with(|| {
-            messages
-                .iter()
-                .filter_map(|(message, published_at_ms)| {
-                    let (message, bytes) = encode_frame(codec, message)?;
-                    Some(Outgoing {
-                        message,
-                        bytes,
-                        published_at_ms: *published_at_ms,
-                    })
-                })
-                .collect()
-        })
+        slot.get_or_insert_with(|| crate::frames::encode_published(codec, messages))
     }
 }
 

@@ -26,6 +26,22 @@ pub(crate) fn encode_frame<T: Serialize>(codec: Codec, message: &T) -> Option<(M
     Some((frame, len))
 }
 
+/// Encodes messages with their publish times into queue entries for `codec`; a message that
+/// cannot be encoded is left out (and logged).
+pub(crate) fn encode_published<T: Serialize>(codec: Codec, messages: &[(T, u64)]) -> Vec<Outgoing> {
+    messages
+        .iter()
+        .filter_map(|(message, published_at_ms)| {
+            let (message, bytes) = encode_frame(codec, message)?;
+            Some(Outgoing {
+                message,
+                bytes,
+                published_at_ms: *published_at_ms,
+            })
+        })
+        .collect()
+}
+
 /// Encodes a control message into a queue entry.
 pub(crate) fn control<T: Serialize>(codec: Codec, message: &T) -> Option<Outgoing> {
     encode_frame(codec, message).map(|(message, bytes)| Outgoing {
