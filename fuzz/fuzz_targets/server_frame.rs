@@ -1,5 +1,6 @@
 //! Server frames as the SDK (libs/client) reads them: `ServerFrame::decode`, a control
-//! message or a room message, in either codec. The first byte picks the codec.
+//! message, a room message or a direct (personal, per-connection, broadcast) message, in
+//! either codec. The first byte picks the codec.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,19 @@ fuzz_target!(|input: &[u8]| {
                     Ok(ServerFrame::Room(_))
                 ),
                 "a room message of type {:?} reads back as something else",
+                message.event
+            );
+        }
+        Ok(ServerFrame::Direct(message)) => {
+            assert_reencodes(codec, &message);
+            // A direct message re-read by a client is still a direct message.
+            let encoded = codec.encode(&message).unwrap_or_default();
+            assert!(
+                matches!(
+                    ServerFrame::decode(codec, &encoded),
+                    Ok(ServerFrame::Direct(_))
+                ),
+                "a direct message of type {:?} reads back as something else",
                 message.event
             );
         }
