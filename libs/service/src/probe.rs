@@ -83,10 +83,11 @@ fn exchange(
 ) -> Result<u16, ProbeError> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
+    // One write: `write!` on the socket would send each formatted piece as its own segment.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: switchboard-probe\r\nConnection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     // The status line fits in the first read of any real server; read until it is complete.
     let mut answer = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
@@ -124,10 +125,19 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let handle = thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let read = stream.read(&mut request).unwrap();
+            // The whole request head, so closing never resets the connection over unread
+            // bytes (the client would then see a reset instead of the reply).
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = stream.read(&mut chunk).unwrap();
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&chunk[..read]);
+            }
             stream.write_all(reply.as_bytes()).unwrap();
-            String::from_utf8_lossy(&request[..read]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         (format!("http://{addr}"), handle)
     }
